@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * image.c — superblocks: encoding, validation, atomic update.
+ *
+ * Encoding is explicit little-endian field by field (never a struct cast),
+ * so the format does not depend on the compiler.  A slot is accepted only if
+ * its magic, CRC32C, version, feature flags and geometry all check out
+ * against the size of the backend; otherwise the other slot is used, and if
+ * neither is valid the image is refused with the reasons.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "crc32c.h"
+#include "error.h"
+#include "image.h"
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* Field offsets inside an encoded slot (docs/FORMAT.md). */
+enum {
+    SB_MAGIC = 0, SB_VERSION = 8, SB_SIZE = 12, SB_SEQUENCE = 16, SB_UUID = 24,
+    SB_IMAGE_SIZE = 40, SB_TDB_OFFSET = 48, SB_TDB_CAPACITY = 56,
+    SB_TDB_LOGICAL = 64, SB_JOURNAL_OFFSET = 72, SB_JOURNAL_LENGTH = 80,
+    SB_COMPAT = 88, SB_INCOMPAT = 92, SB_RO_COMPAT = 96, SB_CRC = 124,
+};
+
+void nvt_sb_encode(const nvt_superblock *sb, uint8_t out[NVT_SB_ENCODED_SIZE])
+{
+    memset(out, 0, NVT_SB_ENCODED_SIZE);
+    memcpy(out + SB_MAGIC, NVT_IMAGE_MAGIC, 8);
+    put_le32(out + SB_VERSION, sb->format_version);
+    put_le32(out + SB_SIZE, NVT_SB_ENCODED_SIZE);
+    put_le64(out + SB_SEQUENCE, sb->sequence);
+    memcpy(out + SB_UUID, sb->uuid, 16);
+    put_le64(out + SB_IMAGE_SIZE, sb->image_size);
+    put_le64(out + SB_TDB_OFFSET, sb->tdb_offset);
+    put_le64(out + SB_TDB_CAPACITY, sb->tdb_capacity);
+    put_le64(out + SB_TDB_LOGICAL, sb->tdb_logical);
+    put_le64(out + SB_JOURNAL_OFFSET, sb->journal_offset);
+    put_le64(out + SB_JOURNAL_LENGTH, sb->journal_length);
+    put_le32(out + SB_COMPAT, sb->compat_flags);
+    put_le32(out + SB_INCOMPAT, sb->incompat_flags);
+    put_le32(out + SB_RO_COMPAT, sb->ro_compat_flags);
+    put_le32(out + SB_CRC, nvt_crc32c(0, out, SB_CRC));
+}
+
+#define BAD(err, ...) (snprintf(why, why_len, __VA_ARGS__), (err) > 0 ? -(err) : (err))
+
+int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
+                  nvt_superblock *sb, char *why, size_t why_len)
+{
+    if (memcmp(in + SB_MAGIC, NVT_IMAGE_MAGIC, 8) != 0)
+        return BAD(EBADMSG, "no nvramtdb magic");
+    uint32_t crc = get_le32(in + SB_CRC), want = nvt_crc32c(0, in, SB_CRC);
+    if (crc != want)
+        return BAD(EBADMSG, "checksum mismatch (stored %08x, computed %08x)", crc, want);
+    memset(sb, 0, sizeof *sb);
+    sb->format_version = get_le32(in + SB_VERSION);
+    if (sb->format_version != NVT_IMAGE_FORMAT_VERSION)
+        return BAD(ENOTSUP, "format version %u is not supported (this library reads version %u)",
+                   sb->format_version, NVT_IMAGE_FORMAT_VERSION);
+    if (get_le32(in + SB_SIZE) != NVT_SB_ENCODED_SIZE)
+        return BAD(EBADMSG, "superblock size %u, expected %u", get_le32(in + SB_SIZE),
+                   NVT_SB_ENCODED_SIZE);
+    sb->sequence = get_le64(in + SB_SEQUENCE);
+    memcpy(sb->uuid, in + SB_UUID, 16);
+    sb->image_size = get_le64(in + SB_IMAGE_SIZE);
+    sb->tdb_offset = get_le64(in + SB_TDB_OFFSET);
+    sb->tdb_capacity = get_le64(in + SB_TDB_CAPACITY);
+    sb->tdb_logical = get_le64(in + SB_TDB_LOGICAL);
+    sb->journal_offset = get_le64(in + SB_JOURNAL_OFFSET);
+    sb->journal_length = get_le64(in + SB_JOURNAL_LENGTH);
+    sb->compat_flags = get_le32(in + SB_COMPAT);
+    sb->incompat_flags = get_le32(in + SB_INCOMPAT);
+    sb->ro_compat_flags = get_le32(in + SB_RO_COMPAT);
+
+    if (sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)
+        return BAD(ENOTSUP, "image is encrypted; encryption is not supported by this version");
+    if (sb->incompat_flags & ~NVT_INCOMPAT_KNOWN)
+        return BAD(ENOTSUP, "unknown incompatible feature flags 0x%x", sb->incompat_flags);
+    if (sb->image_size % NVT_IMAGE_ALIGN || sb->image_size < NVT_IMAGE_META_SIZE)
+        return BAD(EBADMSG, "invalid image size %llu", (unsigned long long)sb->image_size);
+    if (sb->image_size > backend_size)
+        return BAD(EBADMSG, "image truncated: superblock says %llu bytes, only %llu present",
+                   (unsigned long long)sb->image_size, (unsigned long long)backend_size);
+    if (sb->tdb_offset != NVT_IMAGE_META_SIZE)
+        return BAD(EBADMSG, "invalid tdb region offset %llu", (unsigned long long)sb->tdb_offset);
+    if (sb->tdb_capacity > sb->image_size - sb->tdb_offset || sb->tdb_capacity % NVT_IMAGE_ALIGN)
+        return BAD(EBADMSG, "tdb region of %llu bytes does not fit the image of %llu bytes",
+                   (unsigned long long)sb->tdb_capacity, (unsigned long long)sb->image_size);
+    if (sb->tdb_logical > sb->tdb_capacity || sb->tdb_logical > UINT32_MAX)
+        return BAD(EBADMSG, "tdb length %llu exceeds its region of %llu bytes",
+                   (unsigned long long)sb->tdb_logical, (unsigned long long)sb->tdb_capacity);
+    if (sb->journal_offset != 0 || sb->journal_length != 0)
+        return BAD(EBADMSG, "journal fields set in a version %u image", sb->format_version);
+    return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+static int read_slots(nvt_backend *be, uint8_t slots[2][NVT_SB_ENCODED_SIZE], uint64_t *size)
+{
+    int r = nvt_be_get_size(be, size);
+    if (r < 0)
+        return r;
+    memset(slots, 0, 2 * NVT_SB_ENCODED_SIZE);
+    for (int i = 0; i < 2; i++) {
+        uint64_t off = (uint64_t)i * NVT_SB_SLOT_SIZE;
+        if (*size >= off + NVT_SB_ENCODED_SIZE) {
+            r = nvt_be_pread(be, slots[i], NVT_SB_ENCODED_SIZE, off);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+int nvt_image_probe_blank(nvt_backend *be, bool *blank)
+{
+    uint8_t slots[2][NVT_SB_ENCODED_SIZE];
+    uint64_t size;
+    nvt_superblock sb;
+    char why[160];
+
+    int r = read_slots(be, slots, &size);
+    if (r < 0)
+        return r;
+    /* Slot B is written only after slot A is durable at format time, and
+     * is never zero afterwards: A invalid with B all zero means formatting
+     * never completed, so nothing of value can be lost by formatting. */
+    *blank = all_zero(slots[1], NVT_SB_ENCODED_SIZE) &&
+             (all_zero(slots[0], NVT_SB_ENCODED_SIZE) ||
+              nvt_sb_decode(slots[0], size, &sb, why, sizeof why) < 0);
+    return 0;
+}
+
+uint64_t nvt_image_size_for(uint64_t tdb_bytes)
+{
+    uint64_t aligned = (tdb_bytes + NVT_IMAGE_ALIGN - 1) / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN;
+    return NVT_IMAGE_META_SIZE + aligned;
+}
+
+static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
+{
+    uint8_t buf[NVT_SB_SLOT_SIZE];
+    memset(buf, 0, sizeof buf);
+    nvt_sb_encode(sb, buf);
+    int r = nvt_be_pwrite(be, buf, sizeof buf, (uint64_t)slot * NVT_SB_SLOT_SIZE);
+    if (r == 0)
+        r = nvt_be_flush(be);
+    return r;
+}
+
+static void new_uuid(uint8_t uuid[16])
+{
+    for (int i = 0; i < 16; i += 4) {
+        guint32 v = g_random_int();
+        memcpy(uuid + i, &v, 4);
+    }
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);  /* version 4 (random) */
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);  /* RFC 4122 variant */
+}
+
+int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
+                     nvt_image **out)
+{
+    nvt_superblock sb = {
+        .format_version = NVT_IMAGE_FORMAT_VERSION,
+        .sequence = 1,
+        .image_size = image_size,
+        .tdb_offset = NVT_IMAGE_META_SIZE,
+        .tdb_capacity = image_size - NVT_IMAGE_META_SIZE,
+        .tdb_logical = len,
+    };
+    int r;
+
+    if (image_size < nvt_image_size_for(len) || image_size % NVT_IMAGE_ALIGN)
+        return nvt_error(EINVAL, "%s: image size %llu cannot hold a tdb of %llu bytes",
+                         be->name, (unsigned long long)image_size, (unsigned long long)len);
+    new_uuid(sb.uuid);
+    /* Make sure the superblock area reads as blank until slot A is durable. */
+    uint8_t zero[NVT_IMAGE_META_SIZE];
+    memset(zero, 0, sizeof zero);
+    r = nvt_be_pwrite(be, zero, sizeof zero, 0);
+    if (r == 0 && len)
+        r = nvt_be_pwrite(be, tdb, len, NVT_IMAGE_META_SIZE);
+    if (r == 0)
+        r = nvt_be_flush(be);
+    if (r == 0)
+        r = write_slot(be, 0, &sb);
+    if (r == 0) {
+        sb.sequence = 2;
+        r = write_slot(be, 1, &sb);
+    }
+    if (r < 0)
+        return nvt_error_prefix(r, "%s: formatting failed", be->name);
+    return nvt_image_open(be, out);
+}
+
+int nvt_image_open(nvt_backend *be, nvt_image **out)
+{
+    uint8_t slots[2][NVT_SB_ENCODED_SIZE];
+    nvt_superblock sb[2];
+    uint64_t size;
+    int err[2];
+
+    int r = read_slots(be, slots, &size);
+    if (r < 0)
+        return r;
+    nvt_image *img = g_new0(nvt_image, 1);
+    img->be = be;
+    for (int i = 0; i < 2; i++) {
+        err[i] = nvt_sb_decode(slots[i], size, &sb[i], img->slot_problem[i],
+                               sizeof img->slot_problem[i]);
+        img->slot_valid[i] = err[i] == 0;
+    }
+    if (!img->slot_valid[0] && !img->slot_valid[1]) {
+        /* ENOTSUP (newer format, unknown feature) wins over corruption:
+         * it is the more useful diagnosis. */
+        r = err[0] == -ENOTSUP ? err[0] : err[1] == -ENOTSUP ? err[1] : -EBADMSG;
+        if (size < NVT_IMAGE_META_SIZE)
+            r = nvt_error(EBADMSG, "%s: not an nvramtdb image: %llu bytes is shorter than "
+                          "the superblock area", be->name, (unsigned long long)size);
+        else if (all_zero(slots[0], 8) && all_zero(slots[1], 8) && err[0] != -ENOTSUP)
+            r = nvt_error(EBADMSG, "%s: not an nvramtdb image (no superblock)", be->name);
+        else
+            r = nvt_error(-r, "%s: no valid superblock: copy A: %s; copy B: %s", be->name,
+                          img->slot_problem[0], img->slot_problem[1]);
+        g_free(img);
+        return r;
+    }
+    if (img->slot_valid[0] && img->slot_valid[1])
+        img->active_slot = sb[1].sequence > sb[0].sequence ? 1 : 0;
+    else
+        img->active_slot = img->slot_valid[0] ? 0 : 1;
+    img->sb = sb[img->active_slot];
+    *out = img;
+    return 0;
+}
+
+int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
+{
+    if (logical > img->sb.tdb_capacity)
+        return nvt_error(ENOSPC, "%s: tdb cannot grow to %llu bytes: its region holds %llu",
+                         img->be->name, (unsigned long long)logical,
+                         (unsigned long long)img->sb.tdb_capacity);
+    nvt_superblock sb = img->sb;
+    sb.tdb_logical = logical;
+    sb.sequence++;
+    /* Overwrite the older copy: the active one stays intact until the new
+     * one is durable. */
+    int slot = 1 - img->active_slot;
+    int r = write_slot(img->be, slot, &sb);
+    if (r < 0)
+        return r;
+    img->sb = sb;
+    img->active_slot = slot;
+    img->slot_valid[slot] = true;
+    return 0;
+}
+
+void nvt_image_free(nvt_image *img)
+{
+    g_free(img);
+}
+
+void nvt_uuid_format(const uint8_t u[16], char out[37])
+{
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+             u[13], u[14], u[15]);
+}

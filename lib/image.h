@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * image.h — the on-disk layout of an image (docs/FORMAT.md).
+ *
+ *   offset 0      superblock slot A (4096 bytes)
+ *   offset 4096   superblock slot B (4096 bytes)
+ *   offset 8192   tdb region: tdb's file, tdb_logical bytes long, inside a
+ *                 region of tdb_capacity bytes reserved for it
+ *
+ * The superblock is written in two alternating slots, each with a sequence
+ * number and a CRC32C, so that an update is atomic: the valid slot with the
+ * highest sequence wins.  Everything read from disk is validated before
+ * use; no offset is trusted.
+ */
+#ifndef NVT_IMAGE_H
+#define NVT_IMAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#define NVT_IMAGE_MAGIC "NVRAMTDB"
+#define NVT_IMAGE_FORMAT_VERSION 1u
+#define NVT_SB_SLOT_SIZE 4096u
+#define NVT_SB_ENCODED_SIZE 128u
+#define NVT_IMAGE_META_SIZE (2 * NVT_SB_SLOT_SIZE)
+#define NVT_IMAGE_ALIGN 4096u
+
+/* incompat_flags: a reader that does not know a bit must refuse the image. */
+#define NVT_INCOMPAT_ENCRYPTED (1u << 0)   /* reserved: payload encryption */
+#define NVT_INCOMPAT_KNOWN 0u
+
+typedef struct nvt_superblock {
+    uint32_t format_version;
+    uint64_t sequence;
+    uint8_t uuid[16];
+    uint64_t image_size;
+    uint64_t tdb_offset;
+    uint64_t tdb_capacity;
+    uint64_t tdb_logical;
+    uint64_t journal_offset;     /* 0: no journal (format version 1) */
+    uint64_t journal_length;
+    uint32_t compat_flags;
+    uint32_t incompat_flags;
+    uint32_t ro_compat_flags;
+} nvt_superblock;
+
+typedef struct nvt_image {
+    nvt_backend *be;           /* borrowed */
+    nvt_superblock sb;         /* the active (newest valid) copy */
+    int active_slot;           /* 0 = A, 1 = B */
+    bool slot_valid[2];
+    char slot_problem[2][160]; /* why a slot is invalid, for check */
+} nvt_image;
+
+/* Encode/decode one slot (NVT_SB_ENCODED_SIZE bytes).  decode validates
+ * magic, CRC, version and geometry against @backend_size; on failure it
+ * returns a negative errno and a message in @why. */
+void nvt_sb_encode(const nvt_superblock *sb, uint8_t out[NVT_SB_ENCODED_SIZE]);
+int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
+                  nvt_superblock *sb, char *why, size_t why_len);
+
+/* Is the image blank (never formatted, or its formatting was interrupted
+ * before the first superblock copy was durable)?  An empty backend is
+ * blank. */
+int nvt_image_probe_blank(nvt_backend *be, bool *blank);
+
+/* Image size needed for a tdb of @tdb_bytes. */
+uint64_t nvt_image_size_for(uint64_t tdb_bytes);
+
+/* Write a new image on @be: the tdb region is filled with @tdb (len bytes,
+ * a complete tdb file), flushed, then slot A, flushed, then slot B,
+ * flushed, so that a crash at any point leaves a blank or a valid image.
+ * @image_size must be >= nvt_image_size_for(len) and the backend must
+ * already be that large. */
+int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
+                     nvt_image **out);
+
+/* Read and validate the superblocks of @be. */
+int nvt_image_open(nvt_backend *be, nvt_image **out);
+
+/* Persist a new tdb logical length (atomic and durable on return). */
+int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical);
+
+void nvt_image_free(nvt_image *img);
+
+/* Format a UUID as 8-4-4-4-12 hex into @out (37 bytes). */
+void nvt_uuid_format(const uint8_t uuid[16], char out[37]);
+
+#endif /* NVT_IMAGE_H */

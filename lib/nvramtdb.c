@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * nvramtdb.c — the public API (nvramtdb.h): handles, URIs, start-up.
+ *
+ * A handle owns the backend, the image (superblocks) and the store.  It
+ * adds policy only: which backend a URI names, locking, when to format,
+ * read-only opens working on a private copy, request validation before
+ * execution, completions.  Calls on a handle are serialised by its mutex.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "error.h"
+#include "image.h"
+#include "internal.h"
+#include "nvramtdb.h"
+#include "store.h"
+
+struct nvramtdb {
+    GMutex lock;
+    char *uri;
+    unsigned flags;
+    bool read_only;
+    bool started;
+    nvt_backend *be;        /* the image's backend */
+    nvt_backend *copy;      /* read-only: private in-memory copy of the image */
+    nvt_image *img;
+    nvt_store *st;
+    GArray *specs;          /* nvt_blob_spec, names owned */
+    uint64_t image_size;    /* requested size for formatting, 0 = computed */
+    uint64_t totalsize;     /* cache of nvramtdb_get_totalsize(), 0 = unknown */
+};
+
+const char *nvramtdb_last_error(void)
+{
+    return nvt_last_error();
+}
+
+const char *nvramtdb_version(void)
+{
+    return PACKAGE_VERSION;
+}
+
+/* ---- opening -------------------------------------------------------- */
+
+static int open_backend(const char *uri, unsigned flags, nvt_backend **be)
+{
+    bool ro = flags & NVRAMTDB_OPEN_READONLY;
+
+    if (strcmp(uri, "mem:") == 0) {
+        *be = nvt_mem_backend_new(NULL, 0);
+        return 0;
+    }
+    if (g_str_has_prefix(uri, "mem:"))
+        return nvt_error(EINVAL, "invalid URI '%s': mem: takes no path", uri);
+    if (g_str_has_prefix(uri, "nbd:") || g_str_has_prefix(uri, "nbd+"))
+        return nvt_error(ENOTSUP, "URI '%s': network block devices are not supported yet", uri);
+    const char *path = g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
+    if (!*path)
+        return nvt_error(EINVAL, "invalid URI '%s': no path", uri);
+    unsigned fflags = (ro ? NVT_FILE_READONLY : 0) |
+                      ((flags & NVRAMTDB_OPEN_CREATE) ? NVT_FILE_CREATE : 0);
+    int r = nvt_file_backend_open(path, fflags, be);
+    if (r < 0)
+        return r;
+    if (!(flags & NVRAMTDB_OPEN_FORCE_SHARE)) {
+        r = nvt_be_lock(*be, !ro);
+        if (r < 0) {
+            nvt_be_close(*be);
+            *be = NULL;
+        }
+    }
+    return r;
+}
+
+static int check_open_flags(const char *uri, unsigned flags)
+{
+    const unsigned known = NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_CREATE |
+                           NVRAMTDB_OPEN_FORCE_SHARE;
+    if (flags & ~known)
+        return nvt_error(EINVAL, "%s: unknown open flags 0x%x", uri, flags & ~known);
+    if ((flags & NVRAMTDB_OPEN_FORCE_SHARE) && !(flags & NVRAMTDB_OPEN_READONLY))
+        return nvt_error(EINVAL, "%s: force-share is only allowed for read-only opens", uri);
+    if ((flags & NVRAMTDB_OPEN_CREATE) && (flags & NVRAMTDB_OPEN_READONLY))
+        return nvt_error(EINVAL, "%s: cannot create an image read-only", uri);
+    return 0;
+}
+
+static nvramtdb *handle_new(const char *uri, unsigned flags, nvt_backend *be)
+{
+    nvramtdb *db = g_new0(nvramtdb, 1);
+    g_mutex_init(&db->lock);
+    db->uri = g_strdup(uri);
+    db->flags = flags;
+    db->read_only = flags & NVRAMTDB_OPEN_READONLY;
+    db->be = be;
+    db->specs = g_array_new(FALSE, FALSE, sizeof(nvt_blob_spec));
+    return db;
+}
+
+int nvramtdb_open(const char *uri, unsigned flags, nvramtdb **dbp)
+{
+    *dbp = NULL;
+    if (!uri)
+        return nvt_error(EINVAL, "no image URI given");
+    int r = check_open_flags(uri, flags);
+    if (r < 0)
+        return r;
+    nvt_backend *be;
+    r = open_backend(uri, flags, &be);
+    if (r < 0)
+        return r;
+    *dbp = handle_new(uri, flags, be);
+    return 0;
+}
+
+int nvt_open_backend(nvt_backend *be, unsigned flags, nvramtdb **dbp)
+{
+    *dbp = NULL;
+    int r = check_open_flags(be->name, flags);
+    if (r < 0) {
+        nvt_be_close(be);
+        return r;
+    }
+    *dbp = handle_new(be->name, flags, be);
+    return 0;
+}
+
+int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
+{
+    int r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    if (max_size == 0 || max_size > NVRAMTDB_BLOB_MAX)
+        return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", name, max_size,
+                         NVRAMTDB_BLOB_MAX);
+    g_mutex_lock(&db->lock);
+    if (db->started) {
+        r = nvt_error(EALREADY, "%s: cannot register blob %s: the image is already started",
+                      db->uri, name);
+    } else {
+        nvt_blob_spec *specs = (nvt_blob_spec *)db->specs->data;
+        guint i;
+        for (i = 0; i < db->specs->len; i++)
+            if (strcmp(specs[i].name, name) == 0)
+                break;
+        if (i < db->specs->len) {
+            specs[i].max_size = max_size;
+        } else {
+            nvt_blob_spec s = { g_strdup(name), max_size };
+            g_array_append_val(db->specs, s);
+        }
+        db->totalsize = 0;
+    }
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+/* The formatted tdb for the registered blobs, and the image size it needs. */
+static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *image_size)
+{
+    int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
+    if (r < 0)
+        return nvt_error_prefix(r, "%s: computing the image layout", db->uri);
+    *image_size = nvt_image_size_for(*len);
+    return 0;
+}
+
+uint64_t nvramtdb_get_totalsize(nvramtdb *db)
+{
+    g_mutex_lock(&db->lock);
+    if (!db->totalsize) {
+        uint8_t *tdb;
+        uint64_t len, size = 0;
+        if (build_fresh(db, &tdb, &len, &size) == 0) {
+            g_free(tdb);
+            db->totalsize = size;
+        }
+    }
+    uint64_t size = db->totalsize;
+    g_mutex_unlock(&db->lock);
+    return size;
+}
+
+uint64_t nvramtdb_get_totalsize_kb(nvramtdb *db)
+{
+    return (nvramtdb_get_totalsize(db) + 1023) / 1024;
+}
+
+int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes)
+{
+    if (bytes == 0 || bytes % NVT_IMAGE_ALIGN)
+        return nvt_error(EINVAL, "%s: image size %llu is not a positive multiple of %u",
+                         db->uri, (unsigned long long)bytes, NVT_IMAGE_ALIGN);
+    g_mutex_lock(&db->lock);
+    int r = 0;
+    if (db->started)
+        r = nvt_error(EALREADY, "%s: the image is already started", db->uri);
+    else
+        db->image_size = bytes;
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+/* ---- start ---------------------------------------------------------- */
+
+static int format_blank(nvramtdb *db)
+{
+    uint8_t *tdb = NULL;
+    uint64_t len = 0, need = 0, have = 0;
+    int r = build_fresh(db, &tdb, &len, &need);
+    if (r < 0)
+        return r;
+    uint64_t want = db->image_size ? db->image_size : need;
+    if (want < need) {
+        r = nvt_error(ENOSPC, "%s: the requested image size of %llu bytes is smaller than the "
+                      "%llu bytes the registered blobs need", db->uri,
+                      (unsigned long long)want, (unsigned long long)need);
+        goto out;
+    }
+    r = nvt_be_get_size(db->be, &have);
+    if (r == 0 && have < want) {
+        r = nvt_be_resize(db->be, want);
+        if (r < 0)
+            nvt_error(ENOSPC, "%s: image is %llu bytes; the registered blobs need %llu bytes "
+                      "(%s)", db->uri, (unsigned long long)have, (unsigned long long)want,
+                      nvt_last_error());
+        have = want;
+    }
+    /* A larger blank image keeps its size: the rest is room for blobs
+     * registered later. */
+    if (r == 0)
+        r = nvt_image_format(db->be, MAX(want, have / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN), tdb,
+                             len, &db->img);
+out:
+    g_free(tdb);
+    return r;
+}
+
+/* Read-only: work on a private copy, so that tdb may replay an interrupted
+ * commit without the image ever being written. */
+static int open_copy(nvramtdb *db)
+{
+    nvt_image *real;
+    int r = nvt_image_open(db->be, &real);
+    if (r < 0)
+        return r;
+    uint64_t size = real->sb.image_size;
+    nvt_image_free(real);
+    uint8_t *bytes = g_try_malloc(size);
+    if (!bytes)
+        return nvt_error(ENOMEM, "%s: cannot copy an image of %llu bytes", db->uri,
+                         (unsigned long long)size);
+    r = nvt_be_pread(db->be, bytes, size, 0);
+    if (r == 0) {
+        db->copy = nvt_mem_backend_new(bytes, size);
+        g_free(db->copy->name);
+        db->copy->name = g_strdup(db->be->name);
+        r = nvt_image_open(db->copy, &db->img);
+    }
+    g_free(bytes);
+    return r;
+}
+
+int nvramtdb_start(nvramtdb *db, unsigned flags)
+{
+    bool blank;
+    int r;
+
+    if (flags & ~NVRAMTDB_START_FAIL_ON_ENCRYPTED)
+        return nvt_error(EINVAL, "%s: unknown start flags 0x%x", db->uri, flags);
+    g_mutex_lock(&db->lock);
+    if (db->started) {
+        r = nvt_error(EALREADY, "%s: already started", db->uri);
+        goto out;
+    }
+    r = nvt_image_probe_blank(db->be, &blank);
+    if (r < 0)
+        goto out;
+    if (blank && db->read_only) {
+        r = nvt_error(EBADMSG, "%s: image is blank (never formatted)", db->uri);
+        goto out;
+    }
+    /* Encrypted images are refused by the superblock check for now, so
+     * NVRAMTDB_START_FAIL_ON_ENCRYPTED holds by construction. */
+    if (db->read_only)
+        r = open_copy(db);
+    else if (blank)
+        r = format_blank(db);
+    else
+        r = nvt_image_open(db->be, &db->img);
+    if (r == 0)
+        r = nvt_store_open(db->img, &db->st);
+    if (r == 0)
+        r = nvt_store_reserve(db->st, (nvt_blob_spec *)db->specs->data, db->specs->len,
+                              db->read_only);
+    if (r == 0) {
+        db->started = true;
+    } else {
+        nvt_store_close(db->st);
+        db->st = NULL;
+        nvt_image_free(db->img);
+        db->img = NULL;
+        nvt_be_close(db->copy);
+        db->copy = NULL;
+    }
+out:
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+/* ---- requests ------------------------------------------------------- */
+
+static int need_started(nvramtdb *db)
+{
+    return db->started ? 0 : nvt_error(EINVAL, "%s: image not started", db->uri);
+}
+
+static int need_writable(nvramtdb *db)
+{
+    int r = need_started(db);
+    if (r == 0 && db->read_only)
+        r = nvt_error(EROFS, "%s: image is open read-only", db->uri);
+    return r;
+}
+
+int nvramtdb_read(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
+{
+    g_mutex_lock(&db->lock);
+    int r = need_started(db);
+    if (r == 0)
+        r = nvt_store_read(db->st, name, data, len);
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+static const unsigned write_flags = NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION;
+
+/* Validate, execute, complete.  A request refused by validation is not
+ * accepted, so its callback is not called. */
+static int submit(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
+                  unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+{
+    if (flags & ~write_flags)
+        return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);
+    if (len && !data)
+        return nvt_error(EINVAL, "%s: blob %s: no data for %zu bytes", db->uri, name, len);
+    g_mutex_lock(&db->lock);
+    int r = need_writable(db);
+    if (r == 0)
+        r = nvt_store_validate(db->st, name, len, is_delete);
+    if (r < 0) {
+        g_mutex_unlock(&db->lock);
+        return r;
+    }
+    r = is_delete ? nvt_store_delete(db->st, name) : nvt_store_write(db->st, name, data, len);
+    g_mutex_unlock(&db->lock);
+    if (cb)
+        cb(opaque, r, true, NULL, len);
+    return r;
+}
+
+int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
+                   unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+{
+    return submit(db, name, data, len, false, flags, cb, opaque);
+}
+
+int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
+                    nvramtdb_completion_fn *cb, void *opaque)
+{
+    return submit(db, name, NULL, 0, true, flags, cb, opaque);
+}
+
+int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
+{
+    g_mutex_lock(&db->lock);
+    int r = need_started(db);
+    if (r == 0)
+        r = nvt_store_list(db->st, entries, count);
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
+{
+    g_mutex_lock(&db->lock);
+    int r = need_started(db);
+    if (r == 0) {
+        memset(info, 0, sizeof *info);
+        info->format_version = db->img->sb.format_version;
+        memcpy(info->uuid, db->img->sb.uuid, 16);
+        info->image_size = db->img->sb.image_size;
+        nvt_store_info(db->st, info);
+    }
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
+{
+    g_mutex_lock(&db->lock);
+    int r = need_started(db);
+    int problems = 0;
+    if (r == 0) {
+        for (int i = 0; i < 2; i++) {
+            if (db->img->slot_valid[i])
+                continue;
+            problems++;
+            if (report) {
+                char *msg = g_strdup_printf("superblock copy %c is invalid: %s", 'A' + i,
+                                            db->img->slot_problem[i]);
+                report(opaque, msg);
+                g_free(msg);
+            }
+        }
+        r = nvt_store_check(db->st, report, opaque);
+    }
+    g_mutex_unlock(&db->lock);
+    return r < 0 ? r : r + problems;
+}
+
+int nvramtdb_flush(nvramtdb *db)
+{
+    /* Every request completes durably before its call returns (no queue
+     * yet), so there is nothing left to wait for. */
+    g_mutex_lock(&db->lock);
+    int r = need_started(db);
+    g_mutex_unlock(&db->lock);
+    return r;
+}
+
+int nvramtdb_close(nvramtdb *db)
+{
+    if (!db)
+        return 0;
+    nvt_store_close(db->st);
+    nvt_image_free(db->img);
+    nvt_be_close(db->copy);
+    nvt_be_close(db->be);
+    for (guint i = 0; i < db->specs->len; i++)
+        g_free((char *)g_array_index(db->specs, nvt_blob_spec, i).name);
+    g_array_free(db->specs, TRUE);
+    g_free(db->uri);
+    g_mutex_clear(&db->lock);
+    g_free(db);
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+int nvramtdb_parse_size(const char *text, uint64_t *bytes)
+{
+    if (!text || !g_ascii_isdigit(*text))
+        return nvt_error(EINVAL, "invalid size '%s': expected a number with an optional "
+                         "K, M or G suffix", text ? text : "(null)");
+    errno = 0;
+    char *end;
+    guint64 v = g_ascii_strtoull(text, &end, 10);
+    if (errno == ERANGE)
+        return nvt_error(ERANGE, "size '%s' is too large", text);
+    unsigned shift = 0;
+    switch (g_ascii_toupper(*end)) {
+    case '\0': break;
+    case 'K': shift = 10; end++; break;
+    case 'M': shift = 20; end++; break;
+    case 'G': shift = 30; end++; break;
+    default:
+        return nvt_error(EINVAL, "invalid size '%s': unknown suffix '%s'", text, end);
+    }
+    if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+        end += strlen(end);
+    if (*end)
+        return nvt_error(EINVAL, "invalid size '%s': trailing '%s'", text, end);
+    if (v > (UINT64_MAX >> shift))
+        return nvt_error(ERANGE, "size '%s' is too large", text);
+    *bytes = v << shift;
+    return 0;
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * nvramtdb.h — persistent NVRAM blobs of virtual devices, stored as records
+ * of a tdb database that lives inside one preallocated image.
+ *
+ * Life cycle (the shape of QEMU's "NVRAM blobstore" proposal):
+ *
+ *   nvramtdb *db;
+ *   nvramtdb_open("file:/var/lib/vm/nvram.img", NVRAMTDB_OPEN_CREATE, &db);
+ *   nvramtdb_register_blob(db, "tpm0/permall", 192 * 1024);
+ *   nvramtdb_register_blob(db, "tpm0/volatilestate", 64 * 1024);
+ *   uint64_t need = nvramtdb_get_totalsize(db);    // image size these blobs need
+ *   nvramtdb_start(db, 0);                          // format or reconcile
+ *   nvramtdb_read(db, "tpm0/permall", &buf, &len);  // at start-up
+ *   nvramtdb_write(db, "tpm0/permall", buf, len,
+ *                  NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+ *   nvramtdb_close(db);
+ *
+ * Conventions, for every function below:
+ * - Functions returning int return 0 (or a documented non-negative value)
+ *   on success and a negative errno on failure.  A human-readable message
+ *   describing the most recent failure in the calling thread is available
+ *   from nvramtdb_last_error(); it names the image and the blob concerned.
+ * - Blob names are "<device>/<entry>": two non-empty components of
+ *   [A-Za-z0-9._-], at most 63 bytes each, joined by one '/'.
+ * - Buffers returned to the caller are allocated with malloc() and owned by
+ *   the caller (free them with free()).
+ * - A handle may be used from several threads; calls on one handle are
+ *   serialised internally.  Distinct handles are independent.
+ */
+#ifndef NVRAMTDB_H
+#define NVRAMTDB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NVRAMTDB_VERSION_MAJOR 0
+#define NVRAMTDB_VERSION_MINOR 1
+
+/** Longest blob name accepted, including the '/'. */
+#define NVRAMTDB_NAME_MAX 127
+/** Largest maximum size a blob may register (16 MiB). */
+#define NVRAMTDB_BLOB_MAX (16u * 1024 * 1024)
+
+typedef struct nvramtdb nvramtdb;
+
+/* ---- open flags ------------------------------------------------------- */
+/** Open read-only: the image is never written, not even to recover an
+ *  interrupted commit (recovery is then applied to a private copy). */
+#define NVRAMTDB_OPEN_READONLY    (1u << 0)
+/** file: create the image file if it does not exist (sized at start). */
+#define NVRAMTDB_OPEN_CREATE      (1u << 1)
+/** With READONLY: do not take the shared lock, so that an image held by a
+ *  writer can be inspected.  Best effort: the view may be inconsistent if
+ *  the writer commits while it is read (like qemu-img -U). */
+#define NVRAMTDB_OPEN_FORCE_SHARE (1u << 2)
+
+/**
+ * Open an image.
+ * @uri: "file:PATH" or a plain PATH (regular file or block device), or
+ *       "mem:" for a private in-memory image (tests, size computation).
+ * @flags: NVRAMTDB_OPEN_* flags.
+ * @dbp: receives the handle on success.
+ *
+ * The image is locked: read-write opens take an exclusive lock, read-only
+ * opens a shared one.  The image is not interpreted until nvramtdb_start().
+ *
+ * Errors: -EINVAL bad URI or flags; -ENOENT no such file (and no CREATE);
+ * -EBUSY another process holds a conflicting lock (the message names the
+ * image); other negative errno from the operating system.
+ */
+int nvramtdb_open(const char *uri, unsigned flags, nvramtdb **dbp);
+
+/**
+ * Register a blob with its maximum size, before nvramtdb_start().
+ * Registering the same name again replaces its maximum.
+ * Errors: -EINVAL bad name, size 0 or above NVRAMTDB_BLOB_MAX;
+ * -EALREADY the image is already started.
+ */
+int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size);
+
+/**
+ * Size in bytes an image needs to hold every registered blob at its maximum
+ * size forever (including metadata, tdb overhead and commit space).
+ * Deterministic: the same registrations always give the same size.
+ * Returns 0 if the computation fails (see nvramtdb_last_error()).
+ */
+uint64_t nvramtdb_get_totalsize(nvramtdb *db);
+/** nvramtdb_get_totalsize() in KiB, rounded up. */
+uint64_t nvramtdb_get_totalsize_kb(nvramtdb *db);
+
+/**
+ * Size to give the image when nvramtdb_start() formats it (a new file or a
+ * blank image), before start.  Default: nvramtdb_get_totalsize().  A size
+ * larger than needed leaves room for blobs registered later.
+ * Errors: -EINVAL 0 or not a multiple of 4096; -EALREADY already started.
+ */
+int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes);
+
+/* ---- start flags ------------------------------------------------------ */
+/** Refuse to start on an image that has encryption flags set (the seed's
+ *  fail_on_encrypted_drive); encryption itself is reserved for later. */
+#define NVRAMTDB_START_FAIL_ON_ENCRYPTED (1u << 0)
+
+/**
+ * Make the image usable: a blank image (all-zero superblock area) is
+ * formatted for the registered blobs; an existing image is validated and
+ * reconciled: registered blobs missing on disk get space reserved, blobs
+ * whose maximum grew get larger space, blobs on disk that nobody registered
+ * are kept.  If the image cannot hold the registered blobs nothing changes
+ * and the message gives the sizes involved.
+ *
+ * A read-only handle is validated only.
+ *
+ * Errors: -ENOSPC image too small (message: bytes needed vs available);
+ * -EBADMSG / -EIO corrupt image; -ENOTSUP unsupported format version or
+ * feature; -EALREADY already started; -EROFS a read-only handle needs a
+ * change to match the registrations.
+ */
+int nvramtdb_start(nvramtdb *db, unsigned flags);
+
+/**
+ * Read a blob.  On success *data receives a malloc()ed copy (NULL when the
+ * blob is empty) and *len its length; the caller frees *data.
+ * Errors: -ENOENT the blob has no value; -EBADMSG its checksum does not
+ * match (no bytes are returned); -EINVAL bad name; -EIO I/O error.
+ */
+int nvramtdb_read(nvramtdb *db, const char *name, uint8_t **data, size_t *len);
+
+/* ---- write flags ------------------------------------------------------ */
+/** Hand the request to the image's writer and return; completion is
+ *  reported through the callback. */
+#define NVRAMTDB_ASYNC           (1u << 0)
+/** Do not return before the request is durable (or has failed).  With
+ *  NVRAMTDB_ASYNC: queued to the writer, and the caller waits. */
+#define NVRAMTDB_WAIT_COMPLETION (1u << 1)
+
+/**
+ * Completion of a request.
+ * @opaque: the caller's pointer.
+ * @errcode: 0 once the request is durable, or a negative errno.
+ * @is_write: true for writes and deletes, false for reads.
+ * @data, @len: for reads, the value (ownership passes to the callback,
+ *              which must free() it); for writes, NULL and the length
+ *              written.
+ */
+typedef void nvramtdb_completion_fn(void *opaque, int errcode, bool is_write,
+                                    uint8_t *data, size_t len);
+
+/**
+ * Write (create or replace) a blob's value atomically and durably.
+ * @data may be NULL when @len is 0.  The caller keeps ownership of @data;
+ * it is copied before the call returns.
+ *
+ * The blob must be registered (or exist on disk with a maximum) and
+ * @len must not exceed its maximum.
+ *
+ * Completion: if @cb is non-NULL it is called exactly once with the result,
+ * unless the call itself returns an error before accepting the request (bad
+ * name, -EFBIG), in which case @cb is not called.  In this version every
+ * request is executed synchronously in the calling thread, and @cb runs in
+ * that thread before the call returns; NVRAMTDB_ASYNC is accepted for
+ * forward compatibility.
+ *
+ * Errors: -EFBIG @len above the blob's maximum (nothing changes);
+ * -ENOENT blob not registered; -EROFS read-only handle; -EIO / -ENOSPC
+ * storage failure (the blob keeps its previous value or, if the failure
+ * hit the very end of the commit, may hold the new one: never a mix).
+ */
+int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
+                   unsigned flags, nvramtdb_completion_fn *cb, void *opaque);
+
+/**
+ * Delete a blob's value.  A registered blob keeps its reserved space (so
+ * that writing it again can never fail for lack of space); an unregistered
+ * blob found on disk is removed entirely.  Same flags, callback and errors
+ * as nvramtdb_write(), plus -ENOENT if the blob has no value.
+ */
+int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
+                    nvramtdb_completion_fn *cb, void *opaque);
+
+/** One entry of nvramtdb_list(). */
+typedef struct nvramtdb_entry {
+    char name[NVRAMTDB_NAME_MAX + 1];
+    uint32_t size;        /**< length of the value (0 if none) */
+    uint32_t max_size;    /**< space reserved for it */
+    uint64_t generation;  /**< number of times it was written */
+    uint32_t crc32c;      /**< CRC32C of the value */
+    bool present;         /**< false: registered, space reserved, no value */
+    bool registered;      /**< registered by this handle */
+} nvramtdb_entry;
+
+/**
+ * List the blobs on the image (with or without a value), sorted by name.
+ * *entries receives a malloc()ed array of *count entries (free() it).
+ */
+int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count);
+
+/** Facts about a started image. */
+typedef struct nvramtdb_info {
+    uint32_t format_version;
+    uint8_t uuid[16];
+    uint64_t image_size;      /**< bytes of the image */
+    uint64_t data_capacity;   /**< bytes of the tdb region */
+    uint64_t data_used;       /**< bytes tdb currently uses in it */
+    uint64_t reserved_bytes;  /**< sum of blob maxima */
+    uint64_t value_bytes;     /**< sum of current value lengths */
+    uint32_t entries;         /**< blobs with a value */
+    uint32_t slots;           /**< blobs with reserved space */
+    uint64_t flushes;         /**< backend flushes since open */
+    uint64_t commits;         /**< transactions committed since open */
+} nvramtdb_info;
+
+/** Fill *info.  Errors: -EINVAL not started. */
+int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info);
+
+/**
+ * Report callback of nvramtdb_check(): called once per problem found.
+ */
+typedef void nvramtdb_report_fn(void *opaque, const char *problem);
+
+/**
+ * Verify the whole image: both superblock copies, tdb structure
+ * (tdb_check), every record header and checksum.
+ * Returns the number of problems found (0 = healthy), or a negative errno
+ * if the check could not run.  Never modifies the image.
+ */
+int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque);
+
+/**
+ * Wait until every request accepted so far is durable.
+ * Errors: the first error of those requests, or an I/O error.
+ */
+int nvramtdb_flush(nvramtdb *db);
+
+/**
+ * Close the handle, after completing every accepted request.  Always
+ * frees the handle; returns the first error met while finishing, if any.
+ * NULL is accepted.
+ */
+int nvramtdb_close(nvramtdb *db);
+
+/** Message describing the most recent failure in the calling thread. */
+const char *nvramtdb_last_error(void);
+
+/** Library version string, e.g. "0.1.0". */
+const char *nvramtdb_version(void);
+
+/** Parse a size such as "4096", "256K", "1M" or "2G" (binary units).
+ *  Errors: -EINVAL not a size; -ERANGE does not fit. */
+int nvramtdb_parse_size(const char *text, uint64_t *bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NVRAMTDB_H */

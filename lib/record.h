@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * record.h — the value of a blob's tdb record: a 32-byte header, then the
+ * payload.  The header carries the blob's reserved maximum, the payload's
+ * length, a generation counter and two CRC32Cs (header, payload), so that a
+ * damaged record is an error, never wrong bytes (docs/FORMAT.md).
+ */
+#ifndef NVT_RECORD_H
+#define NVT_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NVT_RECORD_MAGIC 0x3142564eu   /* "NVB1" in file byte order */
+#define NVT_RECORD_VERSION 1u
+#define NVT_RECORD_HEADER_SIZE 32u
+#define NVT_RECORD_PRESENT (1u << 0)   /* the blob has a value */
+
+typedef struct nvt_record_meta {
+    uint32_t max_size;
+    uint32_t length;
+    uint64_t generation;
+    uint32_t crc32c;       /* of the payload */
+    bool present;
+} nvt_record_meta;
+
+/* Encode header + payload into @out (NVT_RECORD_HEADER_SIZE + length). */
+void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out);
+/* Validate @data (@size bytes, one record value) and fill @meta; with
+ * @check_payload also verify the payload checksum.  On failure returns
+ * -EBADMSG with a message naming @name and the problem. */
+int nvt_record_decode(const char *name, const uint8_t *data, size_t size, bool check_payload,
+                      nvt_record_meta *meta);
+
+#endif /* NVT_RECORD_H */

@@ -1,0 +1,787 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * store.c — blobs as tdb records; the space policy (see store.h).
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <tdb.h>
+
+#include "crc32c.h"
+#include "error.h"
+#include "store.h"
+#include "tdbguard.h"
+#include "vfs.h"
+
+#define NVT_TDB_HASH_SIZE 131
+#define NVT_TDB_FLAGS (TDB_NOLOCK | TDB_NOMMAP | TDB_DISALLOW_NESTING)
+/* A tdb file is addressed with 32-bit offsets; leave tdb room to round. */
+#define NVT_TDB_MAX_LENGTH (UINT32_MAX - (1u << 20))
+
+/* tdb keeps a process-wide list of open databases: serialise open/close. */
+static GMutex tdb_open_lock;
+
+typedef struct blob_entry {
+    nvt_record_meta meta;
+    uint32_t registered_max;   /* 0: not registered by this handle */
+    int damage;                /* 0, or -EBADMSG: header unreadable */
+} blob_entry;
+
+struct nvt_store {
+    nvt_image *img;            /* NULL for in-memory builds */
+    nvt_backend *be;
+    nvt_vfile *vf;
+    struct tdb_context *tdb;
+    GHashTable *index;         /* name -> blob_entry */
+    int failed;                /* sticky error once the tdb cannot be reopened */
+    char tdb_msg[256];         /* tdb's latest error log line */
+    uint64_t commits;
+};
+
+/* One change of a transaction: store @value, or delete when NULL. */
+typedef struct txn_op {
+    const char *name;
+    const uint8_t *value;
+    size_t size;
+} txn_op;
+
+/* ---- names ---------------------------------------------------------- */
+
+static bool name_part_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!g_ascii_isalnum(p[i]) && p[i] != '.' && p[i] != '_' && p[i] != '-')
+            return false;
+    return true;
+}
+
+int nvt_blob_name_check(const char *name)
+{
+    const char *slash = name ? strchr(name, '/') : NULL;
+    if (!slash || !name_part_ok(name, (size_t)(slash - name)) ||
+        !name_part_ok(slash + 1, strlen(slash + 1)))
+        return nvt_error(EINVAL, "invalid blob name '%s': expected <device>/<entry>, each 1-63 "
+                         "characters of [A-Za-z0-9._-]", name ? name : "(null)");
+    return 0;
+}
+
+static TDB_DATA key_of(const char *name)
+{
+    TDB_DATA k = { .dptr = (unsigned char *)name, .dsize = strlen(name) };
+    return k;
+}
+
+/* ---- tdb plumbing --------------------------------------------------- */
+
+static void tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+{
+    nvt_store *st = tdb_get_logging_private(tdb);
+    if (level > TDB_DEBUG_ERROR || !st)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->tdb_msg, sizeof st->tdb_msg, fmt, ap);
+    va_end(ap);
+    g_strchomp(st->tdb_msg);
+}
+
+static const char *tdb_why(nvt_store *st)
+{
+    return st->tdb_msg[0] ? st->tdb_msg : (st->tdb ? tdb_errorstr(st->tdb) : "unknown error");
+}
+
+/* The errno for a failed tdb call: a latched backend error first, then
+ * lack of space in the region, then tdb's own code. */
+static int tdb_errno(nvt_store *st)
+{
+    int latched = nvt_vfile_latched_error(st->vf);
+    if (latched)
+        return -latched;
+    if (nvt_vfile_take_enospc(st->vf))
+        return ENOSPC;
+    switch (st->tdb ? tdb_error(st->tdb) : TDB_ERR_IO) {
+    case TDB_ERR_CORRUPT: return EBADMSG;
+    case TDB_ERR_OOM: return ENOMEM;
+    case TDB_ERR_NOEXIST: return ENOENT;
+    case TDB_ERR_RDONLY: return EROFS;
+    default: return EIO;
+    }
+}
+
+static int tdb_attach(nvt_store *st, int open_flags)
+{
+    struct tdb_logging_context log = { .log_fn = tdb_log, .log_private = st };
+    bool needs_recovery;
+
+    st->tdb_msg[0] = '\0';
+    if (!(open_flags & O_CREAT)) {
+        int r = nvt_tdbguard_check(st->be, st->img ? st->img->sb.tdb_offset : 0,
+                                   nvt_vfile_length(st->vf), &needs_recovery);
+        if (r < 0)
+            return r;
+    }
+    g_mutex_lock(&tdb_open_lock);
+    st->tdb = tdb_open_ex(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
+                          open_flags, 0600, &log, NULL);
+    g_mutex_unlock(&tdb_open_lock);
+    if (!st->tdb) {
+        int err = nvt_vfile_latched_error(st->vf) ? -nvt_vfile_latched_error(st->vf) : EBADMSG;
+        return nvt_error(err, "%s: cannot open the tdb: %s", st->be->name,
+                         st->tdb_msg[0] ? st->tdb_msg : "invalid tdb file");
+    }
+    return 0;
+}
+
+static void tdb_detach(nvt_store *st)
+{
+    if (!st->tdb)
+        return;
+    g_mutex_lock(&tdb_open_lock);
+    tdb_close(st->tdb);
+    g_mutex_unlock(&tdb_open_lock);
+    st->tdb = NULL;
+}
+
+/* ---- the index ------------------------------------------------------ */
+
+static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
+{
+    nvt_store *st = opaque;
+    char name[NVRAMTDB_NAME_MAX + 1];
+
+    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX)
+        return 0;  /* not a blob: left alone, reported by check */
+    memcpy(name, key.dptr, key.dsize);
+    name[key.dsize] = '\0';
+    if (memchr(name, '\0', key.dsize) || nvt_blob_name_check(name) < 0)
+        return 0;
+    blob_entry *e = g_new0(blob_entry, 1);
+    e->damage = nvt_record_decode(name, data.dptr, data.dsize, false, &e->meta);
+    g_hash_table_replace(st->index, g_strdup(name), e);
+    return 0;
+}
+
+/* Rebuild the index from disk, keeping this handle's registrations. */
+static int index_load(nvt_store *st)
+{
+    GHashTable *old = st->index;
+    st->index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    if (tdb_traverse_read(st->tdb, index_one, st) < 0) {
+        int err = tdb_errno(st);
+        if (old)
+            g_hash_table_destroy(old);
+        return nvt_error(err, "%s: cannot list the tdb's records: %s", st->be->name,
+                         tdb_why(st));
+    }
+    if (old) {
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, old);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            blob_entry *e = g_hash_table_lookup(st->index, k);
+            if (e)
+                e->registered_max = ((blob_entry *)v)->registered_max;
+        }
+        g_hash_table_destroy(old);
+    }
+    return 0;
+}
+
+/* After a failed commit: reopen the tdb so tdb's recovery returns it to
+ * the last committed state, and reload the index.  If that fails too the
+ * store stops accepting requests. */
+static void store_reset(nvt_store *st)
+{
+    char saved[1024];
+    g_strlcpy(saved, nvt_last_error(), sizeof saved);
+    tdb_detach(st);
+    nvt_vfile_clear_error(st->vf);
+    nvt_vfile_take_enospc(st->vf);
+    int r = tdb_attach(st, O_RDWR);
+    if (r == 0)
+        r = index_load(st);
+    if (r < 0) {
+        st->failed = r;
+        nvt_error_prefix(r, "%s: the image could not be recovered after a failed commit",
+                         st->be->name);
+        g_strlcpy(saved, nvt_last_error(), sizeof saved);
+    }
+    nvt_error(EIO, "%s", saved);
+}
+
+static int store_usable(nvt_store *st)
+{
+    if (st->failed)
+        return nvt_error(-st->failed, "%s: image unusable after an earlier unrecoverable "
+                         "error; reopen it", st->be->name);
+    return 0;
+}
+
+/* Apply @ops in one tdb transaction.  Success only if tdb committed and
+ * no backend error was latched on the way. */
+static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *what)
+{
+    int err = 0;
+
+    nvt_vfile_take_enospc(st->vf);
+    if (tdb_transaction_start(st->tdb) != 0) {
+        err = tdb_errno(st);
+        goto failed;
+    }
+    for (size_t i = 0; i < n; i++) {
+        TDB_DATA key = key_of(ops[i].name);
+        int r;
+        if (ops[i].value) {
+            TDB_DATA val = { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size };
+            r = tdb_store(st->tdb, key, val, TDB_REPLACE);
+        } else {
+            r = tdb_delete(st->tdb, key);
+        }
+        if (r != 0) {
+            err = tdb_errno(st);
+            tdb_transaction_cancel(st->tdb);
+            goto failed;
+        }
+    }
+    if (tdb_transaction_commit(st->tdb) != 0 || nvt_vfile_latched_error(st->vf)) {
+        err = tdb_errno(st);
+        goto failed;
+    }
+    st->commits++;
+    return 0;
+
+failed:
+    nvt_error(err, "%s: %s failed: %s%s%s", st->be->name, what,
+              err == ENOSPC ? "no space left in the image's tdb region" : g_strerror(err),
+              st->tdb_msg[0] ? "; tdb: " : "", st->tdb_msg);
+    store_reset(st);
+    return -err;
+}
+
+/* ---- opening -------------------------------------------------------- */
+
+static int persist_length(void *opaque, uint64_t len)
+{
+    return nvt_image_set_tdb_logical(opaque, len);
+}
+
+static nvt_store *store_new(nvt_backend *be, nvt_image *img, uint64_t base, uint64_t capacity,
+                            uint64_t length)
+{
+    nvt_store *st = g_new0(nvt_store, 1);
+    st->img = img;
+    st->be = be;
+    st->vf = nvt_vfile_new(be, base, capacity, length, img ? persist_length : NULL, img);
+    return st;
+}
+
+int nvt_store_open(nvt_image *img, nvt_store **out)
+{
+    nvt_store *st = store_new(img->be, img, img->sb.tdb_offset, img->sb.tdb_capacity,
+                              img->sb.tdb_logical);
+    int r = tdb_attach(st, O_RDWR);
+    if (r == 0)
+        r = index_load(st);
+    if (r < 0) {
+        nvt_store_close(st);
+        return r;
+    }
+    *out = st;
+    return 0;
+}
+
+void nvt_store_close(nvt_store *st)
+{
+    if (!st)
+        return;
+    tdb_detach(st);
+    nvt_vfile_free(st->vf);
+    if (st->index)
+        g_hash_table_destroy(st->index);
+    g_free(st);
+}
+
+/* ---- space ---------------------------------------------------------- */
+
+typedef struct plan_item {
+    const char *name;
+    uint32_t max_size;
+} plan_item;
+
+static uint8_t *encode(const nvt_record_meta *m, const void *payload, size_t *size)
+{
+    *size = NVT_RECORD_HEADER_SIZE + (m->present ? m->length : 0);
+    uint8_t *buf = g_malloc(*size);
+    nvt_record_encode(m, payload, buf);
+    return buf;
+}
+
+/* Fetch a record and check it fully; *raw gets tdb's malloc()ed value. */
+static int fetch_record(nvt_store *st, const char *name, TDB_DATA *raw, nvt_record_meta *meta)
+{
+    *raw = tdb_fetch(st->tdb, key_of(name));
+    if (!raw->dptr) {
+        if (tdb_error(st->tdb) == TDB_ERR_NOEXIST)
+            return nvt_error(ENOENT, "%s: blob %s is not on the image", st->be->name, name);
+        int err = tdb_errno(st);
+        return nvt_error(err, "%s: reading blob %s failed: %s", st->be->name, name,
+                         tdb_why(st));
+    }
+    int r = nvt_record_decode(name, raw->dptr, raw->dsize, true, meta);
+    if (r < 0) {
+        free(raw->dptr);
+        raw->dptr = NULL;
+        return nvt_error_prefix(r, "%s", st->be->name);
+    }
+    return 0;
+}
+
+/* Allocate every item of @plan at its maximum (transaction A), then
+ * rewrite every record at its maximum once (transaction B) so that tdb's
+ * recovery area reaches the size a commit of all blobs needs. */
+static int apply_plan(nvt_store *st, const plan_item *plan, size_t n)
+{
+    GPtrArray *bufs = g_ptr_array_new_with_free_func(g_free);
+    GArray *ops = g_array_new(FALSE, FALSE, sizeof(txn_op));
+    int r = 0;
+
+    for (size_t i = 0; i < n && r == 0; i++) {
+        blob_entry *e = g_hash_table_lookup(st->index, plan[i].name);
+        nvt_record_meta m = { .max_size = plan[i].max_size };
+        TDB_DATA raw = { 0 };
+        const uint8_t *payload = NULL;
+        if (e) {
+            r = fetch_record(st, plan[i].name, &raw, &m);
+            if (r < 0)
+                break;
+            m.max_size = plan[i].max_size;
+            payload = raw.dptr + NVT_RECORD_HEADER_SIZE;
+        }
+        size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)plan[i].max_size, size;
+        uint8_t *fill = g_malloc(fill_size);
+        memset(fill, 0x5a, fill_size);
+        uint8_t *rec = encode(&m, payload, &size);
+        free(raw.dptr);
+        g_ptr_array_add(bufs, fill);
+        g_ptr_array_add(bufs, rec);
+        txn_op a = { plan[i].name, fill, fill_size }, b = { plan[i].name, rec, size };
+        g_array_append_val(ops, a);
+        g_array_append_val(ops, b);
+    }
+    if (r == 0)
+        r = store_commit(st, (txn_op *)ops->data, ops->len, "reserving space");
+    if (r == 0)
+        r = index_load(st);
+
+    g_array_set_size(ops, 0);
+    g_ptr_array_set_size(bufs, 0);
+    if (r == 0) {
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, st->index);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            blob_entry *e = v;
+            if (e->damage)
+                continue;  /* unreadable header: its maximum is unknown */
+            TDB_DATA raw = tdb_fetch(st->tdb, key_of(k));
+            if (!raw.dptr) {
+                r = nvt_error(tdb_errno(st), "%s: reading blob %s failed: %s", st->be->name,
+                              (char *)k, tdb_why(st));
+                break;
+            }
+            /* The filler differs from the record in every byte, so tdb
+             * really writes it (it skips identical rewrites). */
+            size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)e->meta.max_size;
+            uint8_t *fill = g_malloc(fill_size);
+            for (size_t j = 0; j < fill_size; j++)
+                fill[j] = (uint8_t)~(j < raw.dsize ? raw.dptr[j] : 0);
+            uint8_t *rec = g_memdup2(raw.dptr, raw.dsize);
+            txn_op a = { k, fill, fill_size }, b = { k, rec, raw.dsize };
+            free(raw.dptr);
+            g_ptr_array_add(bufs, fill);
+            g_ptr_array_add(bufs, rec);
+            g_array_append_val(ops, a);
+            g_array_append_val(ops, b);
+        }
+    }
+    if (r == 0)
+        r = store_commit(st, (txn_op *)ops->data, ops->len, "sizing the commit area");
+    g_array_free(ops, TRUE);
+    g_ptr_array_free(bufs, TRUE);
+    return r;
+}
+
+static int spec_cmp(const void *a, const void *b)
+{
+    return strcmp(((const nvt_blob_spec *)a)->name, ((const nvt_blob_spec *)b)->name);
+}
+
+static int check_specs(const nvt_blob_spec *specs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int r = nvt_blob_name_check(specs[i].name);
+        if (r < 0)
+            return r;
+        if (specs[i].max_size == 0 || specs[i].max_size > NVRAMTDB_BLOB_MAX)
+            return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", specs[i].name,
+                             specs[i].max_size, NVRAMTDB_BLOB_MAX);
+    }
+    return 0;
+}
+
+/* Sorted, de-duplicated plan items for @specs not yet satisfied by @st. */
+static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
+{
+    nvt_blob_spec *sorted = g_memdup2(specs, n * sizeof *specs);
+    qsort(sorted, n, sizeof *sorted, spec_cmp);
+    GArray *plan = g_array_new(FALSE, FALSE, sizeof(plan_item));
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && strcmp(sorted[i].name, sorted[i + 1].name) == 0)
+            continue;  /* the last registration of a name wins */
+        blob_entry *e = st ? g_hash_table_lookup(st->index, sorted[i].name) : NULL;
+        if (e && !e->damage && e->meta.max_size >= sorted[i].max_size)
+            continue;
+        plan_item it = { sorted[i].name, sorted[i].max_size };
+        g_array_append_val(plan, it);
+    }
+    g_free(sorted);
+    return plan;
+}
+
+int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
+{
+    int r = check_specs(specs, n);
+    if (r < 0)
+        return r;
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    nvt_store *st = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, 0);
+    r = tdb_attach(st, O_RDWR | O_CREAT | O_TRUNC);
+    if (r == 0)
+        r = index_load(st);
+    if (r == 0) {
+        GArray *plan = make_plan(NULL, specs, n);
+        r = apply_plan(st, (plan_item *)plan->data, plan->len);
+        g_array_free(plan, TRUE);
+    }
+    if (r == 0) {
+        size_t size;
+        const uint8_t *data = nvt_mem_backend_data(be, &size);
+        *len = nvt_vfile_length(st->vf);
+        *tdb = g_memdup2(data, *len);
+    }
+    nvt_store_close(st);
+    nvt_be_close(be);
+    return r;
+}
+
+/* Run @plan on a private copy of the tdb to learn the length it needs. */
+static int dry_run(nvt_store *st, const plan_item *plan, size_t n, uint64_t *needed)
+{
+    uint64_t len = nvt_vfile_length(st->vf);
+    uint64_t base = st->img ? st->img->sb.tdb_offset : 0;
+    uint8_t *copy = g_malloc(len ? len : 1);
+    int r = nvt_be_pread(st->be, copy, len, base);
+    if (r < 0) {
+        g_free(copy);
+        return r;
+    }
+    nvt_backend *be = nvt_mem_backend_new(copy, len);
+    g_free(copy);
+    nvt_store *dry = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, len);
+    r = tdb_attach(dry, O_RDWR);
+    if (r == 0)
+        r = index_load(dry);
+    if (r == 0)
+        r = apply_plan(dry, plan, n);
+    *needed = nvt_vfile_length(dry->vf);
+    nvt_store_close(dry);
+    nvt_be_close(be);
+    return r;
+}
+
+int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool read_only)
+{
+    int r = store_usable(st);
+    if (r == 0)
+        r = check_specs(specs, n);
+    if (r < 0)
+        return r;
+    GArray *plan = make_plan(st, specs, n);
+    const plan_item *items = (const plan_item *)plan->data;
+    if (plan->len && read_only) {
+        r = nvt_error(EROFS, "%s: blob %s needs %u bytes reserved, but the image is open "
+                      "read-only", st->be->name, items[0].name, items[0].max_size);
+    } else if (plan->len) {
+        uint64_t needed = 0;
+        r = dry_run(st, items, plan->len, &needed);
+        if (r == 0 && needed > nvt_vfile_capacity(st->vf))
+            r = nvt_error(ENOSPC, "%s: no room for blob %s (maximum %u bytes)%s: the tdb region "
+                          "holds %llu bytes and would need %llu; the image must be at least "
+                          "%llu bytes", st->be->name, items[0].name, items[0].max_size,
+                          plan->len > 1 ? " and others" : "",
+                          (unsigned long long)nvt_vfile_capacity(st->vf),
+                          (unsigned long long)needed,
+                          (unsigned long long)nvt_image_size_for(needed));
+        else if (r < 0)
+            nvt_error_prefix(r, "%s: cannot plan space for the registered blobs", st->be->name);
+        if (r == 0)
+            r = apply_plan(st, items, plan->len);
+    }
+    g_array_free(plan, TRUE);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        blob_entry *e = g_hash_table_lookup(st->index, specs[i].name);
+        if (e)
+            e->registered_max = specs[i].max_size;
+    }
+    return 0;
+}
+
+/* ---- blobs ---------------------------------------------------------- */
+
+int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
+{
+    int r = store_usable(st);
+    if (r == 0)
+        r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    blob_entry *e = g_hash_table_lookup(st->index, name);
+    if (!e)
+        return nvt_error(ENOENT, "%s: no blob %s on the image", st->be->name, name);
+    if (!e->damage && !e->meta.present)
+        return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
+    TDB_DATA raw;
+    nvt_record_meta m;
+    r = fetch_record(st, name, &raw, &m);
+    if (r < 0)
+        return r;
+    if (!m.present) {
+        free(raw.dptr);
+        return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
+    }
+    *len = m.length;
+    *data = NULL;
+    if (m.length) {
+        *data = malloc(m.length);
+        if (!*data) {
+            free(raw.dptr);
+            return nvt_error(ENOMEM, "out of memory reading blob %s", name);
+        }
+        memcpy(*data, raw.dptr + NVT_RECORD_HEADER_SIZE, m.length);
+    }
+    free(raw.dptr);
+    return 0;
+}
+
+static int writable_entry(nvt_store *st, const char *name, blob_entry **ep)
+{
+    int r = store_usable(st);
+    if (r == 0)
+        r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    blob_entry *e = g_hash_table_lookup(st->index, name);
+    if (!e)
+        return nvt_error(ENOENT, "%s: blob %s is neither registered nor on the image",
+                         st->be->name, name);
+    if (e->damage)
+        return nvt_error(EBADMSG, "%s: blob %s has a damaged record header; delete it and "
+                         "register it again", st->be->name, name);
+    *ep = e;
+    return 0;
+}
+
+int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_delete)
+{
+    blob_entry *e = NULL;
+    int r = writable_entry(st, name, &e);
+    if (r < 0)
+        return r;
+    if (is_delete)
+        return e->meta.present ? 0
+               : nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
+    uint32_t limit = e->registered_max ? MIN(e->registered_max, e->meta.max_size)
+                                       : e->meta.max_size;
+    if (len > limit)
+        return nvt_error(EFBIG, "%s: blob %s: %zu bytes exceed its maximum of %u bytes",
+                         st->be->name, name, len, limit);
+    return 0;
+}
+
+int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len)
+{
+    int r = nvt_store_validate(st, name, len, false);
+    if (r < 0)
+        return r;
+    blob_entry *e = g_hash_table_lookup(st->index, name);
+    nvt_record_meta m = { .max_size = e->meta.max_size, .length = (uint32_t)len,
+                          .generation = e->meta.generation + 1, .present = true };
+    size_t size;
+    uint8_t *rec = encode(&m, data, &size);
+    txn_op op = { name, rec, size };
+    r = store_commit(st, &op, 1, "write");
+    if (r == 0) {
+        m.crc32c = nvt_crc32c(0, data, len);
+        e->meta = m;
+    }
+    g_free(rec);
+    return r;
+}
+
+int nvt_store_delete(nvt_store *st, const char *name)
+{
+    int r = nvt_store_validate(st, name, 0, true);
+    if (r < 0)
+        return r;
+    blob_entry *e = g_hash_table_lookup(st->index, name);
+    if (!e->registered_max) {
+        txn_op op = { name, NULL, 0 };
+        r = store_commit(st, &op, 1, "delete");
+        if (r == 0)
+            g_hash_table_remove(st->index, name);
+        return r;
+    }
+    /* A registered blob keeps its space: the record stays, marked absent. */
+    nvt_record_meta m = { .max_size = e->meta.max_size, .generation = e->meta.generation + 1 };
+    size_t size;
+    uint8_t *rec = encode(&m, NULL, &size);
+    txn_op op = { name, rec, size };
+    r = store_commit(st, &op, 1, "delete");
+    if (r == 0)
+        e->meta = m;
+    g_free(rec);
+    return r;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const nvramtdb_entry *)a)->name, ((const nvramtdb_entry *)b)->name);
+}
+
+int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count)
+{
+    size_t n = g_hash_table_size(st->index), i = 0;
+    nvramtdb_entry *out = calloc(n ? n : 1, sizeof *out);
+    if (!out)
+        return nvt_error(ENOMEM, "out of memory listing blobs");
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, st->index);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        blob_entry *e = v;
+        g_strlcpy(out[i].name, k, sizeof out[i].name);
+        out[i].size = e->meta.present ? e->meta.length : 0;
+        out[i].max_size = e->meta.max_size;
+        out[i].generation = e->meta.generation;
+        out[i].crc32c = e->meta.crc32c;
+        out[i].present = e->meta.present && !e->damage;
+        out[i].registered = e->registered_max != 0;
+        i++;
+    }
+    qsort(out, n, sizeof *out, entry_cmp);
+    *entries = out;
+    *count = n;
+    return 0;
+}
+
+void nvt_store_info(nvt_store *st, nvramtdb_info *info)
+{
+    GHashTableIter it;
+    gpointer k, v;
+
+    info->data_capacity = nvt_vfile_capacity(st->vf);
+    info->data_used = nvt_vfile_length(st->vf);
+    info->reserved_bytes = info->value_bytes = 0;
+    info->entries = info->slots = 0;
+    g_hash_table_iter_init(&it, st->index);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        blob_entry *e = v;
+        info->slots++;
+        info->reserved_bytes += e->meta.max_size;
+        if (e->meta.present && !e->damage) {
+            info->entries++;
+            info->value_bytes += e->meta.length;
+        }
+    }
+    info->flushes = nvt_vfile_flushes(st->vf);
+    info->commits = st->commits;
+}
+
+typedef struct check_ctx {
+    nvt_store *st;
+    nvramtdb_report_fn *report;
+    void *opaque;
+    int problems;
+} check_ctx;
+
+static void problem(check_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(check_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    c->problems++;
+    if (c->report)
+        c->report(c->opaque, msg);
+    g_free(msg);
+}
+
+static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
+{
+    check_ctx *c = opaque;
+    char name[NVRAMTDB_NAME_MAX + 1];
+    nvt_record_meta m;
+
+    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX) {
+        problem(c, "record with a %zu-byte key is not a blob", key.dsize);
+        return 0;
+    }
+    memcpy(name, key.dptr, key.dsize);
+    name[key.dsize] = '\0';
+    if (memchr(name, '\0', key.dsize) || nvt_blob_name_check(name) < 0) {
+        problem(c, "record with key '%.*s' is not a blob", (int)key.dsize, name);
+        return 0;
+    }
+    if (nvt_record_decode(name, data.dptr, data.dsize, true, &m) < 0)
+        problem(c, "%s", nvt_last_error());
+    return 0;
+}
+
+int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque)
+{
+    check_ctx c = { st, report, opaque, 0 };
+    int r = store_usable(st);
+    if (r < 0)
+        return r;
+    st->tdb_msg[0] = '\0';
+    if (tdb_check(st->tdb, NULL, NULL) != 0)
+        problem(&c, "tdb structure is damaged: %s", tdb_why(st));
+    st->tdb_msg[0] = '\0';
+    if (tdb_traverse_read(st->tdb, check_one, &c) < 0)
+        problem(&c, "cannot walk the tdb's records: %s", tdb_why(st));
+    return c.problems;
+}
+
+uint64_t nvt_store_flushes(const nvt_store *st)
+{
+    return nvt_vfile_flushes(st->vf);
+}
+
+uint64_t nvt_store_commits(const nvt_store *st)
+{
+    return st->commits;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * store.h — blobs as tdb records inside an image's tdb region.
+ *
+ * The store owns the tdb context (opened through a vfile over the image's
+ * tdb region), an in-memory index of every record's metadata, and the
+ * space policy that makes the bounded-space contract hold:
+ *
+ *   Every blob's record is allocated once at its maximum size and from
+ *   then on only ever rewritten in place (tdb_update_hash), so steady-state
+ *   writes never allocate.  After any change of the set of records, every
+ *   record is rewritten once at its maximum inside one transaction, which
+ *   grows tdb's recovery area to the size a commit touching all blobs at
+ *   their maxima needs.  Deleting a registered blob keeps its allocation
+ *   (the record stays, marked absent).  Hence an image formatted for a set
+ *   of blobs accepts any sequence of writes within their maxima, forever.
+ *
+ * Every write is one tdb transaction (never a bare tdb_store, which frees
+ * the old value before allocating the new one).  Any backend error latched
+ * by the vfile fails the operation even if tdb reported success, and the
+ * tdb is then reopened so that tdb's recovery brings it back to a committed
+ * state.  Not thread-safe: the caller serialises calls on one store.
+ */
+#ifndef NVT_STORE_H
+#define NVT_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "image.h"
+#include "nvramtdb.h"
+#include "record.h"
+
+typedef struct nvt_store nvt_store;
+
+typedef struct nvt_blob_spec {
+    const char *name;
+    uint32_t max_size;
+} nvt_blob_spec;
+
+/* Build, in memory, a complete tdb file holding space for @specs (the
+ * formatting recipe).  *tdb receives a g_malloc()ed buffer of *len bytes. */
+int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len);
+
+/* Open the tdb of @img (whose backend is @img->be).  Logical length
+ * changes are persisted in the superblock. */
+int nvt_store_open(nvt_image *img, nvt_store **out);
+void nvt_store_close(nvt_store *st);
+
+/* Make room for @specs: add missing blobs, grow maxima that increased.
+ * Fails with -ENOSPC (nothing changed) when the region cannot hold them,
+ * giving the sizes.  With @read_only, only reports -EROFS if a change is
+ * needed.  Marks the blobs as registered. */
+int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool read_only);
+
+/* Would a write of @len bytes (or a delete, @len ignored) be accepted?
+ * Checks the name, the blob's existence and maximum; no I/O. */
+int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_delete);
+
+int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len);
+int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len);
+int nvt_store_delete(nvt_store *st, const char *name);
+int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count);
+/* Fill the store-level fields of @info. */
+void nvt_store_info(nvt_store *st, nvramtdb_info *info);
+/* tdb_check plus every record's header and checksum; returns the number
+ * of problems found, or a negative errno. */
+int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque);
+
+/* Counters for benchmarks and tests. */
+uint64_t nvt_store_flushes(const nvt_store *st);
+uint64_t nvt_store_commits(const nvt_store *st);
+
+/* Validate a blob name ("<device>/<entry>"). */
+int nvt_blob_name_check(const char *name);
+
+#endif /* NVT_STORE_H */

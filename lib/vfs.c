@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * vfs.c — tdb's file calls, served from a backend region (see vfs.h).
+ *
+ * The nvt_vfs_* functions below replace libc's open, pread, fstat, ... in
+ * tdb's objects only.  Each takes the same arguments and reports errors
+ * the same way (-1 and errno) as the call it stands for.  A virtual
+ * descriptor is a real descriptor number reserved with eventfd(), so it
+ * can never collide with a file the process opens; the table maps it to
+ * its vfile and its file position.
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utime.h>
+
+#include <glib.h>
+
+#include "error.h"
+#include "vfs.h"
+
+#define VFS_PATH_PREFIX "nvramtdb-vfs:"
+#define VFS_DEV 0x6e767274u  /* "nvrt": one device number for all vfiles */
+
+struct nvt_vfile {
+    nvt_backend *be;
+    uint64_t base;
+    uint64_t capacity;
+    uint64_t length;
+    nvt_vfile_resize_fn *resize;
+    void *opaque;
+    uint64_t ino;
+    char path[48];
+    int latched;
+    bool refused_growth;
+    uint64_t flushes;
+    uint64_t writes;
+};
+
+typedef struct vfd {
+    nvt_vfile *vf;
+    uint64_t pos;
+} vfd;
+
+static GMutex table_lock;
+static GHashTable *paths;   /* path -> nvt_vfile* */
+static GHashTable *fds;     /* GINT_TO_POINTER(fd) -> vfd* */
+static uint64_t next_ino = 1;
+
+/* The replacements tdb's objects call (names from lib/tdb-redefine.syms). */
+int nvt_vfs_open(const char *path, int flags, ...);
+int nvt_vfs_close(int fd);
+ssize_t nvt_vfs_read(int fd, void *buf, size_t len);
+ssize_t nvt_vfs_write(int fd, const void *buf, size_t len);
+ssize_t nvt_vfs_pread(int fd, void *buf, size_t len, off_t off);
+ssize_t nvt_vfs_pwrite(int fd, const void *buf, size_t len, off_t off);
+off_t nvt_vfs_lseek(int fd, off_t off, int whence);
+int nvt_vfs_fstat(int fd, struct stat *st);
+int nvt_vfs_ftruncate(int fd, off_t len);
+int nvt_vfs_fcntl(int fd, int cmd, ...);
+int nvt_vfs_fdatasync(int fd);
+int nvt_vfs_fsync(int fd);
+int nvt_vfs_posix_fallocate(int fd, off_t off, off_t len);
+void *nvt_vfs_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int nvt_vfs_munmap(void *addr, size_t len);
+int nvt_vfs_msync(void *addr, size_t len, int flags);
+int nvt_vfs_utime(const char *path, const struct utimbuf *times);
+char *nvt_vfs_getenv(const char *name);
+
+static void tables_init_locked(void)
+{
+    if (!paths) {
+        paths = g_hash_table_new(g_str_hash, g_str_equal);
+        fds = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    }
+}
+
+nvt_vfile *nvt_vfile_new(nvt_backend *be, uint64_t base, uint64_t capacity, uint64_t length,
+                         nvt_vfile_resize_fn *resize, void *opaque)
+{
+    nvt_vfile *vf = g_new0(nvt_vfile, 1);
+    vf->be = be;
+    vf->base = base;
+    vf->capacity = capacity;
+    vf->length = length;
+    vf->resize = resize;
+    vf->opaque = opaque;
+    g_mutex_lock(&table_lock);
+    tables_init_locked();
+    vf->ino = next_ino++;
+    snprintf(vf->path, sizeof vf->path, VFS_PATH_PREFIX "%llu", (unsigned long long)vf->ino);
+    g_hash_table_insert(paths, vf->path, vf);
+    g_mutex_unlock(&table_lock);
+    return vf;
+}
+
+void nvt_vfile_free(nvt_vfile *vf)
+{
+    if (!vf)
+        return;
+    g_mutex_lock(&table_lock);
+    g_hash_table_remove(paths, vf->path);
+    g_mutex_unlock(&table_lock);
+    g_free(vf);
+}
+
+const char *nvt_vfile_path(const nvt_vfile *vf) { return vf->path; }
+uint64_t nvt_vfile_length(const nvt_vfile *vf) { return vf->length; }
+uint64_t nvt_vfile_capacity(const nvt_vfile *vf) { return vf->capacity; }
+int nvt_vfile_latched_error(const nvt_vfile *vf) { return vf->latched; }
+void nvt_vfile_clear_error(nvt_vfile *vf) { vf->latched = 0; }
+
+bool nvt_vfile_take_enospc(nvt_vfile *vf)
+{
+    bool was = vf->refused_growth;
+    vf->refused_growth = false;
+    return was;
+}
+uint64_t nvt_vfile_flushes(const nvt_vfile *vf) { return vf->flushes; }
+uint64_t nvt_vfile_writes(const nvt_vfile *vf) { return vf->writes; }
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static vfd *lookup_fd(int fd)
+{
+    vfd *d = NULL;
+    g_mutex_lock(&table_lock);
+    if (fds)
+        d = g_hash_table_lookup(fds, GINT_TO_POINTER(fd));
+    g_mutex_unlock(&table_lock);
+    return d;
+}
+
+static bool is_vfs_path(const char *path)
+{
+    return strncmp(path, VFS_PATH_PREFIX, strlen(VFS_PATH_PREFIX)) == 0;
+}
+
+static nvt_vfile *lookup_path(const char *path)
+{
+    nvt_vfile *vf = NULL;
+    g_mutex_lock(&table_lock);
+    if (paths)
+        vf = g_hash_table_lookup(paths, path);
+    g_mutex_unlock(&table_lock);
+    return vf;
+}
+
+/* Remember the first backend error; the caller's commit will see it. */
+static void latch(nvt_vfile *vf, int neg_errno)
+{
+    if (!vf->latched)
+        vf->latched = neg_errno;
+}
+
+static int fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+/* Set the logical length, persisting it first when it grows. */
+static int set_length(nvt_vfile *vf, uint64_t len)
+{
+    if (len == vf->length)
+        return 0;
+    if (len > vf->capacity) {
+        vf->refused_growth = true;
+        return -ENOSPC;
+    }
+    if (len > vf->length) {
+        /* Backends sized for the whole image need nothing; a growable one
+         * (memory) must really hold the new bytes, as a file would. */
+        uint64_t have;
+        int r = nvt_be_get_size(vf->be, &have);
+        if (r == 0 && have < vf->base + len)
+            r = nvt_be_resize(vf->be, vf->base + len);
+        if (r < 0) {
+            latch(vf, r);
+            return r;
+        }
+    }
+    if (vf->resize) {
+        int r = vf->resize(vf->opaque, len);
+        if (r < 0) {
+            latch(vf, r);
+            return r;
+        }
+    }
+    vf->length = len;
+    return 0;
+}
+
+static ssize_t vf_pread(nvt_vfile *vf, void *buf, size_t len, uint64_t off)
+{
+    if (off >= vf->length || len == 0)
+        return 0;
+    if (len > vf->length - off)
+        len = (size_t)(vf->length - off);
+    int r = nvt_be_pread(vf->be, buf, len, vf->base + off);
+    if (r < 0)
+        return fail(-r);
+    return (ssize_t)len;
+}
+
+static ssize_t vf_pwrite(nvt_vfile *vf, const void *buf, size_t len, uint64_t off)
+{
+    if (len == 0)
+        return 0;
+    if (off > vf->capacity || len > vf->capacity - off) {
+        vf->refused_growth = true;
+        return fail(ENOSPC);
+    }
+    if (off + len > vf->length) {
+        int r = set_length(vf, off + len);
+        if (r < 0)
+            return fail(-r);
+    }
+    int r = nvt_be_pwrite(vf->be, buf, len, vf->base + off);
+    if (r < 0) {
+        latch(vf, r);
+        return fail(-r);
+    }
+    vf->writes++;
+    return (ssize_t)len;
+}
+
+static int vf_flush(nvt_vfile *vf)
+{
+    int r = nvt_be_flush(vf->be);
+    if (r < 0) {
+        latch(vf, r);
+        return fail(-r);
+    }
+    vf->flushes++;
+    return 0;
+}
+
+/* ---- the calls tdb makes ----------------------------------------------- */
+
+int nvt_vfs_open(const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    if (!is_vfs_path(path))
+        return open(path, flags, mode);
+
+    nvt_vfile *vf = lookup_path(path);
+    if (!vf)
+        return fail(ENOENT);
+    if (flags & O_TRUNC) {
+        int r = set_length(vf, 0);
+        if (r < 0)
+            return fail(-r);
+    }
+    int fd = eventfd(0, EFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    vfd *d = g_new0(vfd, 1);
+    d->vf = vf;
+    g_mutex_lock(&table_lock);
+    g_hash_table_insert(fds, GINT_TO_POINTER(fd), d);
+    g_mutex_unlock(&table_lock);
+    return fd;
+}
+
+int nvt_vfs_close(int fd)
+{
+    g_mutex_lock(&table_lock);
+    if (fds)
+        g_hash_table_remove(fds, GINT_TO_POINTER(fd));
+    g_mutex_unlock(&table_lock);
+    return close(fd);
+}
+
+ssize_t nvt_vfs_read(int fd, void *buf, size_t len)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return read(fd, buf, len);
+    ssize_t n = vf_pread(d->vf, buf, len, d->pos);
+    if (n > 0)
+        d->pos += (uint64_t)n;
+    return n;
+}
+
+ssize_t nvt_vfs_write(int fd, const void *buf, size_t len)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return write(fd, buf, len);
+    ssize_t n = vf_pwrite(d->vf, buf, len, d->pos);
+    if (n > 0)
+        d->pos += (uint64_t)n;
+    return n;
+}
+
+ssize_t nvt_vfs_pread(int fd, void *buf, size_t len, off_t off)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return pread(fd, buf, len, off);
+    if (off < 0)
+        return fail(EINVAL);
+    return vf_pread(d->vf, buf, len, (uint64_t)off);
+}
+
+ssize_t nvt_vfs_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return pwrite(fd, buf, len, off);
+    if (off < 0)
+        return fail(EINVAL);
+    return vf_pwrite(d->vf, buf, len, (uint64_t)off);
+}
+
+off_t nvt_vfs_lseek(int fd, off_t off, int whence)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return lseek(fd, off, whence);
+    int64_t base;
+    switch (whence) {
+    case SEEK_SET: base = 0; break;
+    case SEEK_CUR: base = (int64_t)d->pos; break;
+    case SEEK_END: base = (int64_t)d->vf->length; break;
+    default: return fail(EINVAL);
+    }
+    if (base + off < 0)
+        return fail(EINVAL);
+    d->pos = (uint64_t)(base + off);
+    return (off_t)d->pos;
+}
+
+int nvt_vfs_fstat(int fd, struct stat *st)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return fstat(fd, st);
+    memset(st, 0, sizeof *st);
+    st->st_dev = VFS_DEV;
+    st->st_ino = d->vf->ino;
+    st->st_mode = S_IFREG | 0600;
+    st->st_nlink = 1;
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_size = (off_t)d->vf->length;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((d->vf->length + 511) / 512);
+    return 0;
+}
+
+int nvt_vfs_ftruncate(int fd, off_t len)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return ftruncate(fd, len);
+    if (len < 0)
+        return fail(EINVAL);
+    int r = set_length(d->vf, (uint64_t)len);
+    return r < 0 ? fail(-r) : 0;
+}
+
+int nvt_vfs_fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return fcntl(fd, cmd, arg);
+    switch (cmd) {
+    case F_GETFD:
+    case F_SETFD:
+    case F_GETFL:
+        return fcntl(fd, cmd, arg);
+    case F_SETLK:
+    case F_SETLKW:
+        /* We serialise access ourselves (one writer per image). */
+        return 0;
+    case F_GETLK:
+        ((struct flock *)arg)->l_type = F_UNLCK;
+        return 0;
+    default:
+        return fail(EINVAL);
+    }
+}
+
+int nvt_vfs_fdatasync(int fd)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return fdatasync(fd);
+    return vf_flush(d->vf);
+}
+
+int nvt_vfs_fsync(int fd)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return fsync(fd);
+    return vf_flush(d->vf);
+}
+
+int nvt_vfs_posix_fallocate(int fd, off_t off, off_t len)
+{
+    vfd *d = lookup_fd(fd);
+    if (!d)
+        return posix_fallocate(fd, off, len);
+    /* Like posix_fallocate: returns an error number, not -1. */
+    if (off < 0 || len <= 0)
+        return EINVAL;
+    uint64_t end = (uint64_t)off + (uint64_t)len;
+    if (end > d->vf->capacity) {
+        d->vf->refused_growth = true;
+        return ENOSPC;
+    }
+    if (end > d->vf->length) {
+        int r = set_length(d->vf, end);
+        if (r < 0)
+            return -r;
+    }
+    return 0;
+}
+
+void *nvt_vfs_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (!lookup_fd(fd))
+        return mmap(addr, len, prot, flags, fd, off);
+    /* Never map a vfile: tdb falls back to pread/pwrite. */
+    errno = ENODEV;
+    return MAP_FAILED;
+}
+
+int nvt_vfs_munmap(void *addr, size_t len)
+{
+    return munmap(addr, len);
+}
+
+int nvt_vfs_msync(void *addr, size_t len, int flags)
+{
+    return msync(addr, len, flags);
+}
+
+int nvt_vfs_utime(const char *path, const struct utimbuf *times)
+{
+    if (!is_vfs_path(path))
+        return utime(path, times);
+    return lookup_path(path) ? 0 : fail(ENOENT);
+}
+
+char *nvt_vfs_getenv(const char *name)
+{
+    /* tdb reads TDB_NO_FSYNC to skip its syncs: durability is not an
+     * environment setting here. */
+    if (strncmp(name, "TDB_", 4) == 0)
+        return NULL;
+    return getenv(name);
+}
