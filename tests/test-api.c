@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * test-api: the public API's contracts — life cycle, URIs, round trips,
+ * completions, listing, persistence across reopen, reconciliation of
+ * registered blobs with those on disk.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static const tu_blob tpm_blobs[] = {
+    { "tpm0/permall", 8192 },
+    { "tpm0/volatilestate", 4096 },
+};
+
+static nvramtdb *start_mem(void)
+{
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, tpm_blobs, 2, &rc);
+    if (!db)
+        g_error("start failed: %d %s", rc, nvramtdb_last_error());
+    return db;
+}
+
+static void test_write_read_round_trip(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t buf[8192];
+    for (size_t len = 0; len <= sizeof buf; len += 1021) {
+        tu_fill(buf, len, (uint32_t)len);
+        TU_OK(nvramtdb_write(db, "tpm0/permall", buf, len, NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+        tu_assert_blob(db, "tpm0/permall", buf, (long)len);
+    }
+    tu_fill(buf, sizeof buf, 99);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
+    tu_assert_healthy(db);
+    nvramtdb_close(db);
+}
+
+static void test_unwritten_blob_has_no_value(void)
+{
+    nvramtdb *db = start_mem();
+    tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
+    nvramtdb_close(db);
+}
+
+static void test_empty_value_is_a_value(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t *data = (uint8_t *)"x";
+    size_t len = 99;
+    TU_OK(nvramtdb_write(db, "tpm0/permall", NULL, 0, 0, NULL, NULL));
+    TU_OK(nvramtdb_read(db, "tpm0/permall", &data, &len));
+    g_assert_null(data);
+    g_assert_cmpuint(len, ==, 0);
+    nvramtdb_close(db);
+}
+
+static void test_generation_counts_writes(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t b = 1;
+    for (int i = 0; i < 5; i++)
+        TU_OK(nvramtdb_write(db, "tpm0/permall", &b, 1, 0, NULL, NULL));
+    nvramtdb_entry *e;
+    size_t n;
+    TU_OK(nvramtdb_list(db, &e, &n));
+    g_assert_cmpuint(n, ==, 2);
+    g_assert_cmpstr(e[0].name, ==, "tpm0/permall");
+    g_assert_cmpuint(e[0].generation, ==, 5);
+    g_assert_true(e[0].present);
+    g_assert_true(e[0].registered);
+    g_assert_cmpuint(e[0].size, ==, 1);
+    g_assert_cmpuint(e[0].max_size, ==, 8192);
+    g_assert_cmpstr(e[1].name, ==, "tpm0/volatilestate");
+    g_assert_false(e[1].present);
+    free(e);
+    nvramtdb_close(db);
+}
+
+static void test_oversized_write_is_refused_and_changes_nothing(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t small[10] = "0123456789", big[8193];
+    memset(big, 7, sizeof big);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", small, sizeof small, 0, NULL, NULL));
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, sizeof big, 0, NULL, NULL), ==,
+                    -EFBIG);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "tpm0/permall"));
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "8192"));
+    tu_assert_blob(db, "tpm0/permall", small, sizeof small);
+    nvramtdb_close(db);
+}
+
+typedef struct completion {
+    int calls;
+    int errcode;
+    bool is_write;
+    size_t len;
+} completion;
+
+static void on_complete(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
+{
+    completion *c = opaque;
+    c->calls++;
+    c->errcode = errcode;
+    c->is_write = is_write;
+    c->len = len;
+    free(data);
+}
+
+static void test_completion_called_once_when_durable(void)
+{
+    nvramtdb *db = start_mem();
+    completion c = { 0 };
+    uint8_t buf[100] = { 1 };
+    TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf,
+                         NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION, on_complete, &c));
+    g_assert_cmpint(c.calls, ==, 1);
+    g_assert_cmpint(c.errcode, ==, 0);
+    g_assert_true(c.is_write);
+    g_assert_cmpuint(c.len, ==, sizeof buf);
+    TU_OK(nvramtdb_delete(db, "tpm0/permall", NVRAMTDB_ASYNC, on_complete, &c));
+    g_assert_cmpint(c.calls, ==, 2);
+    g_assert_cmpint(c.errcode, ==, 0);
+    nvramtdb_close(db);
+}
+
+static void test_refused_request_gets_no_completion(void)
+{
+    nvramtdb *db = start_mem();
+    completion c = { 0 };
+    uint8_t big[9000] = { 0 };
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, sizeof big, NVRAMTDB_ASYNC,
+                                   on_complete, &c), ==, -EFBIG);
+    g_assert_cmpint(nvramtdb_write(db, "nosuch/blob", big, 1, NVRAMTDB_ASYNC, on_complete, &c),
+                    ==, -ENOENT);
+    g_assert_cmpint(nvramtdb_write(db, "bad name", big, 1, 0, on_complete, &c), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, 1, 0x80, on_complete, &c), ==,
+                    -EINVAL);
+    g_assert_cmpint(c.calls, ==, 0);
+    nvramtdb_close(db);
+}
+
+static void test_delete_registered_keeps_its_space(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t buf[8192];
+    tu_fill(buf, sizeof buf, 3);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
+    nvramtdb_info before, after;
+    TU_OK(nvramtdb_get_info(db, &before));
+    TU_OK(nvramtdb_delete(db, "tpm0/permall", 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", NULL, -1);
+    g_assert_cmpint(nvramtdb_delete(db, "tpm0/permall", 0, NULL, NULL), ==, -ENOENT);
+    TU_OK(nvramtdb_get_info(db, &after));
+    g_assert_cmpuint(after.slots, ==, before.slots);
+    g_assert_cmpuint(after.reserved_bytes, ==, before.reserved_bytes);
+    g_assert_cmpuint(after.entries, ==, before.entries - 1);
+    g_assert_cmpuint(after.data_used, ==, before.data_used);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
+    nvramtdb_close(db);
+}
+
+static void test_lifecycle_errors(void)
+{
+    nvramtdb *db;
+    uint8_t *data;
+    size_t len;
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    g_assert_cmpint(nvramtdb_read(db, "tpm0/permall", &data, &len), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", "x", 1, 0, NULL, NULL), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_start(db, 0x100), ==, -EINVAL);
+    TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 100));
+    TU_OK(nvramtdb_start(db, 0));
+    g_assert_cmpint(nvramtdb_start(db, 0), ==, -EALREADY);
+    g_assert_cmpint(nvramtdb_register_blob(db, "tpm0/other", 100), ==, -EALREADY);
+    g_assert_cmpint(nvramtdb_set_image_size(db, 1 << 20), ==, -EALREADY);
+    TU_OK(nvramtdb_flush(db));
+    TU_OK(nvramtdb_close(db));
+    TU_OK(nvramtdb_close(NULL));
+}
+
+static void test_uri_and_flag_errors(void)
+{
+    nvramtdb *db;
+    g_assert_cmpint(nvramtdb_open("mem:x", 0, &db), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_open("file:", 0, &db), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_open("nbd://localhost/x", 0, &db), ==, -ENOTSUP);
+    g_assert_cmpint(nvramtdb_open("/nonexistent/dir/img", 0, &db), ==, -ENOENT);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "/nonexistent/dir/img"));
+    g_assert_cmpint(nvramtdb_open("mem:", NVRAMTDB_OPEN_FORCE_SHARE, &db), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_open("mem:", NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_CREATE, &db),
+                    ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_open("mem:", 0x40, &db), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_open(NULL, 0, &db), ==, -EINVAL);
+    g_assert_null(db);
+}
+
+static void test_file_image_persists_across_reopen(void)
+{
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "nvram.img", NULL);
+    char *uri = g_strconcat("file:", path, NULL);
+    nvramtdb *db;
+    uint8_t buf[5000];
+    tu_fill(buf, sizeof buf, 42);
+
+    TU_OK(nvramtdb_open(uri, NVRAMTDB_OPEN_CREATE, &db));
+    TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
+    uint64_t need = nvramtdb_get_totalsize(db);
+    g_assert_cmpuint(need, >, 8192);
+    g_assert_cmpuint(nvramtdb_get_totalsize_kb(db), ==, (need + 1023) / 1024);
+    TU_OK(nvramtdb_start(db, 0));
+    TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, NVRAMTDB_WAIT_COMPLETION, NULL,
+                         NULL));
+    TU_OK(nvramtdb_close(db));
+
+    struct stat st;
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpuint((uint64_t)st.st_size, ==, need);
+    /* Space is really reserved (posix_fallocate), not sparse. */
+    g_assert_cmpuint((uint64_t)st.st_blocks * 512, >=, need);
+
+    TU_OK(nvramtdb_open(path, 0, &db));
+    TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
+    TU_OK(nvramtdb_start(db, 0));
+    tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
+    nvramtdb_info info;
+    TU_OK(nvramtdb_get_info(db, &info));
+    g_assert_cmpuint(info.image_size, ==, need);
+    g_assert_cmpuint(info.format_version, ==, 1);
+    g_assert_cmpuint(info.entries, ==, 1);
+    g_assert_cmpuint(info.value_bytes, ==, sizeof buf);
+    TU_OK(nvramtdb_close(db));
+
+    /* Read-only opens see the data too and refuse writes. */
+    TU_OK(nvramtdb_open(path, NVRAMTDB_OPEN_READONLY, &db));
+    TU_OK(nvramtdb_start(db, 0));
+    tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", buf, 1, 0, NULL, NULL), ==, -EROFS);
+    TU_OK(nvramtdb_close(db));
+
+    tu_rmtree(dir);
+    g_free(uri);
+    g_free(path);
+    g_free(dir);
+}
+
+static void test_unregistered_blobs_on_disk_are_kept(void)
+{
+    int rc;
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db = tu_start(be, 0, tpm_blobs, 2, &rc);
+    uint8_t buf[300];
+    tu_fill(buf, sizeof buf, 5);
+    TU_OK(nvramtdb_write(db, "tpm0/volatilestate", buf, sizeof buf, 0, NULL, NULL));
+    size_t len;
+    uint8_t *image = tu_mem_copy(be, &len);
+    nvramtdb_close(db);
+
+    /* Start with only permall registered: volatilestate stays readable. */
+    static const tu_blob only_perm[] = { { "tpm0/permall", 8192 } };
+    db = tu_start(nvt_mem_backend_new(image, len), 0, only_perm, 1, &rc);
+    g_assert_nonnull(db);
+    tu_assert_blob(db, "tpm0/volatilestate", buf, sizeof buf);
+    nvramtdb_entry *e;
+    size_t n;
+    TU_OK(nvramtdb_list(db, &e, &n));
+    g_assert_cmpuint(n, ==, 2);
+    g_assert_false(e[1].registered);
+    g_assert_true(e[1].present);
+    free(e);
+    /* Unregistered but on disk: still writable within its stored maximum,
+     * and deleting it removes it entirely. */
+    TU_OK(nvramtdb_write(db, "tpm0/volatilestate", buf, 10, 0, NULL, NULL));
+    TU_OK(nvramtdb_delete(db, "tpm0/volatilestate", 0, NULL, NULL));
+    TU_OK(nvramtdb_list(db, &e, &n));
+    g_assert_cmpuint(n, ==, 1);
+    free(e);
+    tu_assert_healthy(db);
+    nvramtdb_close(db);
+    g_free(image);
+}
+
+static void test_grown_maximum_keeps_value(void)
+{
+    int rc;
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db;
+    TU_OK(nvt_open_backend(be, 0, &db));
+    TU_OK(nvramtdb_register_blob(db, "dev/x", 100));
+    TU_OK(nvramtdb_set_image_size(db, 4 << 20));  /* room to grow */
+    TU_OK(nvramtdb_start(db, 0));
+    uint8_t buf[100000];
+    tu_fill(buf, sizeof buf, 8);
+    TU_OK(nvramtdb_write(db, "dev/x", buf, 100, 0, NULL, NULL));
+    g_assert_cmpint(nvramtdb_write(db, "dev/x", buf, 101, 0, NULL, NULL), ==, -EFBIG);
+    size_t len;
+    uint8_t *image = tu_mem_copy(be, &len);
+    nvramtdb_close(db);
+
+    static const tu_blob bigger[] = { { "dev/x", 100000 }, { "dev/new", 5000 } };
+    db = tu_start(nvt_mem_backend_new(image, len), 0, bigger, 2, &rc);
+    if (!db)
+        g_error("restart with larger maxima failed: %s", nvramtdb_last_error());
+    tu_assert_blob(db, "dev/x", buf, 100);
+    TU_OK(nvramtdb_write(db, "dev/x", buf, sizeof buf, 0, NULL, NULL));
+    tu_assert_blob(db, "dev/x", buf, sizeof buf);
+    TU_OK(nvramtdb_write(db, "dev/new", buf, 5000, 0, NULL, NULL));
+    tu_assert_healthy(db);
+    nvramtdb_entry *e;
+    size_t n;
+    TU_OK(nvramtdb_list(db, &e, &n));
+    g_assert_cmpuint(n, ==, 2);
+    g_assert_cmpuint(e[1].max_size, ==, 100000);
+    g_assert_cmpuint(e[1].generation, ==, 2);
+    free(e);
+    nvramtdb_close(db);
+    g_free(image);
+}
+
+static void test_parse_size(void)
+{
+    uint64_t v;
+    TU_OK(nvramtdb_parse_size("4096", &v));
+    g_assert_cmpuint(v, ==, 4096);
+    TU_OK(nvramtdb_parse_size("256K", &v));
+    g_assert_cmpuint(v, ==, 256 * 1024);
+    TU_OK(nvramtdb_parse_size("1m", &v));
+    g_assert_cmpuint(v, ==, 1 << 20);
+    TU_OK(nvramtdb_parse_size("2GiB", &v));
+    g_assert_cmpuint(v, ==, 2ull << 30);
+    TU_OK(nvramtdb_parse_size("64KB", &v));
+    g_assert_cmpuint(v, ==, 64 * 1024);
+    g_assert_cmpint(nvramtdb_parse_size("", &v), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_parse_size("-1", &v), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_parse_size("12Q", &v), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_parse_size("1K2", &v), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_parse_size("99999999999999999999", &v), ==, -ERANGE);
+    g_assert_cmpint(nvramtdb_parse_size("17179869184G", &v), ==, -ERANGE);
+}
+
+static void test_version(void)
+{
+    g_assert_cmpstr(nvramtdb_version(), ==, PACKAGE_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/api/write-read-round-trip", test_write_read_round_trip);
+    g_test_add_func("/api/unwritten-blob-has-no-value", test_unwritten_blob_has_no_value);
+    g_test_add_func("/api/empty-value-is-a-value", test_empty_value_is_a_value);
+    g_test_add_func("/api/generation-counts-writes", test_generation_counts_writes);
+    g_test_add_func("/api/oversized-write-refused", test_oversized_write_is_refused_and_changes_nothing);
+    g_test_add_func("/api/completion-called-once", test_completion_called_once_when_durable);
+    g_test_add_func("/api/refused-request-no-completion", test_refused_request_gets_no_completion);
+    g_test_add_func("/api/delete-registered-keeps-space", test_delete_registered_keeps_its_space);
+    g_test_add_func("/api/lifecycle-errors", test_lifecycle_errors);
+    g_test_add_func("/api/uri-and-flag-errors", test_uri_and_flag_errors);
+    g_test_add_func("/api/file-image-persists", test_file_image_persists_across_reopen);
+    g_test_add_func("/api/unregistered-blobs-kept", test_unregistered_blobs_on_disk_are_kept);
+    g_test_add_func("/api/grown-maximum-keeps-value", test_grown_maximum_keeps_value);
+    g_test_add_func("/api/parse-size", test_parse_size);
+    g_test_add_func("/api/version", test_version);
+    return g_test_run();
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * test-space: the bounded-space contract.  An image of exactly the size
+ * nvramtdb_get_totalsize() computes accepts any sequence of writes and
+ * deletes within the blobs' maxima without ENOSPC — and, stronger, tdb
+ * never grows its file after formatting (no allocation in steady state).
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+
+typedef struct space_case {
+    const char *label;
+    tu_blob blobs[24];
+    size_t n;
+    unsigned ops;
+} space_case;
+
+static uint32_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (uint32_t)(*s >> 11);
+}
+
+/* Sizes at the edges are the interesting ones: 0, 1, max-1, max. */
+static uint32_t pick_size(uint64_t *rng, uint32_t max)
+{
+    switch (next_rand(rng) % 6) {
+    case 0: return 0;
+    case 1: return max;
+    case 2: return max > 1 ? max - 1 : max;
+    case 3: return 1;
+    default: return next_rand(rng) % (max + 1);
+    }
+}
+
+static void run_case(const void *data)
+{
+    const space_case *c = data;
+    nvramtdb *db;
+
+    /* Size the image from the registrations, then make a backend that
+     * cannot grow beyond exactly that. */
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    for (size_t i = 0; i < c->n; i++)
+        TU_OK(nvramtdb_register_blob(db, c->blobs[i].name, c->blobs[i].max_size));
+    uint64_t total = nvramtdb_get_totalsize(db);
+    g_assert_cmpuint(total, >, 0);
+    nvramtdb_close(db);
+
+    int rc;
+    db = tu_start(nvt_mem_backend_new_capped(total), 0, c->blobs, c->n, &rc);
+    if (!db)
+        g_error("%s: start on an image of exactly %llu bytes failed: %s", c->label,
+                (unsigned long long)total, nvramtdb_last_error());
+    nvramtdb_info info;
+    TU_OK(nvramtdb_get_info(db, &info));
+    g_assert_cmpuint(info.image_size, ==, total);
+    uint64_t used_after_format = info.data_used;
+
+    uint32_t max_all = 0;
+    for (size_t i = 0; i < c->n; i++)
+        max_all = MAX(max_all, c->blobs[i].max_size);
+    uint8_t *buf = g_malloc(max_all + 1);
+    uint64_t rng = 0x1234567 + c->n;
+    unsigned writes = 0, deletes = 0, groups_at_max = 0;
+
+    for (unsigned op = 0; op < c->ops; op++) {
+        /* Now and then rewrite every blob at its maximum: the worst case
+         * for tdb's recovery area. */
+        if (op % 97 == 0) {
+            for (size_t i = 0; i < c->n; i++) {
+                tu_fill(buf, c->blobs[i].max_size, op + (uint32_t)i);
+                TU_OK(nvramtdb_write(db, c->blobs[i].name, buf, c->blobs[i].max_size, 0, NULL,
+                                     NULL));
+            }
+            groups_at_max++;
+            continue;
+        }
+        const tu_blob *b = &c->blobs[next_rand(&rng) % c->n];
+        if (next_rand(&rng) % 8 == 0) {
+            int r = nvramtdb_delete(db, b->name, 0, NULL, NULL);
+            if (r != 0 && r != -ENOENT)
+                g_error("%s: op %u: delete %s: %s", c->label, op, b->name,
+                        nvramtdb_last_error());
+            deletes++;
+        } else {
+            uint32_t len = pick_size(&rng, b->max_size);
+            tu_fill(buf, len, op);
+            int r = nvramtdb_write(db, b->name, buf, len, 0, NULL, NULL);
+            if (r != 0)
+                g_error("%s: op %u: write of %u bytes to %s (max %u) failed: %s", c->label, op,
+                        len, b->name, b->max_size, nvramtdb_last_error());
+            tu_assert_blob(db, b->name, buf, len);
+            writes++;
+        }
+        TU_OK(nvramtdb_get_info(db, &info));
+        g_assert_cmpuint(info.data_used, ==, used_after_format);
+    }
+    tu_assert_healthy(db);
+    g_test_message("%s: image %llu bytes for %llu reserved; %u writes, %u deletes, %u full "
+                   "rewrites, tdb length constant at %llu", c->label,
+                   (unsigned long long)total, (unsigned long long)info.reserved_bytes, writes,
+                   deletes, groups_at_max, (unsigned long long)used_after_format);
+    g_free(buf);
+    nvramtdb_close(db);
+}
+
+static const space_case cases[] = {
+    { "tpm", { { "tpm0/permall", 176832 + 4096 }, { "tpm0/volatilestate", 65536 },
+               { "tpm0/savestate", 16384 } }, 3, 600 },
+    { "one-byte", { { "dev/tiny", 1 } }, 1, 300 },
+    { "one-large", { { "dev/big", 1 << 20 } }, 1, 60 },
+    { "many-small", { { "d/a", 1 }, { "d/b", 17 }, { "d/c", 100 }, { "d/d", 511 },
+                      { "d/e", 512 }, { "d/f", 513 }, { "d/g", 4095 }, { "d/h", 4096 },
+                      { "d/i", 4097 }, { "d/j", 5000 }, { "e/a", 3 }, { "e/b", 300 },
+                      { "e/c", 3000 }, { "e/d", 30000 }, { "f/a", 12345 }, { "f/b", 7 },
+                      { "f/c", 65536 }, { "f/d", 2 }, { "g/a", 999 }, { "g/b", 8191 } },
+      20, 1500 },
+};
+
+static void test_totalsize_is_deterministic(void)
+{
+    nvramtdb *a, *b;
+    TU_OK(nvramtdb_open("mem:", 0, &a));
+    TU_OK(nvramtdb_open("mem:", 0, &b));
+    TU_OK(nvramtdb_register_blob(a, "x/one", 1000));
+    TU_OK(nvramtdb_register_blob(a, "x/two", 50000));
+    TU_OK(nvramtdb_register_blob(b, "x/two", 50000));
+    TU_OK(nvramtdb_register_blob(b, "x/one", 1000));
+    g_assert_cmpuint(nvramtdb_get_totalsize(a), ==, nvramtdb_get_totalsize(b));
+    uint64_t before = nvramtdb_get_totalsize(a);
+    TU_OK(nvramtdb_register_blob(a, "x/one", 100000));  /* a new maximum replaces the old */
+    g_assert_cmpuint(nvramtdb_get_totalsize(a), >, before);
+    nvramtdb_close(a);
+    nvramtdb_close(b);
+}
+
+static void test_image_one_block_short_is_refused(void)
+{
+    static const tu_blob blobs[] = { { "tpm0/permall", 65536 } };
+    nvramtdb *db;
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    TU_OK(nvramtdb_register_blob(db, blobs[0].name, blobs[0].max_size));
+    uint64_t total = nvramtdb_get_totalsize(db);
+    nvramtdb_close(db);
+
+    int rc;
+    db = tu_start(nvt_mem_backend_new_capped(total - 4096), 0, blobs, 1, &rc);
+    g_assert_null(db);
+    g_assert_cmpint(rc, ==, -ENOSPC);
+    char want[32];
+    snprintf(want, sizeof want, "%llu", (unsigned long long)total);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), want));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char *path = g_strdup_printf("/space/exact-size-never-full/%s", cases[i].label);
+        g_test_add_data_func(path, &cases[i], run_case);
+        g_free(path);
+    }
+    g_test_add_func("/space/totalsize-deterministic", test_totalsize_is_deterministic);
+    g_test_add_func("/space/one-block-short-refused", test_image_one_block_short_is_refused);
+    return g_test_run();
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * test-store: the store's own promises — a deterministic formatting
+ * recipe, reservations that change nothing when they cannot fit, one tdb
+ * transaction (tdb's four syncs) per write, and recovery after a failed
+ * commit.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "store.h"
+#include "testutil.h"
+
+static void test_fresh_layout_is_deterministic(void)
+{
+    nvt_blob_spec a[] = { { "x/b", 5000 }, { "x/a", 100 } };
+    nvt_blob_spec b[] = { { "x/a", 100 }, { "x/b", 5000 } };
+    uint8_t *ta, *tb;
+    uint64_t la, lb;
+    TU_OK(nvt_store_build_fresh(a, 2, &ta, &la));
+    TU_OK(nvt_store_build_fresh(b, 2, &tb, &lb));
+    g_assert_cmpmem(ta, la, tb, lb);
+    g_free(ta);
+    g_free(tb);
+}
+
+static void test_failed_reservation_changes_nothing(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 1000 } };
+    int rc;
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db = tu_start(be, 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    TU_OK(nvramtdb_write(db, "dev/a", "value", 5, 0, NULL, NULL));
+    size_t len;
+    uint8_t *before = tu_mem_copy(be, &len);
+    nvramtdb_close(db);
+
+    /* The image was sized for dev/a alone: a large new blob cannot fit. */
+    static const tu_blob more[] = { { "dev/a", 1000 }, { "dev/huge", 4 << 20 } };
+    nvt_backend *copy = nvt_mem_backend_new_capped(len);
+    TU_OK(nvt_be_pwrite(copy, before, len, 0));
+    nvramtdb *db2;
+    TU_OK(nvt_open_backend(copy, 0, &db2));
+    for (size_t i = 0; i < 2; i++)
+        TU_OK(nvramtdb_register_blob(db2, more[i].name, more[i].max_size));
+    g_assert_cmpint(nvramtdb_start(db2, 0), ==, -ENOSPC);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "dev/huge"));
+    size_t after_len;
+    const uint8_t *after = nvt_mem_backend_data(copy, &after_len);
+    g_assert_cmpmem(after, after_len, before, len);
+    nvramtdb_close(db2);
+    g_free(before);
+}
+
+static void test_stock_commit_costs_four_flushes(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 4096 } };
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, blobs, 1, &rc);
+    uint8_t buf[4096];
+    nvramtdb_info i0, i1;
+    TU_OK(nvramtdb_get_info(db, &i0));
+    for (int i = 0; i < 10; i++) {
+        tu_fill(buf, sizeof buf, (uint32_t)i);
+        TU_OK(nvramtdb_write(db, "dev/a", buf, sizeof buf, 0, NULL, NULL));
+    }
+    TU_OK(nvramtdb_get_info(db, &i1));
+    g_assert_cmpuint(i1.commits - i0.commits, ==, 10);
+    /* tdb syncs recovery data, recovery magic, data and the cleared magic. */
+    g_assert_cmpuint(i1.flushes - i0.flushes, ==, 40);
+    nvramtdb_close(db);
+}
+
+static void test_failed_commit_recovers_and_continues(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 4096 } };
+    int rc;
+    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db = tu_start(mem, 0, blobs, 1, &rc);
+    TU_OK(nvramtdb_write(db, "dev/a", "old", 3, 0, NULL, NULL));
+    size_t len;
+    uint8_t *image = tu_mem_copy(mem, &len);
+    nvramtdb_close(db);
+
+    /* Each of a commit's four syncs fails once in turn. */
+    for (uint64_t n = 1; n <= 4; n++) {
+        nvt_backend *fb = nvt_fault_backend_new(nvt_mem_backend_new(image, len));
+        db = tu_start(fb, 0, blobs, 1, &rc);
+        g_assert_nonnull(db);
+        nvt_fault_arm(fb, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, n, EIO);
+        g_assert_cmpint(nvramtdb_write(db, "dev/a", "new", 3, 0, NULL, NULL), ==, -EIO);
+        g_assert_true(nvt_fault_fired(fb));
+        uint8_t *got;
+        size_t got_len;
+        TU_OK(nvramtdb_read(db, "dev/a", &got, &got_len));
+        g_assert_cmpuint(got_len, ==, 3);
+        g_assert_true(memcmp(got, "old", 3) == 0 || memcmp(got, "new", 3) == 0);
+        free(got);
+        TU_OK(nvramtdb_write(db, "dev/a", "next", 4, 0, NULL, NULL));
+        tu_assert_blob(db, "dev/a", "next", 4);
+        tu_assert_healthy(db);
+        nvramtdb_close(db);
+    }
+    g_free(image);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/store/fresh-layout-deterministic", test_fresh_layout_is_deterministic);
+    g_test_add_func("/store/failed-reservation-changes-nothing",
+                    test_failed_reservation_changes_nothing);
+    g_test_add_func("/store/stock-commit-four-flushes", test_stock_commit_costs_four_flushes);
+    g_test_add_func("/store/failed-commit-recovers", test_failed_commit_recovers_and_continues);
+    return g_test_run();
+}
