@@ -30,6 +30,8 @@
 /* incompat_flags: a reader that does not know a bit must refuse the image. */
 #define NVT_INCOMPAT_ENCRYPTED (1u << 0)   /* reserved: payload encryption */
 #define NVT_INCOMPAT_KNOWN 0u
+/* ro_compat_flags: a reader that does not know a bit may only read. */
+#define NVT_RO_COMPAT_KNOWN 0u
 
 typedef struct nvt_superblock {
     uint32_t format_version;
