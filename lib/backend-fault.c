@@ -39,7 +39,9 @@
  * a torn write is split at 512-byte sector boundaries of the image and
  * each piece is kept, dropped or replaced with garbage.  Garbage never
  * reaches outside the write's own byte range (the "powersafe overwrite"
- * assumption SQLite also makes).  The choice is a deterministic function
+ * assumption SQLite also makes).  nvt_fault_set_sector_atomic() models a
+ * disk whose sectors are written atomically instead: a torn write's pieces
+ * are then each old or new, never garbage.  The choice is a deterministic function
  * of the seed, so a failing seed can be replayed.
  */
 #include "config.h"
@@ -78,6 +80,7 @@ typedef struct fault_backend {
     uint64_t fired_at;       /* value of ops when it fired */
     bool dead;               /* power was cut */
     bool failing;            /* a persistent error has fired */
+    bool sector_atomic;      /* torn sectors are old or new, never garbage */
 } fault_backend;
 
 static const nvt_backend_ops fault_ops;
@@ -339,6 +342,12 @@ uint64_t nvt_fault_op_count(nvt_backend *be)
     return to_fault(be)->ops;
 }
 
+void nvt_fault_set_sector_atomic(nvt_backend *be, bool atomic)
+{
+    g_return_if_fail(is_fault(be));
+    to_fault(be)->sector_atomic = atomic;
+}
+
 bool nvt_fault_fired(nvt_backend *be)
 {
     g_return_val_if_fail(is_fault(be), false);
@@ -407,6 +416,8 @@ uint8_t *nvt_fault_crash_image(nvt_backend *be, uint32_t seed, size_t *len)
             enum fate pf = (enum fate)(next_rand(&rng) % 3);
             int r = 0;
 
+            if (pf == TEAR && fb->sector_atomic)
+                pf = (next_rand(&rng) & 1) ? KEEP : DROP;
             if (pf == KEEP)
                 r = put_bytes(&img, &img_len, pos, w->data + (pos - w->off), n, &rng);
             else if (pf == TEAR)

@@ -111,6 +111,11 @@ nvt_backend *nvt_fault_backend_new(nvt_backend *inner);
  * kinds in @on; @err is the positive errno for TRANSIENT/PERSISTENT. */
 void nvt_fault_arm(nvt_backend *be, nvt_fault_mode mode, nvt_fault_ops on,
                    uint64_t n, int err);
+/* Model a disk that writes each 512-byte sector atomically (torn writes
+ * leave every sector old or new, never garbage).  Stock tdb commits rely
+ * on this, as most databases without a checksummed journal do; the
+ * default model (garbage allowed) is the harsher one. */
+void nvt_fault_set_sector_atomic(nvt_backend *be, bool atomic);
 /* Counted operations (pwrite + flush) since creation. */
 uint64_t nvt_fault_op_count(nvt_backend *be);
 /* True once the armed fault has fired. */

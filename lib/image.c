@@ -147,22 +147,42 @@ static int read_slots(nvt_backend *be, uint8_t slots[2][NVT_SB_ENCODED_SIZE], ui
     return 0;
 }
 
+/* Could these bytes be part of a superblock (magic and CRC right), even
+ * if its geometry does not fit?  Such a slot was written on purpose. */
+static bool slot_was_written(const uint8_t *slot)
+{
+    return memcmp(slot + SB_MAGIC, NVT_IMAGE_MAGIC, 8) == 0 &&
+           get_le32(slot + SB_CRC) == nvt_crc32c(0, slot, SB_CRC);
+}
+
 int nvt_image_probe_blank(nvt_backend *be, bool *blank)
 {
     uint8_t slots[2][NVT_SB_ENCODED_SIZE];
     uint64_t size;
-    nvt_superblock sb;
-    char why[160];
 
     int r = read_slots(be, slots, &size);
     if (r < 0)
         return r;
+    if (size == 0) {
+        *blank = true;  /* a new, empty file */
+        return 0;
+    }
+    if (size < NVT_IMAGE_META_SIZE) {
+        /* Too short to hold the superblocks: blank only if it holds
+         * nothing at all, otherwise it is a truncated or foreign file. */
+        uint8_t buf[NVT_IMAGE_META_SIZE];
+        r = nvt_be_pread(be, buf, size, 0);
+        if (r < 0)
+            return r;
+        *blank = all_zero(buf, size);
+        return 0;
+    }
     /* Slot B is written only after slot A is durable at format time, and
-     * is never zero afterwards: A invalid with B all zero means formatting
-     * never completed, so nothing of value can be lost by formatting. */
-    *blank = all_zero(slots[1], NVT_SB_ENCODED_SIZE) &&
-             (all_zero(slots[0], NVT_SB_ENCODED_SIZE) ||
-              nvt_sb_decode(slots[0], size, &sb, why, sizeof why) < 0);
+     * is never zero afterwards: B all zero with A zero or torn garbage
+     * means formatting never completed, so nothing can be lost by
+     * formatting.  A slot A with a right magic and CRC is a real
+     * superblock, even if it no longer fits (a truncated image). */
+    *blank = all_zero(slots[1], NVT_SB_ENCODED_SIZE) && !slot_was_written(slots[0]);
     return 0;
 }
 
@@ -251,8 +271,9 @@ int nvt_image_open(nvt_backend *be, nvt_image **out)
          * it is the more useful diagnosis. */
         r = err[0] == -ENOTSUP ? err[0] : err[1] == -ENOTSUP ? err[1] : -EBADMSG;
         if (size < NVT_IMAGE_META_SIZE)
-            r = nvt_error(EBADMSG, "%s: not an nvramtdb image: %llu bytes is shorter than "
-                          "the superblock area", be->name, (unsigned long long)size);
+            r = nvt_error(EBADMSG, "%s: truncated or not an nvramtdb image: %llu bytes is "
+                          "shorter than the superblock area (%u bytes)", be->name,
+                          (unsigned long long)size, NVT_IMAGE_META_SIZE);
         else if (all_zero(slots[0], 8) && all_zero(slots[1], 8) && err[0] != -ENOTSUP)
             r = nvt_error(EBADMSG, "%s: not an nvramtdb image (no superblock)", be->name);
         else

@@ -415,8 +415,8 @@ int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
                 continue;
             problems++;
             if (report) {
-                char *msg = g_strdup_printf("superblock copy %c is invalid: %s", 'A' + i,
-                                            db->img->slot_problem[i]);
+                char *msg = g_strdup_printf("%s: superblock copy %c is invalid: %s", db->uri,
+                                            'A' + i, db->img->slot_problem[i]);
                 report(opaque, msg);
                 g_free(msg);
             }

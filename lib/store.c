@@ -747,17 +747,18 @@ static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
     nvt_record_meta m;
 
     if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX) {
-        problem(c, "record with a %zu-byte key is not a blob", key.dsize);
+        problem(c, "%s: record with a %zu-byte key is not a blob", c->st->be->name, key.dsize);
         return 0;
     }
     memcpy(name, key.dptr, key.dsize);
     name[key.dsize] = '\0';
     if (memchr(name, '\0', key.dsize) || nvt_blob_name_check(name) < 0) {
-        problem(c, "record with key '%.*s' is not a blob", (int)key.dsize, name);
+        problem(c, "%s: record with key '%.*s' is not a blob", c->st->be->name, (int)key.dsize,
+                name);
         return 0;
     }
     if (nvt_record_decode(name, data.dptr, data.dsize, true, &m) < 0)
-        problem(c, "%s", nvt_last_error());
+        problem(c, "%s: %s", c->st->be->name, nvt_last_error());
     return 0;
 }
 
@@ -769,10 +770,10 @@ int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque)
         return r;
     st->tdb_msg[0] = '\0';
     if (tdb_check(st->tdb, NULL, NULL) != 0)
-        problem(&c, "tdb structure is damaged: %s", tdb_why(st));
+        problem(&c, "%s: tdb structure is damaged: %s", st->be->name, tdb_why(st));
     st->tdb_msg[0] = '\0';
     if (tdb_traverse_read(st->tdb, check_one, &c) < 0)
-        problem(&c, "cannot walk the tdb's records: %s", tdb_why(st));
+        problem(&c, "%s: cannot walk the tdb's records: %s", st->be->name, tdb_why(st));
     return c.problems;
 }
 

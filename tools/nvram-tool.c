@@ -1,0 +1,1124 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * nvram-tool.c — command-line front end of libnvramtdb: create images,
+ * inspect them, and move blob values in and out.
+ *
+ * Only the public API (nvramtdb.h) is used, so the tool sees an image the
+ * way any other program does.  Each command parses its own options with
+ * GOption; usage errors exit 2, failures exit 1 with the library's message
+ * (which names the image and the blob) on stderr.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "nvramtdb.h"
+
+enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
+
+#define OPT_END { NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL }
+
+struct command;
+typedef int command_fn(const struct command *cmd, int argc, char **argv);
+
+struct command {
+    const char *name;
+    const char *params;   /* arguments, for the usage line */
+    const char *summary;
+    const char *details;  /* shown after the options by --help */
+    command_fn *fn;
+};
+
+/* The running command, for message prefixes (NULL before dispatch). */
+static const char *cmd_name;
+/* While create builds an image under a temporary name, the library's
+ * messages name that file: they are shown with the real name instead. */
+static const char *msg_tmp_name, *msg_real_name;
+
+/* ---- messages ----------------------------------------------------------- */
+
+static void G_GNUC_PRINTF(1, 0) verror_msg(const char *fmt, va_list ap)
+{
+    fputs("nvram-tool: ", stderr);
+    if (cmd_name)
+        fprintf(stderr, "%s: ", cmd_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+static void G_GNUC_PRINTF(1, 2) error_msg(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    verror_msg(fmt, ap);
+    va_end(ap);
+}
+
+/* Report a usage error and return the usage exit status. */
+static int G_GNUC_PRINTF(1, 2) usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    verror_msg(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try 'nvram-tool%s%s --help' for more information.\n",
+            cmd_name ? " " : "", cmd_name ? cmd_name : "");
+    return RC_USAGE;
+}
+
+/* Report a library failure (r < 0) with the library's own message. */
+static int lib_error(int r)
+{
+    const char *msg = nvramtdb_last_error();
+
+    if (!msg || !*msg) {
+        error_msg("%s", g_strerror(-r));
+    } else if (msg_tmp_name && strstr(msg, msg_tmp_name)) {
+        gchar **parts = g_strsplit(msg, msg_tmp_name, -1);
+        gchar *fixed = g_strjoinv(msg_real_name, parts);
+
+        error_msg("%s", fixed);
+        g_free(fixed);
+        g_strfreev(parts);
+    } else {
+        error_msg("%s", msg);
+    }
+    return RC_FAIL;
+}
+
+/* ---- argument helpers --------------------------------------------------- */
+
+/*
+ * Parse @argv (argv[0] is the command name) against @entries (may be NULL)
+ * and collect between @nmin and @nmax non-option arguments into *args
+ * (g_strfreev() it).  Returns RC_OK or RC_USAGE.  --help prints the
+ * command's help and exits 0 (GOption's behaviour).
+ */
+static int parse_options(const struct command *cmd, const GOptionEntry *entries,
+                         int argc, char **argv, int nmin, int nmax, char ***args)
+{
+    gchar **rest = NULL;
+    const GOptionEntry remaining[] = {
+        { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &rest, NULL, NULL },
+        OPT_END
+    };
+    GOptionContext *ctx;
+    GError *err = NULL;
+    int n, rc = RC_OK;
+
+    ctx = g_option_context_new(cmd->params);
+    g_option_context_set_summary(ctx, cmd->summary);
+    if (cmd->details)
+        g_option_context_set_description(ctx, cmd->details);
+    if (entries)
+        g_option_context_add_main_entries(ctx, entries, NULL);
+    g_option_context_add_main_entries(ctx, remaining, NULL);
+
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        rc = usage_error("%s", err->message);
+        g_error_free(err);
+        goto out;
+    }
+    n = rest ? (int)g_strv_length(rest) : 0;
+    if (n < nmin)
+        rc = usage_error("missing argument (usage: nvram-tool %s [OPTION…] %s)",
+                         cmd->name, cmd->params);
+    else if (n > nmax)
+        rc = usage_error("unexpected argument '%s'", rest[nmax]);
+out:
+    g_option_context_free(ctx);
+    if (rc == RC_OK && !rest)
+        rest = g_new0(gchar *, 1);
+    if (rc != RC_OK) {
+        g_strfreev(rest);
+        rest = NULL;
+    }
+    *args = rest;
+    return rc;
+}
+
+/* Parse a size option; false (after a usage message) if it is not one. */
+static bool parse_size_opt(const char *what, const char *text, uint64_t limit,
+                           uint64_t *bytes)
+{
+    int r = nvramtdb_parse_size(text, bytes);
+
+    if (r == 0 && *bytes <= limit)
+        return true;
+    if (r == -EINVAL)
+        usage_error("%s: '%s' is not a size (examples: 4096, 256K, 1M)", what, text);
+    else
+        usage_error("%s: '%s' is too large", what, text);
+    return false;
+}
+
+/* "1052672 bytes (1028 KiB)"; KiB rounded up like nvramtdb_get_totalsize_kb. */
+static char *bytes_str(uint64_t n)
+{
+    return g_strdup_printf("%" PRIu64 " bytes (%" PRIu64 " KiB)", n, (n + 1023) / 1024);
+}
+
+static void format_uuid(const uint8_t u[16], char out[37])
+{
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7],
+             u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+/* Write all of @buf to @fd; 0 or an errno. */
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Read all of @path ("-" = stdin) into *out.  Input longer than the largest
+ * possible blob is refused early rather than buffered whole.
+ */
+static bool read_input(const char *path, GByteArray **out)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    const char *label = is_stdin ? "standard input" : path;
+    GByteArray *buf;
+    uint8_t chunk[65536];
+
+    if (fd < 0) {
+        error_msg("%s: %s", label, g_strerror(errno));
+        return false;
+    }
+    buf = g_byte_array_new();
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            error_msg("%s: %s", label, g_strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        if (buf->len + (size_t)n > NVRAMTDB_BLOB_MAX) {
+            error_msg("%s: more than %u bytes, above the largest blob size",
+                      label, NVRAMTDB_BLOB_MAX);
+            goto fail;
+        }
+        g_byte_array_append(buf, chunk, (guint)n);
+    }
+    if (!is_stdin)
+        close(fd);
+    *out = buf;
+    return true;
+fail:
+    if (!is_stdin)
+        close(fd);
+    g_byte_array_free(buf, TRUE);
+    return false;
+}
+
+/* Print the JSON document built in @b on stdout. */
+static void print_json(JsonBuilder *b)
+{
+    JsonNode *root = json_builder_get_root(b);
+    JsonGenerator *gen = json_generator_new();
+    gchar *text;
+
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_root(gen, root);
+    text = json_generator_to_data(gen, NULL);
+    puts(text);
+    g_free(text);
+    g_object_unref(gen);
+    json_node_unref(root);
+}
+
+/* ---- opening images ----------------------------------------------------- */
+
+struct blob_spec {
+    char *name;
+    uint32_t max_size;
+};
+
+/* The file behind an image argument ("file:PATH" or a plain path). */
+static const char *image_path(const char *uri)
+{
+    return g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
+}
+
+/* An image argument for @path: plain unless it would read as a URI. */
+static char *path_uri(const char *path)
+{
+    if (g_str_has_prefix(path, "file:") || g_str_has_prefix(path, "mem:"))
+        return g_strconcat("file:", path, NULL);
+    return g_strdup(path);
+}
+
+/*
+ * Open @uri with @flags, register @blobs, set the image size unless
+ * @image_size is NULL, and start.  On failure prints the library's message
+ * and returns NULL.
+ */
+static nvramtdb *open_image(const char *uri, unsigned flags,
+                            const struct blob_spec *blobs, size_t nblobs,
+                            const uint64_t *image_size)
+{
+    nvramtdb *db;
+    int r;
+
+    r = nvramtdb_open(uri, flags, &db);
+    if (r < 0) {
+        lib_error(r);
+        return NULL;
+    }
+    for (size_t i = 0; i < nblobs; i++) {
+        r = nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size);
+        if (r < 0)
+            goto fail;
+    }
+    if (image_size) {
+        r = nvramtdb_set_image_size(db, *image_size);
+        if (r < 0)
+            goto fail;
+    }
+    r = nvramtdb_start(db, 0);
+    if (r < 0)
+        goto fail;
+    return db;
+fail:
+    lib_error(r);  /* before close, which may replace the message */
+    nvramtdb_close(db);
+    return NULL;
+}
+
+/* Close a handle that wrote; a failure here means the writes may be lost. */
+static int close_image(nvramtdb *db)
+{
+    int r = nvramtdb_close(db);
+
+    return r < 0 ? lib_error(r) : RC_OK;
+}
+
+/* Whether @name is on the image (with or without a value): 1, 0 or -errno. */
+static int image_has_entry(nvramtdb *db, const char *name)
+{
+    nvramtdb_entry *entries = NULL;
+    size_t count = 0;
+    int r, found = 0;
+
+    r = nvramtdb_list(db, &entries, &count);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < count && !found; i++)
+        found = strcmp(entries[i].name, name) == 0;
+    free(entries);
+    return found;
+}
+
+/* Make a rename or creation in @path's directory durable. */
+static int sync_parent_dir(const char *path)
+{
+    char *dir = g_path_get_dirname(path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = 0;
+
+    if (fd < 0 || (fsync(fd) < 0 && errno != EINVAL))
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err)
+        error_msg("%s: cannot sync directory: %s", dir, g_strerror(err));
+    g_free(dir);
+    return err;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+static bool parse_blob_spec(const char *text, struct blob_spec *spec)
+{
+    const char *colon = strrchr(text, ':');
+    uint64_t size;
+    char *what;
+    bool ok;
+
+    if (!colon || colon == text) {
+        usage_error("--blob: '%s' is not NAME:SIZE", text);
+        return false;
+    }
+    what = g_strdup_printf("--blob %s", text);
+    ok = parse_size_opt(what, colon + 1, UINT32_MAX, &size);
+    g_free(what);
+    if (!ok)
+        return false;
+    spec->name = g_strndup(text, (gsize)(colon - text));
+    spec->max_size = (uint32_t)size;
+    return true;
+}
+
+/*
+ * The image is built under a temporary name when it replaces a file, so
+ * that a failure leaves the old image intact, and renamed over it at the
+ * end.  A new file is built in place and removed again on failure.
+ */
+static int cmd_create(const struct command *cmd, int argc, char **argv)
+{
+    gchar **blob_args = NULL, *size_arg = NULL, **args = NULL;
+    gboolean force = FALSE;
+    const GOptionEntry entries[] = {
+        { "blob", 'b', 0, G_OPTION_ARG_STRING_ARRAY, &blob_args,
+          "Register blob NAME with maximum size SIZE (repeatable)", "NAME:SIZE" },
+        { "size", 's', 0, G_OPTION_ARG_STRING, &size_arg,
+          "Make the image SIZE bytes (default: what the blobs need)", "SIZE" },
+        { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
+          "Replace an existing image file", NULL },
+        OPT_END
+    };
+    struct blob_spec *blobs = NULL;
+    size_t nblobs = 0;
+    uint64_t image_size = 0;
+    const char *uri, *path;
+    char *work_path = NULL, *work_uri = NULL, *size_text = NULL;
+    bool is_mem, created = false, replace = false;
+    nvramtdb *db = NULL;
+    nvramtdb_info info;
+    struct stat st;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    if (rc != RC_OK)
+        goto out;
+    uri = args[0];
+    if (!blob_args && !size_arg) {
+        rc = usage_error("give at least one --blob NAME:SIZE or --size SIZE");
+        goto out;
+    }
+    nblobs = blob_args ? g_strv_length(blob_args) : 0;
+    blobs = g_new0(struct blob_spec, nblobs + 1);
+    for (size_t i = 0; i < nblobs; i++) {
+        if (!parse_blob_spec(blob_args[i], &blobs[i])) {
+            rc = RC_USAGE;
+            goto out;
+        }
+    }
+    if (size_arg && !parse_size_opt("--size", size_arg, UINT64_MAX, &image_size)) {
+        rc = RC_USAGE;
+        goto out;
+    }
+
+    /* "mem:" computes the size without writing anything anywhere. */
+    is_mem = g_str_has_prefix(uri, "mem:");
+    path = image_path(uri);
+    rc = RC_FAIL;
+    if (is_mem) {
+        work_uri = g_strdup(uri);
+    } else if (stat(path, &st) == 0) {
+        if (!force) {
+            error_msg("%s: file exists (use --force to replace it)", path);
+            goto out;
+        }
+        if (S_ISBLK(st.st_mode)) {
+            /* A device is used as it is: blank means formatted afresh. */
+            work_uri = g_strdup(uri);
+        } else if (S_ISREG(st.st_mode)) {
+            int fd;
+
+            /* Do not pull an image from under a running writer. */
+            r = nvramtdb_open(uri, 0, &db);
+            if (r == -EBUSY) {
+                lib_error(r);
+                goto out;
+            }
+            if (r == 0)
+                nvramtdb_close(db);
+            db = NULL;
+            work_path = g_strdup_printf("%s.XXXXXX", path);
+            fd = g_mkstemp(work_path);
+            if (fd < 0) {
+                error_msg("%s: %s", work_path, g_strerror(errno));
+                goto out;
+            }
+            /* The library creates the file itself. */
+            close(fd);
+            unlink(work_path);
+            work_uri = path_uri(work_path);
+            replace = true;
+            msg_tmp_name = work_path;
+            msg_real_name = path;
+        } else {
+            error_msg("%s: not a regular file or block device", path);
+            goto out;
+        }
+    } else if (errno != ENOENT) {
+        error_msg("%s: %s", path, g_strerror(errno));
+        goto out;
+    } else {
+        work_path = g_strdup(path);
+        work_uri = path_uri(path);
+    }
+    created = work_path != NULL;
+
+    db = open_image(work_uri, is_mem ? 0 : NVRAMTDB_OPEN_CREATE, blobs, nblobs,
+                    size_arg ? &image_size : NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_get_info(db, &info);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    r = nvramtdb_close(db);
+    db = NULL;
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    if (replace && rename(work_path, path) < 0) {
+        error_msg("%s: cannot replace: %s", path, g_strerror(errno));
+        goto out;
+    }
+    if (created) {
+        created = false;  /* from here on the file is the result */
+        if (sync_parent_dir(path) != 0)
+            goto out;
+    }
+    size_text = bytes_str(info.image_size);
+    /* For "mem:" nothing is created: only the size is of interest. */
+    printf("%s%s%s %s, %" PRIu32 " blob%s\n", is_mem ? "" : "created ", is_mem ? uri : path,
+           is_mem ? "" : ":", size_text, info.slots, info.slots == 1 ? "" : "s");
+    rc = RC_OK;
+out:
+    if (db)
+        nvramtdb_close(db);
+    if (created)
+        unlink(work_path);
+    msg_tmp_name = msg_real_name = NULL;
+    for (size_t i = 0; blobs && i < nblobs; i++)
+        g_free(blobs[i].name);
+    g_free(blobs);
+    g_free(size_text);
+    g_free(work_path);
+    g_free(work_uri);
+    g_strfreev(blob_args);
+    g_free(size_arg);
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- info --------------------------------------------------------------- */
+
+static void info_json(const char *image, const nvramtdb_info *info, const char *uuid,
+                      uint64_t data_free)
+{
+    JsonBuilder *b = json_builder_new();
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "image");
+    json_builder_add_string_value(b, image);
+    json_builder_set_member_name(b, "format_version");
+    json_builder_add_int_value(b, info->format_version);
+    json_builder_set_member_name(b, "uuid");
+    json_builder_add_string_value(b, uuid);
+    json_builder_set_member_name(b, "image_size");
+    json_builder_add_int_value(b, (gint64)info->image_size);
+    json_builder_set_member_name(b, "data_capacity");
+    json_builder_add_int_value(b, (gint64)info->data_capacity);
+    json_builder_set_member_name(b, "data_used");
+    json_builder_add_int_value(b, (gint64)info->data_used);
+    json_builder_set_member_name(b, "data_free");
+    json_builder_add_int_value(b, (gint64)data_free);
+    json_builder_set_member_name(b, "reserved_bytes");
+    json_builder_add_int_value(b, (gint64)info->reserved_bytes);
+    json_builder_set_member_name(b, "value_bytes");
+    json_builder_add_int_value(b, (gint64)info->value_bytes);
+    json_builder_set_member_name(b, "entries");
+    json_builder_add_int_value(b, info->entries);
+    json_builder_set_member_name(b, "slots");
+    json_builder_add_int_value(b, info->slots);
+    json_builder_end_object(b);
+    print_json(b);
+    g_object_unref(b);
+}
+
+static void info_text(const char *image, const nvramtdb_info *info, const char *uuid,
+                      uint64_t data_free)
+{
+    static const char *const labels[] = {
+        "image size", "data capacity", "data used", "data free",
+        "reserved bytes", "value bytes",
+    };
+    const uint64_t values[] = {
+        info->image_size, info->data_capacity, info->data_used, data_free,
+        info->reserved_bytes, info->value_bytes,
+    };
+
+    printf("%-16s%s\n", "image:", image);
+    printf("%-16s%" PRIu32 "\n", "format version:", info->format_version);
+    printf("%-16s%s\n", "uuid:", uuid);
+    for (size_t i = 0; i < G_N_ELEMENTS(labels); i++) {
+        char *label = g_strconcat(labels[i], ":", NULL);
+        char *text = bytes_str(values[i]);
+
+        printf("%-16s%s\n", label, text);
+        g_free(text);
+        g_free(label);
+    }
+    printf("%-16s%" PRIu32 "\n", "entries:", info->entries);
+    printf("%-16s%" PRIu32 "\n", "slots:", info->slots);
+}
+
+static int cmd_info(const struct command *cmd, int argc, char **argv)
+{
+    gboolean json = FALSE, force_share = FALSE;
+    const GOptionEntry entries[] = {
+        { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print a JSON object", NULL },
+        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
+          "Inspect an image in use by a writer (best effort)", NULL },
+        OPT_END
+    };
+    gchar **args = NULL;
+    nvramtdb *db = NULL;
+    nvramtdb_info info;
+    char uuid[37];
+    uint64_t data_free;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
+                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_get_info(db, &info);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    format_uuid(info.uuid, uuid);
+    data_free = info.data_capacity > info.data_used ? info.data_capacity - info.data_used : 0;
+    if (json)
+        info_json(args[0], &info, uuid, data_free);
+    else
+        info_text(args[0], &info, uuid, data_free);
+    rc = RC_OK;
+out:
+    nvramtdb_close(db);
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+static void list_json(const nvramtdb_entry *e, size_t count, bool all)
+{
+    JsonBuilder *b = json_builder_new();
+
+    json_builder_begin_array(b);
+    for (size_t i = 0; i < count; i++) {
+        char crc[9];
+
+        if (!e[i].present && !all)
+            continue;
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, e[i].name);
+        json_builder_set_member_name(b, "size");
+        json_builder_add_int_value(b, e[i].size);
+        json_builder_set_member_name(b, "max_size");
+        json_builder_add_int_value(b, e[i].max_size);
+        json_builder_set_member_name(b, "generation");
+        json_builder_add_int_value(b, (gint64)e[i].generation);
+        json_builder_set_member_name(b, "crc32c");
+        if (e[i].present) {
+            snprintf(crc, sizeof crc, "%08" PRIx32, e[i].crc32c);
+            json_builder_add_string_value(b, crc);
+        } else {
+            json_builder_add_null_value(b);
+        }
+        json_builder_set_member_name(b, "present");
+        json_builder_add_boolean_value(b, e[i].present);
+        json_builder_end_object(b);
+    }
+    json_builder_end_array(b);
+    print_json(b);
+    g_object_unref(b);
+}
+
+enum { COL_NAME, COL_SIZE, COL_MAX, COL_GEN, COL_CRC, NCOLS };
+
+static void list_text(const nvramtdb_entry *e, size_t count, bool all)
+{
+    static const char *const heads[NCOLS] = { "NAME", "SIZE", "MAX", "GENERATION", "CRC32C" };
+    GPtrArray *cells = g_ptr_array_new_with_free_func(g_free);
+    int width[NCOLS];
+    size_t rows = 0;
+
+    /* Format every cell first: the columns are as wide as their contents. */
+    for (int c = 0; c < NCOLS; c++)
+        width[c] = (int)strlen(heads[c]);
+    for (size_t i = 0; i < count; i++) {
+        if (!e[i].present && !all)
+            continue;
+        g_ptr_array_add(cells, g_strdup(e[i].name));
+        g_ptr_array_add(cells, e[i].present ? g_strdup_printf("%" PRIu32, e[i].size)
+                                            : g_strdup("-"));
+        g_ptr_array_add(cells, g_strdup_printf("%" PRIu32, e[i].max_size));
+        g_ptr_array_add(cells, g_strdup_printf("%" PRIu64, e[i].generation));
+        g_ptr_array_add(cells, e[i].present ? g_strdup_printf("%08" PRIx32, e[i].crc32c)
+                                            : g_strdup("-"));
+        for (int c = 0; c < NCOLS; c++) {
+            int len = (int)strlen(cells->pdata[rows * NCOLS + (size_t)c]);
+
+            width[c] = MAX(width[c], len);
+        }
+        rows++;
+    }
+
+    printf("%-*s  %*s  %*s  %*s  %s\n", width[COL_NAME], heads[COL_NAME],
+           width[COL_SIZE], heads[COL_SIZE], width[COL_MAX], heads[COL_MAX],
+           width[COL_GEN], heads[COL_GEN], heads[COL_CRC]);
+    for (size_t i = 0, row = 0; i < count; i++) {
+        char **cell;
+
+        if (!e[i].present && !all)
+            continue;
+        cell = (char **)&cells->pdata[row++ * NCOLS];
+        printf("%-*s  %*s  %*s  %*s  %-*s%s\n", width[COL_NAME], cell[COL_NAME],
+               width[COL_SIZE], cell[COL_SIZE], width[COL_MAX], cell[COL_MAX],
+               width[COL_GEN], cell[COL_GEN], width[COL_CRC], cell[COL_CRC],
+               e[i].present ? "" : "  (reserved, no value)");
+    }
+    g_ptr_array_free(cells, TRUE);
+}
+
+static int cmd_list(const struct command *cmd, int argc, char **argv)
+{
+    gboolean json = FALSE, all = FALSE, force_share = FALSE;
+    const GOptionEntry entries[] = {
+        { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print a JSON array", NULL },
+        { "all", 'a', 0, G_OPTION_ARG_NONE, &all,
+          "Also show blobs that have space reserved but no value", NULL },
+        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
+          "Inspect an image in use by a writer (best effort)", NULL },
+        OPT_END
+    };
+    gchar **args = NULL;
+    nvramtdb *db;
+    nvramtdb_entry *list = NULL;
+    size_t count = 0;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
+                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_list(db, &list, &count);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    if (json)
+        list_json(list, count, all);
+    else
+        list_text(list, count, all);
+    rc = RC_OK;
+out:
+    free(list);
+    nvramtdb_close(db);
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- dump --------------------------------------------------------------- */
+
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Write @len bytes to @path; a file this call created is removed on error. */
+static bool write_output(const char *path, const uint8_t *data, size_t len)
+{
+    bool created = true;
+    int fd, err;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EEXIST) {
+        created = false;
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    }
+    if (fd < 0) {
+        error_msg("%s: %s", path, g_strerror(errno));
+        return false;
+    }
+    err = write_all(fd, data, len);
+    /* close() can report a failed delayed write (NFS, quotas). */
+    if (close(fd) < 0 && err == 0)
+        err = errno;
+    if (err) {
+        error_msg("%s: %s", path, g_strerror(err));
+        if (created)
+            unlink(path);
+        return false;
+    }
+    return true;
+}
+
+static int cmd_dump(const struct command *cmd, int argc, char **argv)
+{
+    gchar *output = NULL, **args = NULL;
+    gboolean force = FALSE, force_share = FALSE;
+    const GOptionEntry entries[] = {
+        { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+          "Write to FILE instead of standard output", "FILE" },
+        { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
+          "Write binary data even to a terminal", NULL },
+        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
+          "Read an image in use by a writer (best effort)", NULL },
+        OPT_END
+    };
+    nvramtdb *db = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    bool to_stdout;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    if (rc != RC_OK)
+        goto out;
+    rc = RC_FAIL;
+    to_stdout = !output || strcmp(output, "-") == 0;
+    if (to_stdout && !force && isatty(STDOUT_FILENO)) {
+        error_msg("refusing to write binary data to a terminal (use -o FILE or --force)");
+        goto out;
+    }
+    if (!to_stdout && same_file(output, image_path(args[0]))) {
+        error_msg("%s: the output file is the image", output);
+        goto out;
+    }
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
+                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    if (!db)
+        goto out;
+    /* Read before touching the output: a bad blob leaves it alone. */
+    r = nvramtdb_read(db, args[1], &data, &len);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    if (to_stdout) {
+        r = write_all(STDOUT_FILENO, data, len);
+        if (r) {
+            error_msg("standard output: %s", g_strerror(r));
+            goto out;
+        }
+    } else if (!write_output(output, data, len)) {
+        goto out;
+    }
+    rc = RC_OK;
+out:
+    free(data);
+    nvramtdb_close(db);
+    g_free(output);
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- import ------------------------------------------------------------- */
+
+static int cmd_import(const struct command *cmd, int argc, char **argv)
+{
+    gchar *max_arg = NULL, **args = NULL;
+    const GOptionEntry entries[] = {
+        { "max", 'm', 0, G_OPTION_ARG_STRING, &max_arg,
+          "Register ENTRY with maximum size SIZE (adds it if new)", "SIZE" },
+        OPT_END
+    };
+    struct blob_spec spec = { NULL, 0 };
+    GByteArray *value = NULL;
+    nvramtdb *db = NULL;
+    uint64_t max = 0;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 3, 3, &args);
+    if (rc != RC_OK)
+        goto out;
+    if (max_arg && !parse_size_opt("--max", max_arg, UINT32_MAX, &max)) {
+        rc = RC_USAGE;
+        goto out;
+    }
+    rc = RC_FAIL;
+    /* Read the whole input before the image is locked and changed. */
+    if (!read_input(args[2], &value))
+        goto out;
+    if (max_arg && value->len > max) {
+        /* Registering first would reserve space for a value never written. */
+        error_msg("%s: %s is %u bytes, more than --max %" PRIu64,
+                  args[1], strcmp(args[2], "-") ? args[2] : "standard input",
+                  value->len, max);
+        goto out;
+    }
+    spec.name = args[1];
+    spec.max_size = (uint32_t)max;
+    db = open_image(args[0], 0, &spec, max_arg ? 1 : 0, NULL);
+    if (!db)
+        goto out;
+    if (!max_arg) {
+        r = image_has_entry(db, args[1]);
+        if (r < 0) {
+            lib_error(r);
+            goto out;
+        }
+        if (r == 0) {
+            error_msg("%s: %s: no such blob on the image; pass --max SIZE to add it",
+                      args[0], args[1]);
+            goto out;
+        }
+    }
+    r = nvramtdb_write(db, args[1], value->data, value->len,
+                       NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    rc = close_image(db);
+    db = NULL;
+out:
+    nvramtdb_close(db);
+    if (value)
+        g_byte_array_free(value, TRUE);
+    g_free(max_arg);
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- delete ------------------------------------------------------------- */
+
+static int cmd_delete(const struct command *cmd, int argc, char **argv)
+{
+    gchar **args = NULL;
+    nvramtdb *db;
+    int rc, r;
+
+    rc = parse_options(cmd, NULL, argc, argv, 2, 2, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    db = open_image(args[0], 0, NULL, 0, NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_delete(db, args[1], NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+    if (r < 0) {
+        lib_error(r);
+        nvramtdb_close(db);
+        goto out;
+    }
+    rc = close_image(db);
+out:
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- check -------------------------------------------------------------- */
+
+static void report_problem(void *opaque, const char *problem)
+{
+    (void)opaque;
+    printf("%s\n", problem);
+}
+
+static int cmd_check(const struct command *cmd, int argc, char **argv)
+{
+    gboolean force_share = FALSE;
+    const GOptionEntry entries[] = {
+        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
+          "Check an image in use by a writer (best effort)", NULL },
+        OPT_END
+    };
+    gchar **args = NULL;
+    nvramtdb *db;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
+                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_check(db, report_problem, NULL);
+    if (r < 0)
+        lib_error(r);
+    else if (r > 0)
+        printf("%s: %d problem%s\n", args[0], r, r == 1 ? "" : "s");
+    else
+        printf("%s: ok\n", args[0]);
+    rc = r == 0 ? RC_OK : RC_FAIL;
+    nvramtdb_close(db);
+out:
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- help and dispatch -------------------------------------------------- */
+
+static int cmd_help(const struct command *cmd, int argc, char **argv);
+
+static const struct command commands[] = {
+    { "create", "IMAGE", "Create an image file for a set of blobs",
+      "SIZE takes the suffixes K, M and G (binary units: 1K = 1024).\n"
+      "An existing IMAGE is only replaced with --force; it is rebuilt under a\n"
+      "temporary name and renamed over the old one.  IMAGE \"mem:\" only\n"
+      "computes the size.",
+      cmd_create },
+    { "info", "IMAGE", "Show facts about an image: version, UUID, sizes, space use",
+      NULL, cmd_info },
+    { "list", "IMAGE", "List the blobs on an image", NULL, cmd_list },
+    { "dump", "IMAGE ENTRY", "Write a blob's value (raw bytes) to a file or standard output",
+      "A value whose checksum does not match is an error: no bytes are written.",
+      cmd_dump },
+    { "import", "IMAGE ENTRY FILE", "Write the contents of FILE (\"-\" for standard input) as a blob's value",
+      "Without --max, ENTRY must already be on the image.  The write is durable\n"
+      "when the command returns; a value above the blob's maximum size is\n"
+      "refused and the image is not changed.",
+      cmd_import },
+    { "delete", "IMAGE ENTRY", "Delete a blob's value",
+      "nvram-tool registers no blobs, so the blob leaves the image with its\n"
+      "reserved space; a program that registers it reserves the space again\n"
+      "when it starts.", cmd_delete },
+    { "check", "IMAGE", "Verify an image: superblocks, tdb structure, record checksums",
+      "Each problem is printed on standard output; the exit status is 1 if\n"
+      "any was found.", cmd_check },
+    { "help", "[COMMAND]", "Show help on nvram-tool or on one command", NULL, cmd_help },
+};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: nvram-tool COMMAND [OPTION…] ARGS…\n"
+            "\n"
+            "Create, inspect and change nvramtdb images of device NVRAM blobs.\n"
+            "\n"
+            "Commands:\n");
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\n"
+            "Options:\n"
+            "  -h, --help     Show this help\n"
+            "  -V, --version  Show the version\n"
+            "\n"
+            "Run 'nvram-tool COMMAND --help' for the options of a command.\n");
+}
+
+/* "help COMMAND" is turned into "COMMAND --help" by main(). */
+static int cmd_help(const struct command *cmd, int argc, char **argv)
+{
+    gchar **args = NULL;
+    int rc;
+
+    rc = parse_options(cmd, NULL, argc, argv, 0, 0, &args);
+    if (rc == RC_OK)
+        print_usage(stdout);
+    g_strfreev(args);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    char *help_argv[] = { NULL, NULL, (char *)"--help", NULL };
+    const struct command *cmd;
+    char *prgname;
+    int rc;
+
+    setlocale(LC_ALL, "");
+    if (argc < 2)
+        return usage_error("missing command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_usage(stdout);
+        return RC_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("nvram-tool (nvramtdb) %s\n", nvramtdb_version());
+        return RC_OK;
+    }
+    if (argv[1][0] == '-')
+        return usage_error("unknown option '%s' (options follow the command)", argv[1]);
+    cmd = find_command(argv[1]);
+    if (!cmd)
+        return usage_error("unknown command '%s'", argv[1]);
+    cmd_name = cmd->name;
+    if (cmd->fn == cmd_help && argc >= 3 && argv[2][0] != '-') {
+        cmd = find_command(argv[2]);
+        if (!cmd)
+            return usage_error("unknown command '%s'", argv[2]);
+        if (argc > 3)
+            return usage_error("unexpected argument '%s'", argv[3]);
+        cmd_name = cmd->name;
+        help_argv[1] = argv[2];
+        argc = 3;
+        argv = help_argv;
+    }
+
+    /* GOption's usage line reads "nvram-tool COMMAND [OPTION…] ARGS"; the
+     * program name is set once, before any parsing. */
+    prgname = g_strconcat("nvram-tool ", cmd->name, NULL);
+    g_set_prgname(prgname);
+    g_free(prgname);
+    rc = cmd->fn(cmd, argc - 1, argv + 1);
+
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        error_msg("standard output: %s", g_strerror(errno));
+        rc = RC_FAIL;
+    }
+    return rc;
+}
