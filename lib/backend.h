@@ -61,6 +61,10 @@ int nvt_be_lock(nvt_backend *be, bool exclusive);
 /* Close and free; NULL is accepted. */
 void nvt_be_close(nvt_backend *be);
 
+/* A backend that forwards every call to @inner but does not close it:
+ * lets a test keep an image after the handle that used it is closed. */
+nvt_backend *nvt_be_borrow(nvt_backend *inner);
+
 /* ---- file backend (backend-file.c) ------------------------------------ */
 #define NVT_FILE_READONLY (1u << 0)
 #define NVT_FILE_CREATE   (1u << 1)  /* create if absent (O_CREAT, mode 0600) */

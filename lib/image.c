@@ -117,8 +117,14 @@ int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
     if (sb->tdb_logical > sb->tdb_capacity || sb->tdb_logical > UINT32_MAX)
         return BAD(EBADMSG, "tdb length %llu exceeds its region of %llu bytes",
                    (unsigned long long)sb->tdb_logical, (unsigned long long)sb->tdb_capacity);
-    if (sb->journal_offset != 0 || sb->journal_length != 0)
-        return BAD(EBADMSG, "journal fields set in a version %u image", sb->format_version);
+    if (sb->journal_offset || sb->journal_length) {
+        if (sb->journal_offset != sb->tdb_offset + sb->tdb_capacity ||
+            sb->journal_length % (2 * NVT_IMAGE_ALIGN) || sb->journal_length < 4 * NVT_IMAGE_ALIGN ||
+            sb->journal_length > sb->image_size - sb->journal_offset)
+            return BAD(EBADMSG, "journal region [%llu, +%llu) does not follow the tdb region "
+                       "inside the image", (unsigned long long)sb->journal_offset,
+                       (unsigned long long)sb->journal_length);
+    }
     return 0;
 }
 
@@ -186,10 +192,10 @@ int nvt_image_probe_blank(nvt_backend *be, bool *blank)
     return 0;
 }
 
-uint64_t nvt_image_size_for(uint64_t tdb_bytes)
+uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes)
 {
     uint64_t aligned = (tdb_bytes + NVT_IMAGE_ALIGN - 1) / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN;
-    return NVT_IMAGE_META_SIZE + aligned;
+    return NVT_IMAGE_META_SIZE + aligned + journal_bytes;
 }
 
 static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
@@ -214,21 +220,24 @@ static void new_uuid(uint8_t uuid[16])
 }
 
 int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
-                     nvt_image **out)
+                     uint64_t journal_len, nvt_image **out)
 {
     nvt_superblock sb = {
         .format_version = NVT_IMAGE_FORMAT_VERSION,
         .sequence = 1,
         .image_size = image_size,
         .tdb_offset = NVT_IMAGE_META_SIZE,
-        .tdb_capacity = image_size - NVT_IMAGE_META_SIZE,
+        .tdb_capacity = image_size - NVT_IMAGE_META_SIZE - journal_len,
         .tdb_logical = len,
+        .journal_offset = journal_len ? image_size - journal_len : 0,
+        .journal_length = journal_len,
     };
     int r;
 
-    if (image_size < nvt_image_size_for(len) || image_size % NVT_IMAGE_ALIGN)
-        return nvt_error(EINVAL, "%s: image size %llu cannot hold a tdb of %llu bytes",
-                         be->name, (unsigned long long)image_size, (unsigned long long)len);
+    if (image_size < nvt_image_size_for(len, journal_len) || image_size % NVT_IMAGE_ALIGN)
+        return nvt_error(EINVAL, "%s: image size %llu cannot hold a tdb of %llu bytes and a "
+                         "journal of %llu", be->name, (unsigned long long)image_size,
+                         (unsigned long long)len, (unsigned long long)journal_len);
     new_uuid(sb.uuid);
     /* Make sure the superblock area reads as blank until slot A is durable. */
     uint8_t zero[NVT_IMAGE_META_SIZE];
@@ -236,6 +245,13 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
     r = nvt_be_pwrite(be, zero, sizeof zero, 0);
     if (r == 0 && len)
         r = nvt_be_pwrite(be, tdb, len, NVT_IMAGE_META_SIZE);
+    /* Records of an earlier image carry its UUID and can never replay, but
+     * clear both journal halves' headers all the same. */
+    if (r == 0 && journal_len) {
+        r = nvt_be_pwrite(be, zero, NVT_IMAGE_ALIGN, sb.journal_offset);
+        if (r == 0)
+            r = nvt_be_pwrite(be, zero, NVT_IMAGE_ALIGN, sb.journal_offset + journal_len / 2);
+    }
     if (r == 0)
         r = nvt_be_flush(be);
     if (r == 0)

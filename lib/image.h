@@ -6,6 +6,7 @@
  *   offset 4096   superblock slot B (4096 bytes)
  *   offset 8192   tdb region: tdb's file, tdb_logical bytes long, inside a
  *                 region of tdb_capacity bytes reserved for it
+ *   then          journal region (journal.h), journal_length bytes, or none
  *
  * The superblock is written in two alternating slots, each with a sequence
  * number and a CRC32C, so that an update is atomic: the valid slot with the
@@ -68,16 +69,18 @@ int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
  * blank. */
 int nvt_image_probe_blank(nvt_backend *be, bool *blank);
 
-/* Image size needed for a tdb of @tdb_bytes. */
-uint64_t nvt_image_size_for(uint64_t tdb_bytes);
+/* Image size needed for a tdb of @tdb_bytes and a journal of
+ * @journal_bytes (a multiple of 8192, or 0). */
+uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes);
 
 /* Write a new image on @be: the tdb region is filled with @tdb (len bytes,
  * a complete tdb file), flushed, then slot A, flushed, then slot B,
  * flushed, so that a crash at any point leaves a blank or a valid image.
- * @image_size must be >= nvt_image_size_for(len) and the backend must
- * already be that large. */
+ * The journal region (@journal_len bytes, possibly 0) takes the end of the
+ * image and the tdb region the rest.  @image_size must be at least
+ * nvt_image_size_for(len, journal_len) and the backend that large. */
 int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
-                     nvt_image **out);
+                     uint64_t journal_len, nvt_image **out);
 
 /* Read and validate the superblocks of @be. */
 int nvt_image_open(nvt_backend *be, nvt_image **out);

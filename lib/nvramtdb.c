@@ -5,7 +5,9 @@
  * A handle owns the backend, the image (superblocks) and the store.  It
  * adds policy only: which backend a URI names, locking, when to format,
  * read-only opens working on a private copy, request validation before
- * execution, completions.  Calls on a handle are serialised by its mutex.
+ * execution.  @lock guards the handle's own state (registrations,
+ * start); @store_lock serialises access to the store between the writer
+ * thread (queue.c) and direct reads, listings and checks.
  */
 #include "config.h"
 
@@ -17,11 +19,15 @@
 #include "error.h"
 #include "image.h"
 #include "internal.h"
+#include "journal.h"
+#include "queue.h"
 #include "nvramtdb.h"
 #include "store.h"
 
 struct nvramtdb {
     GMutex lock;
+    GMutex store_lock;
+    nvt_queue *queue;       /* writable handles, once started */
     char *uri;
     unsigned flags;
     bool read_only;
@@ -80,7 +86,7 @@ static int open_backend(const char *uri, unsigned flags, nvt_backend **be)
 static int check_open_flags(const char *uri, unsigned flags)
 {
     const unsigned known = NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_CREATE |
-                           NVRAMTDB_OPEN_FORCE_SHARE;
+                           NVRAMTDB_OPEN_FORCE_SHARE | NVRAMTDB_OPEN_STOCK_COMMIT;
     if (flags & ~known)
         return nvt_error(EINVAL, "%s: unknown open flags 0x%x", uri, flags & ~known);
     if ((flags & NVRAMTDB_OPEN_FORCE_SHARE) && !(flags & NVRAMTDB_OPEN_READONLY))
@@ -94,6 +100,7 @@ static nvramtdb *handle_new(const char *uri, unsigned flags, nvt_backend *be)
 {
     nvramtdb *db = g_new0(nvramtdb, 1);
     g_mutex_init(&db->lock);
+    g_mutex_init(&db->store_lock);
     db->uri = g_strdup(uri);
     db->flags = flags;
     db->read_only = flags & NVRAMTDB_OPEN_READONLY;
@@ -160,13 +167,21 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
     return r;
 }
 
+/* The journal a new image needs: room for a group rewriting every
+ * registered blob at its maximum. */
+static uint64_t journal_length(nvramtdb *db)
+{
+    return nvt_journal_length_for(
+        nvt_store_group_pages((nvt_blob_spec *)db->specs->data, db->specs->len));
+}
+
 /* The formatted tdb for the registered blobs, and the image size it needs. */
 static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *image_size)
 {
     int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
     if (r < 0)
         return nvt_error_prefix(r, "%s: computing the image layout", db->uri);
-    *image_size = nvt_image_size_for(*len);
+    *image_size = nvt_image_size_for(*len, journal_length(db));
     return 0;
 }
 
@@ -232,10 +247,13 @@ static int format_blank(nvramtdb *db)
         have = want;
     }
     /* A larger blank image keeps its size: the rest is room for blobs
-     * registered later. */
+     * registered later, a quarter of it in the journal so that their
+     * commits fit too. */
+    uint64_t size = MAX(want, have / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN);
+    uint64_t journal = journal_length(db);
+    journal += (size - need) / 4 / (2 * NVT_IMAGE_ALIGN) * (2 * NVT_IMAGE_ALIGN);
     if (r == 0)
-        r = nvt_image_format(db->be, MAX(want, have / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN), tdb,
-                             len, &db->img);
+        r = nvt_image_format(db->be, size, tdb, len, journal, &db->img);
 out:
     g_free(tdb);
     return r;
@@ -297,12 +315,16 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         r = nvt_error(EROFS, "%s: image uses features 0x%x this version can only read; open "
                       "it read-only", db->uri, db->img->sb.ro_compat_flags);
     if (r == 0)
-        r = nvt_store_open(db->img, &db->st);
+        r = nvt_store_open(db->img,
+                           (db->flags & NVRAMTDB_OPEN_STOCK_COMMIT) ? NVT_STORE_STOCK_COMMIT : 0,
+                           &db->st);
     if (r == 0)
         r = nvt_store_reserve(db->st, (nvt_blob_spec *)db->specs->data, db->specs->len,
                               db->read_only);
     if (r == 0) {
         db->started = true;
+        if (!db->read_only)
+            db->queue = nvt_queue_new(db->st, &db->store_lock);
     } else {
         nvt_store_close(db->st);
         db->st = NULL;
@@ -320,7 +342,10 @@ out:
 
 static int need_started(nvramtdb *db)
 {
-    return db->started ? 0 : nvt_error(EINVAL, "%s: image not started", db->uri);
+    g_mutex_lock(&db->lock);
+    bool started = db->started;
+    g_mutex_unlock(&db->lock);
+    return started ? 0 : nvt_error(EINVAL, "%s: image not started", db->uri);
 }
 
 static int need_writable(nvramtdb *db)
@@ -331,40 +356,71 @@ static int need_writable(nvramtdb *db)
     return r;
 }
 
-int nvramtdb_read(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
+static int read_direct(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
 {
-    g_mutex_lock(&db->lock);
-    int r = need_started(db);
-    if (r == 0)
-        r = nvt_store_read(db->st, name, data, len);
-    g_mutex_unlock(&db->lock);
+    g_mutex_lock(&db->store_lock);
+    int r = nvt_store_read(db->st, name, data, len);
+    g_mutex_unlock(&db->store_lock);
     return r;
 }
 
-static const unsigned write_flags = NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION;
+int nvramtdb_read(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
+{
+    int r = need_started(db);
+    if (r == 0)
+        r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    /* Nothing queued or in flight: every earlier write is committed. */
+    if (!db->queue || nvt_queue_on_writer(db->queue) || nvt_queue_idle(db->queue))
+        return read_direct(db, name, data, len);
+    return nvt_queue_read(db->queue, name, true, NULL, NULL, data, len);
+}
 
-/* Validate, execute, complete.  A request refused by validation is not
+static const unsigned request_flags = NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION;
+
+static bool waits(unsigned flags)
+{
+    return !(flags & NVRAMTDB_ASYNC) || (flags & NVRAMTDB_WAIT_COMPLETION);
+}
+
+int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
+                        nvramtdb_completion_fn *cb, void *opaque)
+{
+    if (flags & ~request_flags)
+        return nvt_error(EINVAL, "%s: unknown read flags 0x%x", db->uri, flags);
+    if (!cb)
+        return nvt_error(EINVAL, "%s: an asynchronous read needs a callback", db->uri);
+    int r = need_started(db);
+    if (r == 0)
+        r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    if (!db->queue) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        r = read_direct(db, name, &data, &len);
+        cb(opaque, r, false, data, len);
+        return waits(flags) ? r : 0;
+    }
+    return nvt_queue_read(db->queue, name, waits(flags), cb, opaque, NULL, NULL);
+}
+
+/* Validate, then queue.  A request refused by validation is not
  * accepted, so its callback is not called. */
 static int submit(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
                   unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
 {
-    if (flags & ~write_flags)
+    if (flags & ~request_flags)
         return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);
     if (len && !data)
         return nvt_error(EINVAL, "%s: blob %s: no data for %zu bytes", db->uri, name, len);
-    g_mutex_lock(&db->lock);
     int r = need_writable(db);
     if (r == 0)
         r = nvt_store_validate(db->st, name, len, is_delete);
-    if (r < 0) {
-        g_mutex_unlock(&db->lock);
+    if (r < 0)
         return r;
-    }
-    r = is_delete ? nvt_store_delete(db->st, name) : nvt_store_write(db->st, name, data, len);
-    g_mutex_unlock(&db->lock);
-    if (cb)
-        cb(opaque, r, true, NULL, len);
-    return r;
+    return nvt_queue_write(db->queue, name, data, len, is_delete, waits(flags), cb, opaque);
 }
 
 int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
@@ -381,66 +437,73 @@ int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
 
 int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
 {
-    g_mutex_lock(&db->lock);
     int r = need_started(db);
-    if (r == 0)
-        r = nvt_store_list(db->st, entries, count);
-    g_mutex_unlock(&db->lock);
+    if (r < 0)
+        return r;
+    g_mutex_lock(&db->store_lock);
+    r = nvt_store_list(db->st, entries, count);
+    g_mutex_unlock(&db->store_lock);
     return r;
 }
 
 int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
 {
-    g_mutex_lock(&db->lock);
     int r = need_started(db);
-    if (r == 0) {
-        memset(info, 0, sizeof *info);
-        info->format_version = db->img->sb.format_version;
-        memcpy(info->uuid, db->img->sb.uuid, 16);
-        info->image_size = db->img->sb.image_size;
-        nvt_store_info(db->st, info);
-    }
-    g_mutex_unlock(&db->lock);
-    return r;
+    if (r < 0)
+        return r;
+    memset(info, 0, sizeof *info);
+    g_mutex_lock(&db->store_lock);
+    info->format_version = db->img->sb.format_version;
+    memcpy(info->uuid, db->img->sb.uuid, 16);
+    info->image_size = db->img->sb.image_size;
+    nvt_store_info(db->st, info);
+    g_mutex_unlock(&db->store_lock);
+    return 0;
 }
 
 int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
 {
-    g_mutex_lock(&db->lock);
     int r = need_started(db);
+    if (r < 0)
+        return r;
     int problems = 0;
-    if (r == 0) {
-        for (int i = 0; i < 2; i++) {
-            if (db->img->slot_valid[i])
-                continue;
-            problems++;
-            if (report) {
-                char *msg = g_strdup_printf("%s: superblock copy %c is invalid: %s", db->uri,
-                                            'A' + i, db->img->slot_problem[i]);
-                report(opaque, msg);
-                g_free(msg);
-            }
+    g_mutex_lock(&db->store_lock);
+    for (int i = 0; i < 2; i++) {
+        if (db->img->slot_valid[i])
+            continue;
+        problems++;
+        if (report) {
+            char *msg = g_strdup_printf("%s: superblock copy %c is invalid: %s", db->uri,
+                                        'A' + i, db->img->slot_problem[i]);
+            report(opaque, msg);
+            g_free(msg);
         }
-        r = nvt_store_check(db->st, report, opaque);
     }
-    g_mutex_unlock(&db->lock);
+    r = nvt_store_check(db->st, report, opaque);
+    g_mutex_unlock(&db->store_lock);
     return r < 0 ? r : r + problems;
 }
 
 int nvramtdb_flush(nvramtdb *db)
 {
-    /* Every request completes durably before its call returns (no queue
-     * yet), so there is nothing left to wait for. */
-    g_mutex_lock(&db->lock);
     int r = need_started(db);
-    g_mutex_unlock(&db->lock);
-    return r;
+    if (r < 0 || !db->queue)
+        return r;
+    return nvt_queue_flush(db->queue);
 }
 
 int nvramtdb_close(nvramtdb *db)
 {
     if (!db)
         return 0;
+    int r = 0;
+    if (db->queue) {
+        /* Drain: every accepted request completes before the store goes. */
+        nvt_queue_free(db->queue);
+        r = nvt_store_failure(db->st);
+        if (r == 0)
+            r = nvt_store_checkpoint(db->st);
+    }
     nvt_store_close(db->st);
     nvt_image_free(db->img);
     nvt_be_close(db->copy);
@@ -449,9 +512,10 @@ int nvramtdb_close(nvramtdb *db)
         g_free((char *)g_array_index(db->specs, nvt_blob_spec, i).name);
     g_array_free(db->specs, TRUE);
     g_free(db->uri);
+    g_mutex_clear(&db->store_lock);
     g_mutex_clear(&db->lock);
     g_free(db);
-    return 0;
+    return r;
 }
 
 /* ---- helpers -------------------------------------------------------- */

@@ -49,6 +49,17 @@ extern "C" {
 
 typedef struct nvramtdb nvramtdb;
 
+/* ---- threads ---------------------------------------------------------- *
+ * Each writable handle has a writer thread.  Writes, deletes, queued reads
+ * and flush barriers are executed by it in submission order; everything
+ * pending is committed as one atomic group (one journal record and one
+ * flush).  Completion callbacks run on the writer thread, outside the
+ * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
+ * synchronously, but must not wait for a request (-EDEADLK) nor close the
+ * image.  Synchronous reads see every write submitted before them, from
+ * any thread.
+ */
+
 /* ---- open flags ------------------------------------------------------- */
 /** Open read-only: the image is never written, not even to recover an
  *  interrupted commit (recovery is then applied to a private copy). */
@@ -59,6 +70,9 @@ typedef struct nvramtdb nvramtdb;
  *  writer can be inspected.  Best effort: the view may be inconsistent if
  *  the writer commits while it is read (like qemu-img -U). */
 #define NVRAMTDB_OPEN_FORCE_SHARE (1u << 2)
+/** Commit with tdb's own transactions (four flushes per commit) instead of
+ *  the journal (one flush): for comparison, and as a fallback. */
+#define NVRAMTDB_OPEN_STOCK_COMMIT (1u << 3)
 
 /**
  * Open an image.
@@ -158,19 +172,21 @@ typedef void nvramtdb_completion_fn(void *opaque, int errcode, bool is_write,
  * it is copied before the call returns.
  *
  * The blob must be registered (or exist on disk with a maximum) and
- * @len must not exceed its maximum.
+ * @len must not exceed its maximum; otherwise the call fails at once and
+ * @cb is not called.  Once accepted, the request is queued to the writer
+ * thread and @cb, if not NULL, is called exactly once on that thread with
+ * the result when the write is durable (errcode 0) or has failed.
  *
- * Completion: if @cb is non-NULL it is called exactly once with the result,
- * unless the call itself returns an error before accepting the request (bad
- * name, -EFBIG), in which case @cb is not called.  In this version every
- * request is executed synchronously in the calling thread, and @cb runs in
- * that thread before the call returns; NVRAMTDB_ASYNC is accepted for
- * forward compatibility.
+ * @flags: NVRAMTDB_ASYNC alone returns 0 as soon as the request is
+ * accepted.  Without NVRAMTDB_ASYNC, or with NVRAMTDB_WAIT_COMPLETION,
+ * the call returns the request's result once it is complete (after @cb
+ * has run).
  *
  * Errors: -EFBIG @len above the blob's maximum (nothing changes);
- * -ENOENT blob not registered; -EROFS read-only handle; -EIO / -ENOSPC
- * storage failure (the blob keeps its previous value or, if the failure
- * hit the very end of the commit, may hold the new one: never a mix).
+ * -ENOENT blob not registered; -EROFS read-only handle; -EDEADLK waiting
+ * from a completion callback; -EIO / -ENOSPC storage failure (the blob
+ * keeps its previous value or, if the failure hit the very end of the
+ * commit, may hold the new one: never a mix).
  */
 int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
                    unsigned flags, nvramtdb_completion_fn *cb, void *opaque);
@@ -183,6 +199,16 @@ int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
  */
 int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
                     nvramtdb_completion_fn *cb, void *opaque);
+
+/**
+ * Read a blob through the writer's queue: the value reflects every write
+ * submitted before.  @cb receives the value (ownership passes to it) or
+ * the error, on the writer thread.  With NVRAMTDB_ASYNC alone the call
+ * returns once queued; otherwise it returns after @cb has run.  On a
+ * read-only handle @cb runs in the calling thread before the call returns.
+ */
+int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
+                        nvramtdb_completion_fn *cb, void *opaque);
 
 /** One entry of nvramtdb_list(). */
 typedef struct nvramtdb_entry {
@@ -213,7 +239,8 @@ typedef struct nvramtdb_info {
     uint32_t entries;         /**< blobs with a value */
     uint32_t slots;           /**< blobs with reserved space */
     uint64_t flushes;         /**< backend flushes since open */
-    uint64_t commits;         /**< transactions committed since open */
+    uint64_t commits;         /**< groups committed since open */
+    bool journaled;           /**< commits go through the journal */
 } nvramtdb_info;
 
 /** Fill *info.  Errors: -EINVAL not started. */
@@ -233,8 +260,8 @@ typedef void nvramtdb_report_fn(void *opaque, const char *problem);
 int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque);
 
 /**
- * Wait until every request accepted so far is durable.
- * Errors: the first error of those requests, or an I/O error.
+ * Wait until every request accepted so far is complete (durable or
+ * failed).  Errors: the image's persistent failure, if it has one.
  */
 int nvramtdb_flush(nvramtdb *db);
 

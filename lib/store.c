@@ -15,6 +15,7 @@
 
 #include "crc32c.h"
 #include "error.h"
+#include "journal.h"
 #include "store.h"
 #include "tdbguard.h"
 #include "vfs.h"
@@ -37,11 +38,16 @@ struct nvt_store {
     nvt_image *img;            /* NULL for in-memory builds */
     nvt_backend *be;
     nvt_vfile *vf;
+    nvt_journal *journal;      /* the image's journal region, if any */
+    bool journal_mode;         /* groups commit through the journal */
     struct tdb_context *tdb;
+    GMutex index_lock;         /* index: validation runs beside commits */
     GHashTable *index;         /* name -> blob_entry */
     int failed;                /* sticky error once the tdb cannot be reopened */
+    char failed_msg[512];
     char tdb_msg[256];         /* tdb's latest error log line */
-    uint64_t commits;
+    uint64_t commits;          /* tdb transactions */
+    uint64_t groups;           /* groups committed (either mode) */
 };
 
 /* One change of a transaction: store @value, or delete when NULL. */
@@ -175,9 +181,17 @@ static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
 /* Rebuild the index from disk, keeping this handle's registrations. */
 static int index_load(nvt_store *st)
 {
+    GHashTable *fresh = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    g_mutex_lock(&st->index_lock);
     GHashTable *old = st->index;
-    st->index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    if (tdb_traverse_read(st->tdb, index_one, st) < 0) {
+    st->index = fresh;
+    g_mutex_unlock(&st->index_lock);
+    /* index_one fills st->index; validators may look at it meanwhile and
+     * see fewer blobs, which only makes them refuse, never accept wrongly. */
+    g_mutex_lock(&st->index_lock);
+    int tr = tdb_traverse_read(st->tdb, index_one, st);
+    g_mutex_unlock(&st->index_lock);
+    if (tr < 0) {
         int err = tdb_errno(st);
         if (old)
             g_hash_table_destroy(old);
@@ -187,35 +201,51 @@ static int index_load(nvt_store *st)
     if (old) {
         GHashTableIter it;
         gpointer k, v;
+        g_mutex_lock(&st->index_lock);
         g_hash_table_iter_init(&it, old);
         while (g_hash_table_iter_next(&it, &k, &v)) {
             blob_entry *e = g_hash_table_lookup(st->index, k);
             if (e)
                 e->registered_max = ((blob_entry *)v)->registered_max;
         }
+        g_mutex_unlock(&st->index_lock);
         g_hash_table_destroy(old);
     }
     return 0;
 }
 
-/* After a failed commit: reopen the tdb so tdb's recovery returns it to
- * the last committed state, and reload the index.  If that fails too the
- * store stops accepting requests. */
+static int journal_recover(nvt_store *st);
+static void vfile_create(nvt_store *st);
+
+/* After a failed commit: bring the image back to its last committed state
+ * (replaying the journal, or letting tdb's recovery run as it reopens)
+ * and reload the index.  If that fails too the store stops accepting
+ * requests. */
 static void store_reset(nvt_store *st)
 {
     char saved[1024];
+    int r = 0;
     g_strlcpy(saved, nvt_last_error(), sizeof saved);
     tdb_detach(st);
-    nvt_vfile_clear_error(st->vf);
-    nvt_vfile_take_enospc(st->vf);
-    int r = tdb_attach(st, O_RDWR);
+    if (st->img) {
+        nvt_vfile_free(st->vf);
+        st->vf = NULL;
+        if (st->journal)
+            r = journal_recover(st);
+        vfile_create(st);
+    } else {
+        nvt_vfile_clear_error(st->vf);
+        nvt_vfile_take_enospc(st->vf);
+    }
+    if (r == 0)
+        r = tdb_attach(st, O_RDWR);
     if (r == 0)
         r = index_load(st);
     if (r < 0) {
         st->failed = r;
         nvt_error_prefix(r, "%s: the image could not be recovered after a failed commit",
                          st->be->name);
-        g_strlcpy(saved, nvt_last_error(), sizeof saved);
+        g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
     }
     nvt_error(EIO, "%s", saved);
 }
@@ -224,8 +254,13 @@ static int store_usable(nvt_store *st)
 {
     if (st->failed)
         return nvt_error(-st->failed, "%s: image unusable after an earlier unrecoverable "
-                         "error; reopen it", st->be->name);
+                         "error (%s); reopen it", st->be->name, st->failed_msg);
     return 0;
+}
+
+int nvt_store_failure(nvt_store *st)
+{
+    return store_usable(st);
 }
 
 /* Apply @ops in one tdb transaction.  Success only if tdb committed and
@@ -280,17 +315,86 @@ static nvt_store *store_new(nvt_backend *be, nvt_image *img, uint64_t base, uint
                             uint64_t length)
 {
     nvt_store *st = g_new0(nvt_store, 1);
+    g_mutex_init(&st->index_lock);
     st->img = img;
     st->be = be;
     st->vf = nvt_vfile_new(be, base, capacity, length, img ? persist_length : NULL, img);
     return st;
 }
 
-int nvt_store_open(nvt_image *img, nvt_store **out)
+static void vfile_create(nvt_store *st)
 {
-    nvt_store *st = store_new(img->be, img, img->sb.tdb_offset, img->sb.tdb_capacity,
-                              img->sb.tdb_logical);
-    int r = tdb_attach(st, O_RDWR);
+    nvt_image *img = st->img;
+    st->vf = nvt_vfile_new(st->be, img->sb.tdb_offset, img->sb.tdb_capacity,
+                           img->sb.tdb_logical, persist_length, img);
+    if (st->journal_mode)
+        nvt_vfile_set_journal(st->vf, st->journal);
+}
+
+static int replay_check(void *opaque, uint64_t page, const uint8_t *data)
+{
+    nvt_store *st = opaque;
+    if (page >= st->img->sb.tdb_capacity / NVT_PAGE_SIZE)
+        return nvt_error(EBADMSG, "%s: journal record names page %llu outside the tdb region",
+                         st->be->name, (unsigned long long)page);
+    return 0;
+}
+
+static int replay_page(void *opaque, uint64_t page, const uint8_t *data)
+{
+    nvt_store *st = opaque;
+    return nvt_be_pwrite(st->be, data, NVT_PAGE_SIZE,
+                         st->img->sb.tdb_offset + page * NVT_PAGE_SIZE);
+}
+
+/* Replay the newest journal record (its in-place writes may be missing or
+ * torn), make that durable, then clear the journal so that no later
+ * replay can undo writes made outside it. */
+static int journal_recover(nvt_store *st)
+{
+    uint64_t len;
+    int r = 0;
+    if (nvt_journal_pending(st->journal, &len)) {
+        if (len > st->img->sb.tdb_capacity || len > UINT32_MAX)
+            r = nvt_error(EBADMSG, "%s: journal record gives a tdb length of %llu beyond the "
+                          "region's %llu bytes", st->be->name, (unsigned long long)len,
+                          (unsigned long long)st->img->sb.tdb_capacity);
+        if (r == 0)
+            r = nvt_journal_replay(st->journal, replay_check, st);
+        if (r == 0)
+            r = nvt_journal_replay(st->journal, replay_page, st);
+        if (r == 0 && len != st->img->sb.tdb_logical)
+            r = nvt_image_set_tdb_logical(st->img, len);
+        if (r == 0)
+            r = nvt_be_flush(st->be);
+    }
+    if (r == 0)
+        r = nvt_journal_clear(st->journal);
+    if (r == 0)
+        r = nvt_be_flush(st->be);
+    if (r < 0)
+        nvt_error_prefix(r, "%s: journal recovery failed", st->be->name);
+    return r;
+}
+
+int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
+{
+    nvt_store *st = g_new0(nvt_store, 1);
+    int r = 0;
+    g_mutex_init(&st->index_lock);
+    st->img = img;
+    st->be = img->be;
+    if (img->sb.journal_length) {
+        r = nvt_journal_open(img->be, img->sb.journal_offset, img->sb.journal_length,
+                             img->sb.uuid, &st->journal);
+        if (r == 0)
+            r = journal_recover(st);
+        st->journal_mode = !(flags & NVT_STORE_STOCK_COMMIT);
+    }
+    if (r == 0) {
+        vfile_create(st);
+        r = tdb_attach(st, O_RDWR);
+    }
     if (r == 0)
         r = index_load(st);
     if (r < 0) {
@@ -301,16 +405,52 @@ int nvt_store_open(nvt_image *img, nvt_store **out)
     return 0;
 }
 
+bool nvt_store_journaled(const nvt_store *st)
+{
+    return st->journal_mode;
+}
+
+int nvt_store_checkpoint(nvt_store *st)
+{
+    if (!st->journal || st->failed)
+        return 0;
+    int r = nvt_be_flush(st->be);
+    if (r == 0)
+        r = nvt_journal_clear(st->journal);
+    if (r == 0)
+        r = nvt_be_flush(st->be);
+    if (r < 0)
+        nvt_error_prefix(r, "%s: checkpoint at close failed (the journal replays at the next "
+                         "open)", st->be->name);
+    return r;
+}
+
 void nvt_store_close(nvt_store *st)
 {
     if (!st)
         return;
     tdb_detach(st);
     nvt_vfile_free(st->vf);
+    nvt_journal_free(st->journal);
     if (st->index)
         g_hash_table_destroy(st->index);
+    g_mutex_clear(&st->index_lock);
     g_free(st);
 }
+
+/* Pages a record of @spec may touch: tdb's record header, the key, our
+ * header and the payload, possibly straddling one more page. */
+static uint64_t blob_pages(const nvt_blob_spec *spec)
+{
+    return (NVT_TDB_RECORD_SIZE + strlen(spec->name) + NVT_RECORD_HEADER_SIZE +
+            spec->max_size + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE + 1;
+}
+
+/* Pages beyond the records' own that a group may touch: tdb's free list
+ * and hash chains when an unregistered blob is deleted. */
+#define GROUP_EXTRA_PAGES 8u
+/* Smallest journal, so that blobs registered later have room too. */
+#define JOURNAL_MIN_PAGES 32u
 
 /* ---- space ---------------------------------------------------------- */
 
@@ -522,7 +662,16 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
     if (plan->len && read_only) {
         r = nvt_error(EROFS, "%s: blob %s needs %u bytes reserved, but the image is open "
                       "read-only", st->be->name, items[0].name, items[0].max_size);
-    } else if (plan->len) {
+    }
+    /* Every blob must fit a journal record on its own. */
+    for (guint i = 0; r == 0 && st->journal && i < plan->len; i++) {
+        nvt_blob_spec one = { items[i].name, items[i].max_size };
+        if (blob_pages(&one) + GROUP_EXTRA_PAGES > nvt_journal_max_pages(st->journal))
+            r = nvt_error(ENOSPC, "%s: blob %s (maximum %u bytes) does not fit the image's "
+                          "journal of %u pages; create a new image for it", st->be->name,
+                          items[i].name, items[i].max_size, nvt_journal_max_pages(st->journal));
+    }
+    if (r == 0 && plan->len) {
         uint64_t needed = 0;
         r = dry_run(st, items, plan->len, &needed);
         if (r == 0 && needed > nvt_vfile_capacity(st->vf))
@@ -532,7 +681,8 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
                           plan->len > 1 ? " and others" : "",
                           (unsigned long long)nvt_vfile_capacity(st->vf),
                           (unsigned long long)needed,
-                          (unsigned long long)nvt_image_size_for(needed));
+                          (unsigned long long)nvt_image_size_for(needed,
+                              st->img ? st->img->sb.journal_length : 0));
         else if (r < 0)
             nvt_error_prefix(r, "%s: cannot plan space for the registered blobs", st->be->name);
         if (r == 0)
@@ -541,11 +691,13 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
     g_array_free(plan, TRUE);
     if (r < 0)
         return r;
+    g_mutex_lock(&st->index_lock);
     for (size_t i = 0; i < n; i++) {
         blob_entry *e = g_hash_table_lookup(st->index, specs[i].name);
         if (e)
             e->registered_max = specs[i].max_size;
     }
+    g_mutex_unlock(&st->index_lock);
     return 0;
 }
 
@@ -586,11 +738,13 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
     return 0;
 }
 
-static int writable_entry(nvt_store *st, const char *name, blob_entry **ep)
+/* Check one request against the index.  @present, if not NULL, is the
+ * blob's state as earlier requests of the same group leave it.  The
+ * caller holds index_lock. */
+static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_delete,
+                           const bool *present, blob_entry **ep)
 {
-    int r = store_usable(st);
-    if (r == 0)
-        r = nvt_blob_name_check(name);
+    int r = nvt_blob_name_check(name);
     if (r < 0)
         return r;
     blob_entry *e = g_hash_table_lookup(st->index, name);
@@ -600,70 +754,251 @@ static int writable_entry(nvt_store *st, const char *name, blob_entry **ep)
     if (e->damage)
         return nvt_error(EBADMSG, "%s: blob %s has a damaged record header; delete it and "
                          "register it again", st->be->name, name);
-    *ep = e;
+    if (is_delete) {
+        if (!(present ? *present : e->meta.present))
+            return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
+    } else {
+        uint32_t limit = e->registered_max ? MIN(e->registered_max, e->meta.max_size)
+                                           : e->meta.max_size;
+        if (len > limit)
+            return nvt_error(EFBIG, "%s: blob %s: %zu bytes exceed its maximum of %u bytes",
+                             st->be->name, name, len, limit);
+    }
+    if (ep)
+        *ep = e;
     return 0;
 }
 
 int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_delete)
 {
-    blob_entry *e = NULL;
-    int r = writable_entry(st, name, &e);
+    int r = store_usable(st);
     if (r < 0)
         return r;
-    if (is_delete)
-        return e->meta.present ? 0
-               : nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
-    uint32_t limit = e->registered_max ? MIN(e->registered_max, e->meta.max_size)
-                                       : e->meta.max_size;
-    if (len > limit)
-        return nvt_error(EFBIG, "%s: blob %s: %zu bytes exceed its maximum of %u bytes",
-                         st->be->name, name, len, limit);
+    g_mutex_lock(&st->index_lock);
+    r = validate_locked(st, name, len, is_delete, NULL, NULL);
+    g_mutex_unlock(&st->index_lock);
+    return r;
+}
+
+/* The final change a group makes to one blob. */
+typedef struct blob_change {
+    nvt_store_op *op;          /* the last valid request on the blob */
+    unsigned count;            /* valid requests on it (generations) */
+    bool remove;               /* unregistered blob deleted: record goes */
+    nvt_record_meta meta;      /* the record after the group */
+    uint8_t *record;           /* encoded record (NULL when removing) */
+    size_t size;
+    int result;
+} blob_change;
+
+static void change_free(gpointer p)
+{
+    blob_change *c = p;
+    g_free(c->record);
+    g_free(c);
+}
+
+/* Stage @changes (journal mode) or store them in a tdb transaction, and
+ * commit.  On success the index takes the new metadata. */
+static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
+{
+    int r = 0;
+
+    if (st->journal_mode) {
+        nvt_vfile_group_begin(st->vf);
+        for (size_t i = 0; i < n && r == 0; i++) {
+            TDB_DATA key = key_of(changes[i]->op->name);
+            TDB_DATA val = { .dptr = changes[i]->record, .dsize = changes[i]->size };
+            int tr = changes[i]->remove ? tdb_delete(st->tdb, key)
+                                        : tdb_store(st->tdb, key, val, TDB_REPLACE);
+            if (tr != 0)
+                r = -tdb_errno(st);
+            else if (nvt_vfile_group_pages(st->vf) > nvt_journal_max_pages(st->journal))
+                r = -E2BIG;
+        }
+        if (r == 0) {
+            r = nvt_vfile_group_commit(st->vf);
+        } else {
+            nvt_vfile_group_abort(st->vf);
+        }
+        if (r == -E2BIG) {
+            /* Nothing reached the image; tdb's cached state is rebuilt. */
+            nvt_error(E2BIG, "%s: group of %zu blobs exceeds the journal", st->be->name, n);
+            tdb_detach(st);
+            int ar = tdb_attach(st, O_RDWR);
+            if (ar < 0) {
+                st->failed = ar;
+                g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
+            }
+            return -E2BIG;
+        }
+        if (r < 0) {
+            nvt_error(-r, "%s: commit failed: %s%s%s", st->be->name,
+                      r == -ENOSPC ? "no space left in the image's tdb region" : g_strerror(-r),
+                      st->tdb_msg[0] ? "; tdb: " : "", st->tdb_msg);
+            store_reset(st);
+            return r;
+        }
+    } else {
+        txn_op *ops = g_new(txn_op, n);
+        for (size_t i = 0; i < n; i++) {
+            ops[i].name = changes[i]->op->name;
+            ops[i].value = changes[i]->remove ? NULL : changes[i]->record;
+            ops[i].size = changes[i]->size;
+        }
+        r = store_commit(st, ops, n, "commit");
+        g_free(ops);
+        if (r < 0)
+            return r;
+    }
+    st->groups++;
+    g_mutex_lock(&st->index_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (changes[i]->remove) {
+            g_hash_table_remove(st->index, changes[i]->op->name);
+        } else {
+            blob_entry *e = g_hash_table_lookup(st->index, changes[i]->op->name);
+            if (e)
+                e->meta = changes[i]->meta;
+        }
+    }
+    g_mutex_unlock(&st->index_lock);
     return 0;
+}
+
+static void op_fail(nvt_store_op *op, int r)
+{
+    op->result = r;
+    g_free(op->message);
+    op->message = g_strdup(nvt_last_error());
+}
+
+int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
+{
+    GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
+    GPtrArray *order = g_ptr_array_new();
+    int r = store_usable(st);
+
+    for (size_t i = 0; i < n; i++) {
+        ops[i].result = 0;
+        ops[i].message = NULL;
+    }
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            op_fail(&ops[i], r);
+        goto out;
+    }
+
+    /* Validate in order, against the state earlier requests leave. */
+    g_mutex_lock(&st->index_lock);
+    for (size_t i = 0; i < n; i++) {
+        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        bool present = c ? c->meta.present : false;
+        blob_entry *e = NULL;
+        int vr = validate_locked(st, ops[i].name, ops[i].len, ops[i].is_delete,
+                                 c ? &present : NULL, &e);
+        if (vr < 0) {
+            op_fail(&ops[i], vr);
+            continue;
+        }
+        if (!c) {
+            c = g_new0(blob_change, 1);
+            c->meta = e->meta;
+            c->remove = false;
+            g_hash_table_insert(changes, (gpointer)ops[i].name, c);
+            g_ptr_array_add(order, c);
+        }
+        c->op = &ops[i];
+        c->count++;
+        c->meta.generation++;
+        c->meta.present = !ops[i].is_delete;
+        c->meta.length = ops[i].is_delete ? 0 : (uint32_t)ops[i].len;
+        c->meta.crc32c = nvt_crc32c(0, ops[i].data, ops[i].is_delete ? 0 : ops[i].len);
+        c->remove = ops[i].is_delete && !e->registered_max;
+    }
+    g_mutex_unlock(&st->index_lock);
+    if (order->len == 0)
+        goto out;
+
+    for (guint i = 0; i < order->len; i++) {
+        blob_change *c = order->pdata[i];
+        if (!c->remove)
+            c->record = encode(&c->meta, c->op->data, &c->size);
+    }
+    r = commit_changes(st, (blob_change **)order->pdata, order->len);
+    if (r == -E2BIG && order->len > 1) {
+        /* Too large for one journal record: each blob on its own. */
+        r = 0;
+        for (guint i = 0; i < order->len; i++) {
+            blob_change *c = order->pdata[i];
+            c->result = commit_changes(st, &c, 1);
+            if (c->result < 0) {
+                r = r ? r : c->result;
+                g_free(c->op->message);
+                c->op->message = g_strdup(nvt_last_error());
+            }
+        }
+    } else {
+        for (guint i = 0; i < order->len; i++)
+            ((blob_change *)order->pdata[i])->result = r;
+    }
+    /* Every valid request shares the result of its blob's change. */
+    char *group_msg = r < 0 ? g_strdup(nvt_last_error()) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].message)
+            continue;  /* failed alone, or carries its blob's own message */
+        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        if (c && c->result < 0) {
+            ops[i].result = c->result;
+            ops[i].message = g_strdup(group_msg);
+        }
+    }
+    for (guint i = 0; i < order->len; i++) {
+        blob_change *c = order->pdata[i];
+        if (c->result < 0 && c->op->message == NULL)
+            c->op->message = g_strdup(group_msg);
+    }
+    g_free(group_msg);
+
+out:
+    g_ptr_array_free(order, TRUE);
+    g_hash_table_destroy(changes);
+    return r;
+}
+
+/* A single request as a group of one; its message stays in this thread. */
+static int apply_one(nvt_store *st, const char *name, const void *data, size_t len,
+                     bool is_delete)
+{
+    nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
+    nvt_store_apply(st, &op, 1);
+    if (op.result < 0)
+        nvt_error(-op.result, "%s", op.message ? op.message : "request failed");
+    g_free(op.message);
+    return op.result;
 }
 
 int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len)
 {
-    int r = nvt_store_validate(st, name, len, false);
-    if (r < 0)
-        return r;
-    blob_entry *e = g_hash_table_lookup(st->index, name);
-    nvt_record_meta m = { .max_size = e->meta.max_size, .length = (uint32_t)len,
-                          .generation = e->meta.generation + 1, .present = true };
-    size_t size;
-    uint8_t *rec = encode(&m, data, &size);
-    txn_op op = { name, rec, size };
-    r = store_commit(st, &op, 1, "write");
-    if (r == 0) {
-        m.crc32c = nvt_crc32c(0, data, len);
-        e->meta = m;
-    }
-    g_free(rec);
-    return r;
+    return apply_one(st, name, data, len, false);
 }
 
 int nvt_store_delete(nvt_store *st, const char *name)
 {
-    int r = nvt_store_validate(st, name, 0, true);
-    if (r < 0)
-        return r;
-    blob_entry *e = g_hash_table_lookup(st->index, name);
-    if (!e->registered_max) {
-        txn_op op = { name, NULL, 0 };
-        r = store_commit(st, &op, 1, "delete");
-        if (r == 0)
-            g_hash_table_remove(st->index, name);
-        return r;
-    }
-    /* A registered blob keeps its space: the record stays, marked absent. */
-    nvt_record_meta m = { .max_size = e->meta.max_size, .generation = e->meta.generation + 1 };
-    size_t size;
-    uint8_t *rec = encode(&m, NULL, &size);
-    txn_op op = { name, rec, size };
-    r = store_commit(st, &op, 1, "delete");
-    if (r == 0)
-        e->meta = m;
-    g_free(rec);
-    return r;
+    return apply_one(st, name, NULL, 0, true);
+}
+
+uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n)
+{
+    uint64_t pages = GROUP_EXTRA_PAGES;
+    for (size_t i = 0; i < n; i++)
+        pages += blob_pages(&specs[i]);
+    return (uint32_t)MIN(MAX(pages, JOURNAL_MIN_PAGES), (uint64_t)UINT32_MAX / NVT_PAGE_SIZE);
+}
+
+uint64_t nvt_store_groups(const nvt_store *st)
+{
+    return st->groups;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -717,7 +1052,8 @@ void nvt_store_info(nvt_store *st, nvramtdb_info *info)
         }
     }
     info->flushes = nvt_vfile_flushes(st->vf);
-    info->commits = st->commits;
+    info->commits = st->groups;
+    info->journaled = st->journal_mode;
 }
 
 typedef struct check_ctx {

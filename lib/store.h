@@ -43,9 +43,23 @@ typedef struct nvt_blob_spec {
  * formatting recipe).  *tdb receives a g_malloc()ed buffer of *len bytes. */
 int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len);
 
+/* Open flags. */
+#define NVT_STORE_STOCK_COMMIT (1u << 0)  /* tdb transactions (4 flushes), no journal */
+
 /* Open the tdb of @img (whose backend is @img->be).  Logical length
- * changes are persisted in the superblock. */
-int nvt_store_open(nvt_image *img, nvt_store **out);
+ * changes are persisted in the superblock.  If the image has a journal,
+ * its newest record is replayed first; commits then use the journal
+ * unless NVT_STORE_STOCK_COMMIT is given. */
+int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out);
+/* True when commits go through the journal (one flush each). */
+bool nvt_store_journaled(const nvt_store *st);
+/* Make every in-place write durable and empty the journal, so that a
+ * closed image needs no replay (two flushes; done at close). */
+int nvt_store_checkpoint(nvt_store *st);
+
+/* Journal pages a group rewriting every blob in @specs at its maximum
+ * needs; the size to give the journal of a new image. */
+uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n);
 void nvt_store_close(nvt_store *st);
 
 /* Make room for @specs: add missing blobs, grow maxima that increased.
@@ -59,6 +73,25 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
 int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_delete);
 
 int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len);
+/* One request of a group: a write (data/len) or a delete. */
+typedef struct nvt_store_op {
+    const char *name;
+    const uint8_t *data;
+    size_t len;
+    bool is_delete;
+    int result;            /* out: 0 or a negative errno */
+    char *message;         /* out: g_malloc()ed message when result < 0 */
+} nvt_store_op;
+
+/* Apply @ops, in order, as one atomic group: the ops that are valid on
+ * their own (registered blob, within its maximum, a delete of a value
+ * that exists at that point) commit together or fail together; the
+ * others fail alone.  Several ops on one blob coalesce to the last.
+ * Returns the group's error (0 if it committed or had nothing to do). */
+int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n);
+/* The store's sticky failure (0 if usable), with its message. */
+int nvt_store_failure(nvt_store *st);
+
 int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len);
 int nvt_store_delete(nvt_store *st, const char *name);
 int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count);
@@ -69,6 +102,7 @@ void nvt_store_info(nvt_store *st, nvramtdb_info *info);
 int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque);
 
 /* Counters for benchmarks and tests. */
+uint64_t nvt_store_groups(const nvt_store *st);
 uint64_t nvt_store_flushes(const nvt_store *st);
 uint64_t nvt_store_commits(const nvt_store *st);
 

@@ -25,6 +25,7 @@
 #include <glib.h>
 
 #include "error.h"
+#include "journal.h"
 #include "vfs.h"
 
 #define VFS_PATH_PREFIX "nvramtdb-vfs:"
@@ -43,6 +44,10 @@ struct nvt_vfile {
     bool refused_growth;
     uint64_t flushes;
     uint64_t writes;
+    /* journal mode */
+    nvt_journal *journal;
+    GHashTable *staged;        /* page number -> 4096-byte copy, during a group */
+    uint64_t group_length;     /* length when the group began */
 };
 
 typedef struct vfd {
@@ -176,6 +181,10 @@ static int set_length(nvt_vfile *vf, uint64_t len)
         vf->refused_growth = true;
         return -ENOSPC;
     }
+    if (vf->staged) {
+        vf->length = len;  /* persisted by the group's commit */
+        return 0;
+    }
     if (len > vf->length) {
         /* Backends sized for the whole image need nothing; a growable one
          * (memory) must really hold the new bytes, as a file would. */
@@ -199,16 +208,63 @@ static int set_length(nvt_vfile *vf, uint64_t len)
     return 0;
 }
 
+/* Read [off, off + len) of the region, staged pages first. */
+static int region_read(nvt_vfile *vf, uint8_t *buf, size_t len, uint64_t off)
+{
+    if (!vf->staged)
+        return nvt_be_pread(vf->be, buf, len, vf->base + off);
+    while (len) {
+        uint64_t page = off / NVT_PAGE_SIZE, in = off % NVT_PAGE_SIZE;
+        size_t n = (size_t)MIN((uint64_t)len, NVT_PAGE_SIZE - in);
+        const uint8_t *p = g_hash_table_lookup(vf->staged, &page);
+        if (p) {
+            memcpy(buf, p + in, n);
+        } else {
+            int r = nvt_be_pread(vf->be, buf, n, vf->base + off);
+            if (r < 0)
+                return r;
+        }
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static ssize_t vf_pread(nvt_vfile *vf, void *buf, size_t len, uint64_t off)
 {
     if (off >= vf->length || len == 0)
         return 0;
     if (len > vf->length - off)
         len = (size_t)(vf->length - off);
-    int r = nvt_be_pread(vf->be, buf, len, vf->base + off);
+    int r = region_read(vf, buf, len, off);
     if (r < 0)
         return fail(-r);
     return (ssize_t)len;
+}
+
+/* Copy a write into the staged pages of the current group. */
+static int stage_write(nvt_vfile *vf, const uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        uint64_t page = off / NVT_PAGE_SIZE, in = off % NVT_PAGE_SIZE;
+        size_t n = (size_t)MIN((uint64_t)len, NVT_PAGE_SIZE - in);
+        uint8_t *p = g_hash_table_lookup(vf->staged, &page);
+        if (!p) {
+            p = g_malloc(NVT_PAGE_SIZE);
+            int r = nvt_be_pread(vf->be, p, NVT_PAGE_SIZE, vf->base + page * NVT_PAGE_SIZE);
+            if (r < 0) {
+                g_free(p);
+                return r;
+            }
+            g_hash_table_insert(vf->staged, g_memdup2(&page, sizeof page), p);
+        }
+        memcpy(p + in, buf, n);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
 }
 
 static ssize_t vf_pwrite(nvt_vfile *vf, const void *buf, size_t len, uint64_t off)
@@ -224,7 +280,8 @@ static ssize_t vf_pwrite(nvt_vfile *vf, const void *buf, size_t len, uint64_t of
         if (r < 0)
             return fail(-r);
     }
-    int r = nvt_be_pwrite(vf->be, buf, len, vf->base + off);
+    int r = vf->staged ? stage_write(vf, buf, len, off)
+                       : nvt_be_pwrite(vf->be, buf, len, vf->base + off);
     if (r < 0) {
         latch(vf, r);
         return fail(-r);
@@ -235,6 +292,8 @@ static ssize_t vf_pwrite(nvt_vfile *vf, const void *buf, size_t len, uint64_t of
 
 static int vf_flush(nvt_vfile *vf)
 {
+    if (vf->staged)
+        return 0;  /* the group's commit flushes */
     int r = nvt_be_flush(vf->be);
     if (r < 0) {
         latch(vf, r);
@@ -242,6 +301,99 @@ static int vf_flush(nvt_vfile *vf)
     }
     vf->flushes++;
     return 0;
+}
+
+/* ---- write groups ------------------------------------------------------- */
+
+static int page_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void nvt_vfile_set_journal(nvt_vfile *vf, nvt_journal *j)
+{
+    vf->journal = j;
+}
+
+void nvt_vfile_group_begin(nvt_vfile *vf)
+{
+    g_assert(vf->journal && !vf->staged);
+    vf->staged = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+    vf->group_length = vf->length;
+}
+
+uint32_t nvt_vfile_group_pages(const nvt_vfile *vf)
+{
+    return vf->staged ? g_hash_table_size(vf->staged) : 0;
+}
+
+void nvt_vfile_group_abort(nvt_vfile *vf)
+{
+    if (!vf->staged)
+        return;
+    g_hash_table_destroy(vf->staged);
+    vf->staged = NULL;
+    vf->length = vf->group_length;
+}
+
+int nvt_vfile_group_commit(nvt_vfile *vf)
+{
+    GHashTable *staged = vf->staged;
+    uint32_t n = g_hash_table_size(staged);
+    uint64_t length = vf->length;
+    int r = 0;
+
+    /* Leave group mode first: what follows writes through. */
+    vf->staged = NULL;
+    vf->length = vf->group_length;
+    if (n) {
+        uint64_t *pages = g_new(uint64_t, n);
+        const uint8_t **data = g_new(const uint8_t *, n);
+        GHashTableIter it;
+        gpointer k, v;
+        uint32_t i = 0;
+        g_hash_table_iter_init(&it, staged);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            pages[i++] = *(uint64_t *)k;
+        qsort(pages, n, sizeof *pages, page_cmp);
+        for (i = 0; i < n; i++)
+            data[i] = g_hash_table_lookup(staged, &pages[i]);
+
+        r = nvt_journal_append(vf->journal, pages, data, n, length);
+        if (r == 0)
+            r = nvt_be_flush(vf->be);
+        if (r == 0)
+            vf->flushes++;
+        /* Durable now; the pages go in place unflushed (journal.h), each
+         * run of consecutive pages in one write. */
+        uint8_t *run = NULL;
+        for (i = 0; r == 0 && i < n;) {
+            uint32_t span = 1;
+            while (i + span < n && pages[i + span] == pages[i] + span)
+                span++;
+            const uint8_t *src = data[i];
+            if (span > 1) {
+                run = g_realloc(run, (size_t)span * NVT_PAGE_SIZE);
+                for (uint32_t m = 0; m < span; m++)
+                    memcpy(run + (size_t)m * NVT_PAGE_SIZE, data[i + m], NVT_PAGE_SIZE);
+                src = run;
+            }
+            r = nvt_be_pwrite(vf->be, src, (size_t)span * NVT_PAGE_SIZE,
+                              vf->base + pages[i] * NVT_PAGE_SIZE);
+            vf->writes++;
+            i += span;
+        }
+        g_free(run);
+        if (r < 0)
+            latch(vf, r);
+        g_free(data);
+        g_free(pages);
+    }
+    g_hash_table_destroy(staged);
+    if (r == 0 && length != vf->length)
+        r = set_length(vf, length);
+    return r;
 }
 
 /* ---- the calls tdb makes ----------------------------------------------- */

@@ -51,6 +51,20 @@ void nvt_vfile_clear_error(nvt_vfile *vf);
 /* Whether growth was refused for lack of room since the last call
  * (tdb turns that into a generic I/O error); resets the flag. */
 bool nvt_vfile_take_enospc(nvt_vfile *vf);
+/* ---- atomic write groups (journal mode) --------------------------------
+ * Between group_begin and group_commit every write is staged in memory
+ * (reads see it); fdatasync is a no-op.  group_commit appends the staged
+ * pages as one journal record, flushes once, then writes them in place
+ * without flushing (journal.h says why that is safe).  group_abort drops
+ * them.  The vfile borrows @j. */
+struct nvt_journal;
+void nvt_vfile_set_journal(nvt_vfile *vf, struct nvt_journal *j);
+void nvt_vfile_group_begin(nvt_vfile *vf);
+int nvt_vfile_group_commit(nvt_vfile *vf);
+void nvt_vfile_group_abort(nvt_vfile *vf);
+/* Pages staged by the current group (to bound group sizes). */
+uint32_t nvt_vfile_group_pages(const nvt_vfile *vf);
+
 /* Counters since creation. */
 uint64_t nvt_vfile_flushes(const nvt_vfile *vf);
 uint64_t nvt_vfile_writes(const nvt_vfile *vf);

@@ -30,12 +30,13 @@ static void test_failed_reservation_changes_nothing(void)
     static const tu_blob blobs[] = { { "dev/a", 1000 } };
     int rc;
     nvt_backend *be = nvt_mem_backend_new(NULL, 0);
-    nvramtdb *db = tu_start(be, 0, blobs, 1, &rc);
+    nvramtdb *db = tu_start(nvt_be_borrow(be), 0, blobs, 1, &rc);
     g_assert_nonnull(db);
     TU_OK(nvramtdb_write(db, "dev/a", "value", 5, 0, NULL, NULL));
+    TU_OK(nvramtdb_close(db));  /* checkpoints: the journal is empty */
     size_t len;
     uint8_t *before = tu_mem_copy(be, &len);
-    nvramtdb_close(db);
+    nvt_be_close(be);
 
     /* The image was sized for dev/a alone: a large new blob cannot fit. */
     static const tu_blob more[] = { { "dev/a", 1000 }, { "dev/huge", 4 << 20 } };
@@ -54,11 +55,33 @@ static void test_failed_reservation_changes_nothing(void)
     g_free(before);
 }
 
+static void test_journal_commit_costs_one_flush(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 4096 }, { "dev/b", 65536 } };
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, blobs, 2, &rc);
+    uint8_t buf[65536];
+    nvramtdb_info i0, i1;
+    TU_OK(nvramtdb_get_info(db, &i0));
+    g_assert_true(i0.journaled);
+    for (int i = 0; i < 10; i++) {
+        tu_fill(buf, sizeof buf, (uint32_t)i);
+        TU_OK(nvramtdb_write(db, i % 2 ? "dev/a" : "dev/b", buf, i % 2 ? 4096 : sizeof buf, 0,
+                             NULL, NULL));
+    }
+    TU_OK(nvramtdb_get_info(db, &i1));
+    g_assert_cmpuint(i1.commits - i0.commits, ==, 10);
+    g_assert_cmpuint(i1.flushes - i0.flushes, ==, 10);
+    tu_assert_blob(db, "dev/a", buf, 4096);
+    nvramtdb_close(db);
+}
+
 static void test_stock_commit_costs_four_flushes(void)
 {
     static const tu_blob blobs[] = { { "dev/a", 4096 } };
     int rc;
-    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, blobs, 1, &rc);
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), NVRAMTDB_OPEN_STOCK_COMMIT, blobs, 1,
+                            &rc);
     uint8_t buf[4096];
     nvramtdb_info i0, i1;
     TU_OK(nvramtdb_get_info(db, &i0));
@@ -67,43 +90,71 @@ static void test_stock_commit_costs_four_flushes(void)
         TU_OK(nvramtdb_write(db, "dev/a", buf, sizeof buf, 0, NULL, NULL));
     }
     TU_OK(nvramtdb_get_info(db, &i1));
+    g_assert_false(i1.journaled);
     g_assert_cmpuint(i1.commits - i0.commits, ==, 10);
     /* tdb syncs recovery data, recovery magic, data and the cleared magic. */
     g_assert_cmpuint(i1.flushes - i0.flushes, ==, 40);
     nvramtdb_close(db);
 }
 
-static void test_failed_commit_recovers_and_continues(void)
+/* Each of a commit's flushes fails once in turn (four in stock mode, one
+ * with the journal), then each of its writes: the write fails, the blob
+ * holds the old or the new value, and the next write works. */
+static void failed_commit_recovers(unsigned flags)
 {
     static const tu_blob blobs[] = { { "dev/a", 4096 } };
     int rc;
     nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
-    nvramtdb *db = tu_start(mem, 0, blobs, 1, &rc);
+    nvramtdb *db = tu_start(nvt_be_borrow(mem), flags, blobs, 1, &rc);
     TU_OK(nvramtdb_write(db, "dev/a", "old", 3, 0, NULL, NULL));
+    TU_OK(nvramtdb_close(db));
     size_t len;
     uint8_t *image = tu_mem_copy(mem, &len);
-    nvramtdb_close(db);
+    nvt_be_close(mem);
 
-    /* Each of a commit's four syncs fails once in turn. */
-    for (uint64_t n = 1; n <= 4; n++) {
-        nvt_backend *fb = nvt_fault_backend_new(nvt_mem_backend_new(image, len));
-        db = tu_start(fb, 0, blobs, 1, &rc);
-        g_assert_nonnull(db);
-        nvt_fault_arm(fb, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, n, EIO);
-        g_assert_cmpint(nvramtdb_write(db, "dev/a", "new", 3, 0, NULL, NULL), ==, -EIO);
-        g_assert_true(nvt_fault_fired(fb));
-        uint8_t *got;
-        size_t got_len;
-        TU_OK(nvramtdb_read(db, "dev/a", &got, &got_len));
-        g_assert_cmpuint(got_len, ==, 3);
-        g_assert_true(memcmp(got, "old", 3) == 0 || memcmp(got, "new", 3) == 0);
-        free(got);
-        TU_OK(nvramtdb_write(db, "dev/a", "next", 4, 0, NULL, NULL));
-        tu_assert_blob(db, "dev/a", "next", 4);
-        tu_assert_healthy(db);
-        nvramtdb_close(db);
+    const unsigned flushes = (flags & NVRAMTDB_OPEN_STOCK_COMMIT) ? 4 : 1;
+    for (unsigned kind = 0; kind < 2; kind++) {
+        nvt_fault_ops on = kind ? NVT_FAULT_ON_WRITE : NVT_FAULT_ON_FLUSH;
+        for (uint64_t n = 1;; n++) {
+            nvt_backend *fb = nvt_fault_backend_new(nvt_mem_backend_new(image, len));
+            db = tu_start(fb, flags, blobs, 1, &rc);
+            g_assert_nonnull(db);
+            uint64_t before = nvt_fault_op_count(fb);
+            nvt_fault_arm(fb, NVT_FAULT_TRANSIENT, on, n, EIO);
+            int r = nvramtdb_write(db, "dev/a", "new", 3, 0, NULL, NULL);
+            if (!nvt_fault_fired(fb)) {
+                /* n is past the commit's last operation of that kind. */
+                TU_OK(r);
+                g_assert_cmpuint(n, >, kind ? 1 : flushes);
+                nvramtdb_close(db);
+                break;
+            }
+            g_assert_cmpuint(nvt_fault_op_count(fb), >, before);
+            g_assert_cmpint(r, ==, -EIO);
+            g_assert_cmpstr(nvramtdb_last_error(), !=, "");
+            uint8_t *got;
+            size_t got_len;
+            TU_OK(nvramtdb_read(db, "dev/a", &got, &got_len));
+            g_assert_cmpuint(got_len, ==, 3);
+            g_assert_true(memcmp(got, "old", 3) == 0 || memcmp(got, "new", 3) == 0);
+            free(got);
+            TU_OK(nvramtdb_write(db, "dev/a", "next", 4, 0, NULL, NULL));
+            tu_assert_blob(db, "dev/a", "next", 4);
+            tu_assert_healthy(db);
+            nvramtdb_close(db);
+        }
     }
     g_free(image);
+}
+
+static void test_failed_commit_recovers_journal(void)
+{
+    failed_commit_recovers(0);
+}
+
+static void test_failed_commit_recovers_stock(void)
+{
+    failed_commit_recovers(NVRAMTDB_OPEN_STOCK_COMMIT);
 }
 
 int main(int argc, char **argv)
@@ -112,7 +163,9 @@ int main(int argc, char **argv)
     g_test_add_func("/store/fresh-layout-deterministic", test_fresh_layout_is_deterministic);
     g_test_add_func("/store/failed-reservation-changes-nothing",
                     test_failed_reservation_changes_nothing);
+    g_test_add_func("/store/journal-commit-one-flush", test_journal_commit_costs_one_flush);
     g_test_add_func("/store/stock-commit-four-flushes", test_stock_commit_costs_four_flushes);
-    g_test_add_func("/store/failed-commit-recovers", test_failed_commit_recovers_and_continues);
+    g_test_add_func("/store/failed-commit-recovers/journal", test_failed_commit_recovers_journal);
+    g_test_add_func("/store/failed-commit-recovers/stock", test_failed_commit_recovers_stock);
     return g_test_run();
 }

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/* queue.c — the commit queue and its writer thread (see queue.h). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "queue.h"
+
+/* Bound of one batch: what one group may carry. */
+#define BATCH_MAX_BYTES (16u * 1024 * 1024)
+#define BATCH_MAX_REQUESTS 4096u
+
+typedef enum req_kind { REQ_WRITE, REQ_DELETE, REQ_READ, REQ_FLUSH } req_kind;
+
+typedef struct request {
+    req_kind kind;
+    char *name;
+    uint8_t *data;            /* write: our copy; read: the value read */
+    size_t len;
+    nvramtdb_completion_fn *cb;
+    void *opaque;
+    bool wait;                /* a submitter waits (and frees the request) */
+    bool done;
+    int result;
+    char *message;
+} request;
+
+struct nvt_queue {
+    nvt_store *st;
+    GMutex *store_lock;
+    GThread *thread;
+    GMutex lock;              /* pending, inflight, stopping, done flags */
+    GCond work;               /* the writer waits for requests */
+    GCond completed;          /* submitters wait for their request */
+    GQueue pending;
+    unsigned inflight;
+    bool stopping;
+};
+
+static void request_free(request *r)
+{
+    g_free(r->name);
+    free(r->data);
+    g_free(r->message);
+    g_free(r);
+}
+
+static void fail_request(request *r, int err)
+{
+    r->result = err;
+    g_free(r->message);
+    r->message = g_strdup(nvt_last_error());
+}
+
+/* Apply the writes and deletes reqs[0..n) as one group. */
+static void apply_writes(nvt_queue *q, request **reqs, size_t n)
+{
+    nvt_store_op *ops = g_new0(nvt_store_op, n);
+    for (size_t i = 0; i < n; i++) {
+        ops[i].name = reqs[i]->name;
+        ops[i].data = reqs[i]->data;
+        ops[i].len = reqs[i]->len;
+        ops[i].is_delete = reqs[i]->kind == REQ_DELETE;
+    }
+    nvt_store_apply(q->st, ops, n);
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->result = ops[i].result;
+        reqs[i]->message = ops[i].message;
+        /* The value was copied into the record; free it early. */
+        free(reqs[i]->data);
+        reqs[i]->data = NULL;
+    }
+    g_free(ops);
+}
+
+static void process(nvt_queue *q, GPtrArray *batch)
+{
+    request **reqs = (request **)batch->pdata;
+    guint i = 0;
+
+    g_mutex_lock(q->store_lock);
+    while (i < batch->len) {
+        guint j = i;
+        while (j < batch->len && (reqs[j]->kind == REQ_WRITE || reqs[j]->kind == REQ_DELETE))
+            j++;
+        if (j > i)
+            apply_writes(q, reqs + i, j - i);
+        if (j < batch->len) {
+            request *r = reqs[j];
+            int res = r->kind == REQ_READ ? nvt_store_read(q->st, r->name, &r->data, &r->len)
+                                          : nvt_store_failure(q->st);
+            if (res < 0)
+                fail_request(r, res);
+            j++;
+        }
+        i = j;
+    }
+    g_mutex_unlock(q->store_lock);
+}
+
+static void complete(nvt_queue *q, GPtrArray *batch)
+{
+    for (guint i = 0; i < batch->len; i++) {
+        request *r = batch->pdata[i];
+        if (r->cb) {
+            bool is_write = r->kind == REQ_WRITE || r->kind == REQ_DELETE;
+            uint8_t *data = r->kind == REQ_READ ? r->data : NULL;
+            if (r->kind == REQ_READ)
+                r->data = NULL;  /* the callback owns it now */
+            r->cb(r->opaque, r->result, is_write, data, r->len);
+        }
+        if (r->wait) {
+            g_mutex_lock(&q->lock);
+            r->done = true;
+            g_cond_broadcast(&q->completed);
+            g_mutex_unlock(&q->lock);
+        } else {
+            request_free(r);
+        }
+    }
+}
+
+static gpointer writer_main(gpointer opaque)
+{
+    nvt_queue *q = opaque;
+
+    g_mutex_lock(&q->lock);
+    for (;;) {
+        while (g_queue_is_empty(&q->pending) && !q->stopping)
+            g_cond_wait(&q->work, &q->lock);
+        if (g_queue_is_empty(&q->pending))
+            break;  /* stopping, and everything accepted is done */
+        GPtrArray *batch = g_ptr_array_new();
+        size_t bytes = 0;
+        while (!g_queue_is_empty(&q->pending) && batch->len < BATCH_MAX_REQUESTS) {
+            request *r = g_queue_peek_head(&q->pending);
+            if (batch->len && bytes + r->len > BATCH_MAX_BYTES)
+                break;
+            g_queue_pop_head(&q->pending);
+            g_ptr_array_add(batch, r);
+            bytes += r->len;
+        }
+        q->inflight = batch->len;
+        g_mutex_unlock(&q->lock);
+
+        process(q, batch);
+        complete(q, batch);
+        g_ptr_array_free(batch, TRUE);
+
+        g_mutex_lock(&q->lock);
+        q->inflight = 0;
+        g_cond_broadcast(&q->completed);
+    }
+    g_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+nvt_queue *nvt_queue_new(nvt_store *st, GMutex *store_lock)
+{
+    nvt_queue *q = g_new0(nvt_queue, 1);
+    q->st = st;
+    q->store_lock = store_lock;
+    g_mutex_init(&q->lock);
+    g_cond_init(&q->work);
+    g_cond_init(&q->completed);
+    g_queue_init(&q->pending);
+    q->thread = g_thread_new("nvramtdb-writer", writer_main, q);
+    return q;
+}
+
+void nvt_queue_free(nvt_queue *q)
+{
+    if (!q)
+        return;
+    g_mutex_lock(&q->lock);
+    q->stopping = true;
+    g_cond_broadcast(&q->work);
+    g_mutex_unlock(&q->lock);
+    g_thread_join(q->thread);
+    g_mutex_clear(&q->lock);
+    g_cond_clear(&q->work);
+    g_cond_clear(&q->completed);
+    g_free(q);
+}
+
+bool nvt_queue_on_writer(nvt_queue *q)
+{
+    return g_thread_self() == q->thread;
+}
+
+bool nvt_queue_idle(nvt_queue *q)
+{
+    g_mutex_lock(&q->lock);
+    bool idle = g_queue_is_empty(&q->pending) && q->inflight == 0;
+    g_mutex_unlock(&q->lock);
+    return idle;
+}
+
+/* Hand @r to the writer; with r->wait, wait for it and return its result
+ * (its message becomes the calling thread's). */
+static int submit(nvt_queue *q, request *r)
+{
+    if (r->wait && nvt_queue_on_writer(q)) {
+        request_free(r);
+        return nvt_error(EDEADLK, "a completion callback may not wait for a request");
+    }
+    g_mutex_lock(&q->lock);
+    if (q->stopping) {
+        g_mutex_unlock(&q->lock);
+        request_free(r);
+        return nvt_error(ESHUTDOWN, "the image is closing");
+    }
+    g_queue_push_tail(&q->pending, r);
+    g_cond_signal(&q->work);
+    if (!r->wait) {
+        g_mutex_unlock(&q->lock);
+        return 0;
+    }
+    while (!r->done)
+        g_cond_wait(&q->completed, &q->lock);
+    g_mutex_unlock(&q->lock);
+    return 0;
+}
+
+static int finish_waited(request *r)
+{
+    int res = r->result;
+    if (res < 0)
+        nvt_error(-res, "%s", r->message ? r->message : g_strerror(-res));
+    return res;
+}
+
+int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
+                    bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque)
+{
+    request *r = g_new0(request, 1);
+    r->kind = is_delete ? REQ_DELETE : REQ_WRITE;
+    r->name = g_strdup(name);
+    if (len) {
+        r->data = malloc(len);
+        if (!r->data) {
+            request_free(r);
+            return nvt_error(ENOMEM, "out of memory queueing %zu bytes for blob %s", len, name);
+        }
+        memcpy(r->data, data, len);
+    }
+    r->len = len;
+    r->cb = cb;
+    r->opaque = opaque;
+    r->wait = wait;
+    int res = submit(q, r);
+    if (res < 0 || !wait)
+        return res;
+    res = finish_waited(r);
+    request_free(r);
+    return res;
+}
+
+int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,
+                   void *opaque, uint8_t **data, size_t *len)
+{
+    request *r = g_new0(request, 1);
+    r->kind = REQ_READ;
+    r->name = g_strdup(name);
+    r->cb = cb;
+    r->opaque = opaque;
+    r->wait = wait;
+    int res = submit(q, r);
+    if (res < 0 || !wait)
+        return res;
+    res = finish_waited(r);
+    if (res == 0 && !cb) {
+        *data = r->data;
+        *len = r->len;
+        r->data = NULL;
+    }
+    request_free(r);
+    return res;
+}
+
+int nvt_queue_flush(nvt_queue *q)
+{
+    request *r = g_new0(request, 1);
+    r->kind = REQ_FLUSH;
+    r->wait = true;
+    int res = submit(q, r);
+    if (res < 0)
+        return res;
+    res = finish_waited(r);
+    request_free(r);
+    return res;
+}
