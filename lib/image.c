@@ -239,10 +239,19 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
                          "journal of %llu", be->name, (unsigned long long)image_size,
                          (unsigned long long)len, (unsigned long long)journal_len);
     new_uuid(sb.uuid);
-    /* Make sure the superblock area reads as blank until slot A is durable. */
-    uint8_t zero[NVT_IMAGE_META_SIZE];
+    /* The image must read as blank until slot A is durable.  Slot B is
+     * zero (that is what blank means) and is not touched before the end;
+     * slot A is zeroed only if it holds leftovers, so that even a torn
+     * zeroing (garbage in A, B still zero) reads as blank. */
+    uint8_t zero[NVT_IMAGE_META_SIZE], slot_a[NVT_SB_SLOT_SIZE];
     memset(zero, 0, sizeof zero);
-    r = nvt_be_pwrite(be, zero, sizeof zero, 0);
+    uint64_t have = 0;
+    r = nvt_be_get_size(be, &have);
+    if (r == 0 && have >= NVT_SB_SLOT_SIZE) {
+        r = nvt_be_pread(be, slot_a, sizeof slot_a, 0);
+        if (r == 0 && !all_zero(slot_a, sizeof slot_a))
+            r = nvt_be_pwrite(be, zero, NVT_SB_SLOT_SIZE, 0);
+    }
     if (r == 0 && len)
         r = nvt_be_pwrite(be, tdb, len, NVT_IMAGE_META_SIZE);
     /* Records of an earlier image carry its UUID and can never replay, but

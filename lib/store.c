@@ -353,7 +353,15 @@ static int replay_page(void *opaque, uint64_t page, const uint8_t *data)
 static int journal_recover(nvt_store *st)
 {
     uint64_t len;
-    int r = 0;
+    /* Scan the ring afresh: after a failed commit the run on disk is
+     * longer than the one found at open. */
+    nvt_journal_free(st->journal);
+    st->journal = NULL;
+    nvt_image *img = st->img;
+    int r = nvt_journal_open(img->be, img->sb.journal_offset, img->sb.journal_length,
+                             img->sb.uuid, &st->journal);
+    if (r < 0)
+        return r;
     if (nvt_journal_pending(st->journal, &len)) {
         if (len > st->img->sb.tdb_capacity || len > UINT32_MAX)
             r = nvt_error(EBADMSG, "%s: journal record gives a tdb length of %llu beyond the "
@@ -385,10 +393,7 @@ int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
     st->img = img;
     st->be = img->be;
     if (img->sb.journal_length) {
-        r = nvt_journal_open(img->be, img->sb.journal_offset, img->sb.journal_length,
-                             img->sb.uuid, &st->journal);
-        if (r == 0)
-            r = journal_recover(st);
+        r = journal_recover(st);
         st->journal_mode = !(flags & NVT_STORE_STOCK_COMMIT);
     }
     if (r == 0) {
@@ -414,7 +419,7 @@ int nvt_store_checkpoint(nvt_store *st)
 {
     if (!st->journal || st->failed)
         return 0;
-    int r = nvt_be_flush(st->be);
+    int r = st->journal_mode ? nvt_vfile_checkpoint(st->vf) : nvt_be_flush(st->be);
     if (r == 0)
         r = nvt_journal_clear(st->journal);
     if (r == 0)

@@ -46,8 +46,11 @@ struct nvt_vfile {
     uint64_t writes;
     /* journal mode */
     nvt_journal *journal;
-    GHashTable *staged;        /* page number -> 4096-byte copy, during a group */
+    GHashTable *wal;           /* page -> newest journaled copy, not yet in place */
+    GHashTable *staged;        /* page -> copy written by the current group */
     uint64_t group_length;     /* length when the group began */
+    uint64_t persisted_length; /* length the superblock holds */
+    uint64_t checkpoints;
 };
 
 typedef struct vfd {
@@ -114,6 +117,10 @@ void nvt_vfile_free(nvt_vfile *vf)
     g_mutex_lock(&table_lock);
     g_hash_table_remove(paths, vf->path);
     g_mutex_unlock(&table_lock);
+    if (vf->staged)
+        g_hash_table_destroy(vf->staged);
+    if (vf->wal)
+        g_hash_table_destroy(vf->wal);
     g_free(vf);
 }
 
@@ -203,6 +210,7 @@ static int set_length(nvt_vfile *vf, uint64_t len)
             latch(vf, r);
             return r;
         }
+        vf->persisted_length = len;
     }
     vf->length = len;
     return 0;
@@ -211,12 +219,14 @@ static int set_length(nvt_vfile *vf, uint64_t len)
 /* Read [off, off + len) of the region, staged pages first. */
 static int region_read(nvt_vfile *vf, uint8_t *buf, size_t len, uint64_t off)
 {
-    if (!vf->staged)
+    if (!vf->staged && (!vf->wal || g_hash_table_size(vf->wal) == 0))
         return nvt_be_pread(vf->be, buf, len, vf->base + off);
     while (len) {
         uint64_t page = off / NVT_PAGE_SIZE, in = off % NVT_PAGE_SIZE;
         size_t n = (size_t)MIN((uint64_t)len, NVT_PAGE_SIZE - in);
-        const uint8_t *p = g_hash_table_lookup(vf->staged, &page);
+        const uint8_t *p = vf->staged ? g_hash_table_lookup(vf->staged, &page) : NULL;
+        if (!p && vf->wal)
+            p = g_hash_table_lookup(vf->wal, &page);
         if (p) {
             memcpy(buf, p + in, n);
         } else {
@@ -251,11 +261,16 @@ static int stage_write(nvt_vfile *vf, const uint8_t *buf, size_t len, uint64_t o
         size_t n = (size_t)MIN((uint64_t)len, NVT_PAGE_SIZE - in);
         uint8_t *p = g_hash_table_lookup(vf->staged, &page);
         if (!p) {
-            p = g_malloc(NVT_PAGE_SIZE);
-            int r = nvt_be_pread(vf->be, p, NVT_PAGE_SIZE, vf->base + page * NVT_PAGE_SIZE);
-            if (r < 0) {
-                g_free(p);
-                return r;
+            const uint8_t *cur = vf->wal ? g_hash_table_lookup(vf->wal, &page) : NULL;
+            if (cur) {
+                p = g_memdup2(cur, NVT_PAGE_SIZE);
+            } else {
+                p = g_malloc(NVT_PAGE_SIZE);
+                int r = nvt_be_pread(vf->be, p, NVT_PAGE_SIZE, vf->base + page * NVT_PAGE_SIZE);
+                if (r < 0) {
+                    g_free(p);
+                    return r;
+                }
             }
             g_hash_table_insert(vf->staged, g_memdup2(&page, sizeof page), p);
         }
@@ -311,15 +326,39 @@ static int page_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static GHashTable *page_table(void)
+{
+    return g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+}
+
+/* The pages of @table, sorted, and their data. */
+static uint32_t sorted_pages(GHashTable *table, uint64_t **pages, const uint8_t ***data)
+{
+    uint32_t n = g_hash_table_size(table), i = 0;
+    GHashTableIter it;
+    gpointer k, v;
+    *pages = g_new(uint64_t, n ? n : 1);
+    *data = g_new(const uint8_t *, n ? n : 1);
+    g_hash_table_iter_init(&it, table);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        (*pages)[i++] = *(uint64_t *)k;
+    qsort(*pages, n, sizeof **pages, page_cmp);
+    for (i = 0; i < n; i++)
+        (*data)[i] = g_hash_table_lookup(table, &(*pages)[i]);
+    return n;
+}
+
 void nvt_vfile_set_journal(nvt_vfile *vf, nvt_journal *j)
 {
     vf->journal = j;
+    vf->wal = page_table();
+    vf->persisted_length = vf->length;
 }
 
 void nvt_vfile_group_begin(nvt_vfile *vf)
 {
     g_assert(vf->journal && !vf->staged);
-    vf->staged = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
+    vf->staged = page_table();
     vf->group_length = vf->length;
 }
 
@@ -337,63 +376,104 @@ void nvt_vfile_group_abort(nvt_vfile *vf)
     vf->length = vf->group_length;
 }
 
+int nvt_vfile_checkpoint(nvt_vfile *vf)
+{
+    if (!vf->journal || vf->staged)
+        return 0;
+    uint64_t *pages;
+    const uint8_t **data;
+    uint32_t n = sorted_pages(vf->wal, &pages, &data);
+    uint8_t *run = NULL;
+    int r = 0;
+
+    /* Each run of consecutive pages in one write. */
+    for (uint32_t i = 0; r == 0 && i < n;) {
+        uint32_t span = 1;
+        while (i + span < n && pages[i + span] == pages[i] + span)
+            span++;
+        const uint8_t *src = data[i];
+        if (span > 1) {
+            run = g_realloc(run, (size_t)span * NVT_PAGE_SIZE);
+            for (uint32_t m = 0; m < span; m++)
+                memcpy(run + (size_t)m * NVT_PAGE_SIZE, data[i + m], NVT_PAGE_SIZE);
+            src = run;
+        }
+        r = nvt_be_pwrite(vf->be, src, (size_t)span * NVT_PAGE_SIZE,
+                          vf->base + pages[i] * NVT_PAGE_SIZE);
+        vf->writes++;
+        i += span;
+    }
+    g_free(run);
+    g_free(pages);
+    g_free(data);
+    /* The superblock's length follows (its own write is flushed), then
+     * the pages are made durable: only then may the ring be reused. */
+    if (r == 0 && vf->persisted_length != vf->length && vf->resize) {
+        r = vf->resize(vf->opaque, vf->length);
+        if (r == 0)
+            vf->persisted_length = vf->length;
+    }
+    if (r == 0 && n)
+        r = nvt_be_flush(vf->be);
+    if (r < 0) {
+        latch(vf, r);
+        return r;
+    }
+    if (n)
+        vf->flushes++;
+    g_hash_table_remove_all(vf->wal);
+    nvt_journal_restart(vf->journal);
+    vf->checkpoints++;
+    return 0;
+}
+
 int nvt_vfile_group_commit(nvt_vfile *vf)
 {
     GHashTable *staged = vf->staged;
-    uint32_t n = g_hash_table_size(staged);
-    uint64_t length = vf->length;
+    uint64_t *pages;
+    const uint8_t **data;
+    uint32_t n = sorted_pages(staged, &pages, &data);
     int r = 0;
 
-    /* Leave group mode first: what follows writes through. */
+    /* Leave group mode first: a checkpoint writes through. */
     vf->staged = NULL;
-    vf->length = vf->group_length;
+    uint64_t length = vf->length;
     if (n) {
-        uint64_t *pages = g_new(uint64_t, n);
-        const uint8_t **data = g_new(const uint8_t *, n);
-        GHashTableIter it;
-        gpointer k, v;
-        uint32_t i = 0;
-        g_hash_table_iter_init(&it, staged);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            pages[i++] = *(uint64_t *)k;
-        qsort(pages, n, sizeof *pages, page_cmp);
-        for (i = 0; i < n; i++)
-            data[i] = g_hash_table_lookup(staged, &pages[i]);
-
         r = nvt_journal_append(vf->journal, pages, data, n, length);
+        if (r == -ENOSPC) {
+            r = nvt_vfile_checkpoint(vf);
+            if (r == 0)
+                r = nvt_journal_append(vf->journal, pages, data, n, length);
+        }
         if (r == 0)
             r = nvt_be_flush(vf->be);
         if (r == 0)
             vf->flushes++;
-        /* Durable now; the pages go in place unflushed (journal.h), each
-         * run of consecutive pages in one write. */
-        uint8_t *run = NULL;
-        for (i = 0; r == 0 && i < n;) {
-            uint32_t span = 1;
-            while (i + span < n && pages[i + span] == pages[i] + span)
-                span++;
-            const uint8_t *src = data[i];
-            if (span > 1) {
-                run = g_realloc(run, (size_t)span * NVT_PAGE_SIZE);
-                for (uint32_t m = 0; m < span; m++)
-                    memcpy(run + (size_t)m * NVT_PAGE_SIZE, data[i + m], NVT_PAGE_SIZE);
-                src = run;
-            }
-            r = nvt_be_pwrite(vf->be, src, (size_t)span * NVT_PAGE_SIZE,
-                              vf->base + pages[i] * NVT_PAGE_SIZE);
-            vf->writes++;
-            i += span;
-        }
-        g_free(run);
-        if (r < 0)
+        else if (r != -E2BIG)
             latch(vf, r);
-        g_free(data);
-        g_free(pages);
+    }
+    g_free(pages);
+    g_free(data);
+    if (r < 0) {
+        g_hash_table_destroy(staged);
+        vf->length = vf->group_length;
+        return r;
+    }
+    /* Durable: the group's pages become the newest journaled versions. */
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, staged);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        g_hash_table_iter_steal(&it);
+        g_hash_table_replace(vf->wal, k, v);
     }
     g_hash_table_destroy(staged);
-    if (r == 0 && length != vf->length)
-        r = set_length(vf, length);
-    return r;
+    return 0;
+}
+
+uint64_t nvt_vfile_checkpoints(const nvt_vfile *vf)
+{
+    return vf->checkpoints;
 }
 
 /* ---- the calls tdb makes ----------------------------------------------- */

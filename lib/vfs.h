@@ -54,9 +54,10 @@ bool nvt_vfile_take_enospc(nvt_vfile *vf);
 /* ---- atomic write groups (journal mode) --------------------------------
  * Between group_begin and group_commit every write is staged in memory
  * (reads see it); fdatasync is a no-op.  group_commit appends the staged
- * pages as one journal record, flushes once, then writes them in place
- * without flushing (journal.h says why that is safe).  group_abort drops
- * them.  The vfile borrows @j. */
+ * pages to the journal as one record and flushes once: the group is then
+ * durable.  Its pages stay in memory, newest version first for reads,
+ * until a checkpoint writes them in place (journal.h says why that is
+ * safe).  group_abort drops the staged pages.  The vfile borrows @j. */
 struct nvt_journal;
 void nvt_vfile_set_journal(nvt_vfile *vf, struct nvt_journal *j);
 void nvt_vfile_group_begin(nvt_vfile *vf);
@@ -64,6 +65,11 @@ int nvt_vfile_group_commit(nvt_vfile *vf);
 void nvt_vfile_group_abort(nvt_vfile *vf);
 /* Pages staged by the current group (to bound group sizes). */
 uint32_t nvt_vfile_group_pages(const nvt_vfile *vf);
+/* Write every journaled page in place, persist the length, flush, and
+ * restart the journal ring.  Done when the ring is full and at close. */
+int nvt_vfile_checkpoint(nvt_vfile *vf);
+/* Checkpoints so far. */
+uint64_t nvt_vfile_checkpoints(const nvt_vfile *vf);
 
 /* Counters since creation. */
 uint64_t nvt_vfile_flushes(const nvt_vfile *vf);
