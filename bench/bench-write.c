@@ -1,42 +1,41 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * bench-write.c — what one durable blob write costs, against the floor.
+ * bench-write.c — what one durable blob write costs, against the floor,
+ * for one writer and for concurrent writers.
  *
- * What it measures.  For each blob size S it times, in the same process
- * and the same run, two ways of durably replacing S bytes:
+ * What it measures.  For each blob size S, in the same process and run,
+ * six ways of durably replacing S bytes:
  *
- *   baseline  pwrite(S bytes at offset 0) + fdatasync() on a preallocated,
- *             already-written file: one device flush, no atomicity.  This
- *             is the floor for "the new value is on disk".
- *   nvramtdb  nvramtdb_write(db, "bench/blob", buf, S,
- *             NVRAMTDB_WAIT_COMPLETION, NULL, NULL) on a freshly created
- *             file: image: durable, atomic and checksummed.
+ *   floor    pwrite(S bytes) + fdatasync() on a preallocated, already
+ *            written file: one device flush, no atomicity, no checksum;
+ *   journal  nvramtdb_write(..., NVRAMTDB_WAIT_COMPLETION) on a file:
+ *            image with the default commit path (one journal record and
+ *            one flush per group);
+ *   stock    the same with NVRAMTDB_OPEN_STOCK_COMMIT (tdb's own
+ *            transactions, four flushes per commit);
  *
- * Every operation writes different content (a counter is stamped into the
- * buffer, outside the timed region), so nothing can be skipped as a no-op.
- * Per-operation latency is taken with clock_gettime(CLOCK_MONOTONIC); the
- * table gives median, 99th percentile, operations per second of time spent
- * inside the operations, and, for nvramtdb, backend flushes and commits
- * per write (from nvramtdb_get_info(), read before and after).
+ * each with 1 writer thread and with --writers threads (8 by default),
+ * every thread replacing its own blob (floor: its own S-byte slot of one
+ * file).  Every operation writes different content, so nothing can be
+ * skipped.  Per-operation latency comes from CLOCK_MONOTONIC; ops/s is
+ * operations over the wall-clock time of the phase, so it shows what
+ * group commit buys concurrent writers; flushes and commits per write come
+ * from nvramtdb_get_info().
  *
- * Why ratios of the same run matter.  Absolute latencies of a sync write
- * depend on the disk, the hypervisor, the filesystem and whatever else the
- * machine is doing; figures from two runs (or two machines) are not
- * comparable.  So the two methods run side by side, in alternating rounds
- * (the order flips every round), so that noise hits both alike, and the
- * result that travels is the ratio nvramtdb / baseline measured here.
- * Use a directory on a real disk (--dir /var/tmp): on tmpfs fdatasync is
- * free and the figures mean nothing.
+ * Why ratios of the same run.  Sync-write latency depends on the disk, the
+ * hypervisor and whatever else the machine does; figures of two runs are
+ * not comparable.  So all methods run in rounds whose order rotates, so
+ * that noise hits them alike, and the results that travel are the ratios
+ * printed at the end.  Use a directory on a real disk (--dir /var/tmp).
  *
- * At the end the image is closed, reopened read-only and checked
- * (nvramtdb_check), and the blob read back with nvramtdb_read() must equal
- * the last value written (exit status 1 otherwise), so a broken library
- * cannot make the benchmark silently measure nothing.
+ * At the end every image is reopened read-only, checked, and each blob
+ * must read back as the last value written to it (exit status 1
+ * otherwise), so a broken library cannot make the benchmark measure
+ * nothing.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <stdarg.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,448 +52,413 @@
 
 #include "nvramtdb.h"
 
-#define BLOB_NAME "bench/blob"
 #define ROUNDS 10
 #define WARMUP 5
+#define MAX_WRITERS 64
 
-/* Files created by this run, removed at exit unless --keep. */
-static char *baseline_path;
-static char *image_path;
-static gboolean opt_keep;
+typedef enum { FLOOR, JOURNAL, STOCK } kind;
+static const char *const kind_name[] = { "floor", "journal", "stock" };
 
-typedef struct {
-    uint64_t *ns;          /* one latency per operation */
-    size_t count;
-    uint64_t total_ns;
-} samples;
-
-typedef struct {
+typedef struct method {
+    kind kind;
+    unsigned writers;
     size_t size;
-    samples base;
-    samples db;
-    uint64_t flushes;      /* nvramtdb backend flushes during measured writes */
-    uint64_t commits;      /* nvramtdb commits during measured writes */
-} result;
+    char *path;
+    int fd;                 /* floor */
+    nvramtdb *db;           /* journal, stock */
+    uint64_t *ns;           /* latencies of every measured operation */
+    size_t count;
+    uint64_t wall_ns;       /* wall-clock time of the measured phases */
+    uint64_t flushes, commits;
+    uint64_t last_seq[MAX_WRITERS];
+} method;
+
+typedef struct worker {
+    method *m;
+    unsigned id;
+    size_t ops;
+    uint64_t first_seq;
+    uint64_t *ns;           /* this worker's latencies */
+    int error;
+} worker;
+
+static gboolean opt_keep;
+static GPtrArray *created;  /* paths to remove at exit */
 
 static uint64_t now_ns(void)
 {
     struct timespec ts;
-
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void record(samples *s, uint64_t ns)
-{
-    s->ns[s->count++] = ns;
-    s->total_ns += ns;
 }
 
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
     return (x > y) - (x < y);
-}
-
-/* Median in µs of sorted samples. */
-static double median_us(const samples *s)
-{
-    size_t n = s->count;
-
-    if (n == 0)
-        return 0;
-    if (n % 2)
-        return s->ns[n / 2] / 1e3;
-    return (s->ns[n / 2 - 1] + s->ns[n / 2]) / 2e3;
-}
-
-/* 99th percentile (nearest rank) in µs of sorted samples. */
-static double p99_us(const samples *s)
-{
-    size_t n = s->count, rank;
-
-    if (n == 0)
-        return 0;
-    rank = (n * 99 + 99) / 100;     /* ceil(0.99 n), at least 1 */
-    return s->ns[rank - 1] / 1e3;
-}
-
-static double ops_per_s(const samples *s)
-{
-    return s->total_ns ? s->count * 1e9 / (double)s->total_ns : 0;
-}
-
-/* Make the buffer's content unique to operation @seq.  Only fixed
- * positions change, so stamping the same @seq again rebuilds the same
- * content (used to verify the last write). */
-static void stamp(uint8_t *buf, size_t size, uint64_t seq)
-{
-    size_t i;
-
-    for (i = 0; i + sizeof seq <= size; i += 512)
-        memcpy(buf + i, &seq, sizeof seq);
-    buf[size - 1] = (uint8_t)seq;
-}
-
-static void cleanup_files(void)
-{
-    if (!opt_keep) {
-        if (baseline_path)
-            unlink(baseline_path);
-        if (image_path)
-            unlink(image_path);
-    }
-    g_free(baseline_path);
-    g_free(image_path);
-    baseline_path = image_path = NULL;
 }
 
 static G_GNUC_NORETURN G_GNUC_PRINTF(1, 2) void die(const char *fmt, ...)
 {
     va_list ap;
-
     fputs("bench-write: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    cleanup_files();
     exit(1);
 }
 
-static G_GNUC_NORETURN void die_db(const char *what, int rc)
+static void die_db(const char *what, int rc)
 {
-    const char *msg = nvramtdb_last_error();
-
-    die("%s: %s%s%s", what, strerror(-rc), msg && *msg ? ": " : "",
-        msg ? msg : "");
+    die("%s: %s (%s)", what, strerror(-rc), nvramtdb_last_error());
 }
 
-/* The baseline file: preallocated and fully written once, so that the
- * measured fdatasync() never has to convert unwritten extents. */
-static int open_baseline(const char *path, uint8_t *buf, size_t size)
+/* Content unique to (writer, seq); stamping the same pair again rebuilds
+ * it, which the final read-back check uses. */
+static void stamp(uint8_t *buf, size_t size, unsigned writer, uint64_t seq)
 {
-    int fd, rc;
-
-    unlink(path);
-    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-        die("%s: %s", path, strerror(errno));
-    rc = posix_fallocate(fd, 0, (off_t)size);
-    if (rc != 0)
-        die("%s: posix_fallocate: %s", path, strerror(rc));
-    stamp(buf, size, 0);
-    if (pwrite(fd, buf, size, 0) != (ssize_t)size)
-        die("%s: initial write failed", path);
-    if (fsync(fd) != 0)
-        die("%s: fsync: %s", path, strerror(errno));
-    return fd;
+    uint64_t v = seq << 8 | writer;
+    memset(buf, (int)(writer * 37 + 1), size);
+    for (size_t i = 0; i + sizeof v <= size; i += 512)
+        memcpy(buf + i, &v, sizeof v);
+    buf[size - 1] = (uint8_t)seq;
 }
 
-static nvramtdb *open_image(const char *path, size_t size)
+static char *blob_name(unsigned writer)
 {
-    nvramtdb *db = NULL;
-    char *uri = g_strdup_printf("file:%s", path);
-    int rc;
+    return g_strdup_printf("bench/w%u", writer);
+}
 
-    unlink(path);
-    rc = nvramtdb_open(uri, NVRAMTDB_OPEN_CREATE, &db);
+static void method_open(method *m, const char *dir)
+{
+    m->path = g_strdup_printf("%s/bench-write-%s-%u-%zu.%s", dir, kind_name[m->kind],
+                              m->writers, m->size, m->kind == FLOOR ? "dat" : "img");
+    unlink(m->path);
+    g_ptr_array_add(created, g_strdup(m->path));
+    if (m->kind == FLOOR) {
+        size_t total = m->size * m->writers;
+        uint8_t *buf = g_malloc(total);
+        memset(buf, 0xa5, total);
+        m->fd = open(m->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (m->fd < 0)
+            die("%s: %s", m->path, strerror(errno));
+        int rc = posix_fallocate(m->fd, 0, (off_t)total);
+        if (rc != 0)
+            die("%s: posix_fallocate: %s", m->path, strerror(rc));
+        if (pwrite(m->fd, buf, total, 0) != (ssize_t)total || fsync(m->fd) != 0)
+            die("%s: initial write failed", m->path);
+        g_free(buf);
+        return;
+    }
+    char *uri = g_strdup_printf("file:%s", m->path);
+    unsigned flags = NVRAMTDB_OPEN_CREATE | (m->kind == STOCK ? NVRAMTDB_OPEN_STOCK_COMMIT : 0);
+    int rc = nvramtdb_open(uri, flags, &m->db);
     g_free(uri);
     if (rc < 0)
         die_db("nvramtdb_open", rc);
-    rc = nvramtdb_register_blob(db, BLOB_NAME, (uint32_t)size);
-    if (rc < 0)
-        die_db("nvramtdb_register_blob", rc);
-    rc = nvramtdb_start(db, 0);
+    for (unsigned w = 0; w < m->writers; w++) {
+        char *name = blob_name(w);
+        rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
+        g_free(name);
+        if (rc < 0)
+            die_db("nvramtdb_register_blob", rc);
+    }
+    rc = nvramtdb_start(m->db, 0);
     if (rc < 0)
         die_db("nvramtdb_start", rc);
-    return db;
 }
 
-static nvramtdb *reopen_image(const char *path)
+static int one_write(method *m, unsigned writer, const uint8_t *buf)
 {
-    nvramtdb *db = NULL;
-    char *uri = g_strdup_printf("file:%s", path);
-    int rc;
-
-    rc = nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &db);
-    g_free(uri);
-    if (rc < 0)
-        die_db("nvramtdb_open (read-only)", rc);
-    rc = nvramtdb_start(db, 0);
-    if (rc < 0)
-        die_db("nvramtdb_start (read-only)", rc);
-    return db;
-}
-
-static void baseline_op(int fd, const uint8_t *buf, size_t size, samples *s)
-{
-    uint64_t t0, t1;
-    ssize_t n;
-
-    t0 = now_ns();
-    n = pwrite(fd, buf, size, 0);
-    if (n != (ssize_t)size)
-        die("baseline pwrite: %s", n < 0 ? strerror(errno) : "short write");
-    if (fdatasync(fd) != 0)
-        die("baseline fdatasync: %s", strerror(errno));
-    t1 = now_ns();
-    if (s)
-        record(s, t1 - t0);
-}
-
-static void db_op(nvramtdb *db, const uint8_t *buf, size_t size, samples *s)
-{
-    uint64_t t0, t1;
-    int rc;
-
-    t0 = now_ns();
-    rc = nvramtdb_write(db, BLOB_NAME, buf, size, NVRAMTDB_WAIT_COMPLETION,
-                        NULL, NULL);
-    t1 = now_ns();
-    if (rc < 0)
-        die_db("nvramtdb_write", rc);
-    if (s)
-        record(s, t1 - t0);
-}
-
-static void get_info(nvramtdb *db, nvramtdb_info *info)
-{
-    int rc = nvramtdb_get_info(db, info);
-
-    if (rc < 0)
-        die_db("nvramtdb_get_info", rc);
-}
-
-static void run_size(const char *dir, size_t size, size_t iterations, result *r)
-{
-    uint8_t *buf = g_malloc(size);
-    nvramtdb_info before, after;
-    uint8_t *back = NULL;
-    size_t back_len = 0;
-    uint64_t seq = 1, last_db_seq = 0;
-    nvramtdb *db;
-    size_t round, rounds = iterations < ROUNDS ? iterations : ROUNDS;
-    int fd, rc;
-
-    baseline_path = g_strdup_printf("%s/bench-write-%zu.baseline", dir, size);
-    image_path = g_strdup_printf("%s/bench-write-%zu.img", dir, size);
-    memset(buf, 0xa5, size);
-    fd = open_baseline(baseline_path, buf, size);
-    db = open_image(image_path, size);
-
-    r->size = size;
-    r->base.ns = g_new0(uint64_t, iterations);
-    r->db.ns = g_new0(uint64_t, iterations);
-
-    /* Warm-up, not recorded: first touches of the file and of the image. */
-    for (size_t i = 0; i < WARMUP; i++) {
-        stamp(buf, size, seq++);
-        baseline_op(fd, buf, size, NULL);
-        stamp(buf, size, seq++);
-        db_op(db, buf, size, NULL);
+    if (m->kind == FLOOR) {
+        off_t off = (off_t)m->size * writer;
+        if (pwrite(m->fd, buf, m->size, off) != (ssize_t)m->size || fdatasync(m->fd) != 0)
+            return -errno;
+        return 0;
     }
+    char *name = blob_name(writer);
+    int rc = nvramtdb_write(m->db, name, buf, m->size, NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+    g_free(name);
+    return rc;
+}
 
-    get_info(db, &before);
-    for (round = 0; round < rounds; round++) {
-        size_t n = iterations * (round + 1) / rounds - iterations * round / rounds;
-
-        for (int half = 0; half < 2; half++) {
-            /* Even rounds: baseline first; odd rounds: nvramtdb first. */
-            bool base_now = (half == 0) == (round % 2 == 0);
-
-            for (size_t i = 0; i < n; i++) {
-                stamp(buf, size, seq++);
-                if (base_now) {
-                    baseline_op(fd, buf, size, &r->base);
-                } else {
-                    db_op(db, buf, size, &r->db);
-                    last_db_seq = seq - 1;
-                }
-            }
-        }
+static gpointer worker_main(gpointer opaque)
+{
+    worker *w = opaque;
+    uint8_t *buf = g_malloc(w->m->size);
+    for (size_t i = 0; i < w->ops && !w->error; i++) {
+        uint64_t seq = w->first_seq + i;
+        stamp(buf, w->m->size, w->id, seq);
+        uint64_t t0 = now_ns();
+        w->error = one_write(w->m, w->id, buf);
+        if (w->ns)
+            w->ns[i] = now_ns() - t0;
     }
-    get_info(db, &after);
-    r->flushes = after.flushes - before.flushes;
-    r->commits = after.commits - before.commits;
-
-    rc = nvramtdb_close(db);
-    if (rc < 0)
-        die_db("nvramtdb_close", rc);
-
-    /* Reopened from disk, the image must be healthy and the blob must hold
-     * the value of the last measured write. */
-    db = reopen_image(image_path);
-    rc = nvramtdb_check(db, NULL, NULL);
-    if (rc < 0)
-        die_db("nvramtdb_check", rc);
-    if (rc > 0)
-        die("nvramtdb_check found %d problem(s) in the image after the benchmark", rc);
-    stamp(buf, size, last_db_seq);
-    rc = nvramtdb_read(db, BLOB_NAME, &back, &back_len);
-    if (rc < 0)
-        die_db("nvramtdb_read", rc);
-    if (back_len != size || memcmp(back, buf, size) != 0)
-        die("nvramtdb_read returned %zu bytes that differ from the last "
-            "value written (%zu bytes): the benchmark measured nothing useful",
-            back_len, size);
-    free(back);
-    rc = nvramtdb_close(db);
-    if (rc < 0)
-        die_db("nvramtdb_close", rc);
-    if (close(fd) != 0)
-        die("%s: close: %s", baseline_path, strerror(errno));
-    cleanup_files();
     g_free(buf);
-
-    qsort(r->base.ns, r->base.count, sizeof *r->base.ns, cmp_u64);
-    qsort(r->db.ns, r->db.count, sizeof *r->db.ns, cmp_u64);
+    return NULL;
 }
 
-/* Parse "4096,64K" into sizes; false with a message on error. */
+/* Run @ops writes spread over the method's writers; record them unless
+ * this is the warm-up. */
+static void method_phase(method *m, size_t ops, bool measure)
+{
+    unsigned n = m->writers;
+    worker w[MAX_WRITERS];
+    GThread *t[MAX_WRITERS];
+    nvramtdb_info before = { 0 }, after = { 0 };
+
+    if (m->db && measure && nvramtdb_get_info(m->db, &before) < 0)
+        die_db("nvramtdb_get_info", -EIO);
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        w[i] = (worker){ .m = m, .id = i, .ops = ops / n + (i < ops % n),
+                         .first_seq = m->last_seq[i] + 1 };
+        w[i].ns = measure ? g_new(uint64_t, w[i].ops ? w[i].ops : 1) : NULL;
+        t[i] = n == 1 ? NULL : g_thread_new("bench-writer", worker_main, &w[i]);
+        if (n == 1)
+            worker_main(&w[i]);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (t[i])
+            g_thread_join(t[i]);
+        if (w[i].error)
+            die("%s with %u writer(s): write failed: %s (%s)", kind_name[m->kind], n,
+                strerror(-w[i].error), nvramtdb_last_error());
+        if (w[i].ops)
+            m->last_seq[i] = w[i].first_seq + w[i].ops - 1;
+    }
+    uint64_t wall = now_ns() - t0;
+    if (!measure)
+        return;
+    m->wall_ns += wall;
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(m->ns + m->count, w[i].ns, w[i].ops * sizeof *w[i].ns);
+        m->count += w[i].ops;
+        g_free(w[i].ns);
+    }
+    if (m->db) {
+        if (nvramtdb_get_info(m->db, &after) < 0)
+            die_db("nvramtdb_get_info", -EIO);
+        m->flushes += after.flushes - before.flushes;
+        m->commits += after.commits - before.commits;
+    }
+}
+
+/* Reopen read-only: healthy, and every blob holds its last value. */
+static void method_verify(method *m)
+{
+    if (m->kind == FLOOR) {
+        close(m->fd);
+        return;
+    }
+    int rc = nvramtdb_close(m->db);
+    if (rc < 0)
+        die_db("nvramtdb_close", rc);
+    char *uri = g_strdup_printf("file:%s", m->path);
+    rc = nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &m->db);
+    g_free(uri);
+    if (rc == 0)
+        rc = nvramtdb_start(m->db, 0);
+    if (rc < 0)
+        die_db("reopening the image read-only", rc);
+    rc = nvramtdb_check(m->db, NULL, NULL);
+    if (rc != 0)
+        die("%s: check after the benchmark returned %d", m->path, rc);
+    uint8_t *want = g_malloc(m->size);
+    for (unsigned w = 0; w < m->writers; w++) {
+        char *name = blob_name(w);
+        uint8_t *got = NULL;
+        size_t len = 0;
+        stamp(want, m->size, w, m->last_seq[w]);
+        rc = nvramtdb_read(m->db, name, &got, &len);
+        if (rc < 0)
+            die_db(name, rc);
+        if (len != m->size || memcmp(got, want, len) != 0)
+            die("%s: %s does not hold the last value written: the benchmark measured "
+                "nothing useful", m->path, name);
+        free(got);
+        g_free(name);
+    }
+    g_free(want);
+    nvramtdb_close(m->db);
+}
+
+static double pct_us(const method *m, unsigned pct)
+{
+    if (m->count == 0)
+        return 0;
+    size_t rank = (m->count * pct + 99) / 100;
+    return m->ns[(rank ? rank : 1) - 1] / 1e3;
+}
+
+static double ops_per_s(const method *m)
+{
+    return m->wall_ns ? m->count * 1e9 / (double)m->wall_ns : 0;
+}
+
+static method *find(method *ms, size_t n, size_t size, kind k, unsigned writers)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ms[i].size == size && ms[i].kind == k && ms[i].writers == writers)
+            return &ms[i];
+    return NULL;
+}
+
+static void print_results(method *ms, size_t n, unsigned writers)
+{
+    printf("\n%-7s %-8s %7s %7s %10s %10s %9s %13s %13s\n", "size", "method", "writers",
+           "ops", "median_us", "p99_us", "ops/s", "flushes/write", "commits/write");
+    for (size_t i = 0; i < n; i++) {
+        method *m = &ms[i];
+        double c = m->count ? (double)m->count : 1;
+        char fl[16] = "1.00", cm[16] = "-";
+        if (m->kind != FLOOR) {
+            snprintf(fl, sizeof fl, "%.2f", m->flushes / c);
+            snprintf(cm, sizeof cm, "%.2f", m->commits / c);
+        }
+        printf("%-7zu %-8s %7u %7zu %10.1f %10.1f %9.0f %13s %13s\n", m->size,
+               kind_name[m->kind], m->writers, m->count, pct_us(m, 50), pct_us(m, 99),
+               ops_per_s(m), fl, cm);
+    }
+    printf("\nratios measured in this run (latency: lower is better; 1.00x = the floor)\n");
+    printf("%-7s %-8s %7s %14s %14s %22s\n", "size", "method", "writers", "median/floor",
+           "p99/floor", "ops/s vs 1 writer");
+    for (size_t i = 0; i < n; i++) {
+        method *m = &ms[i];
+        method *fl = find(ms, n, m->size, FLOOR, m->writers);
+        method *one = find(ms, n, m->size, m->kind, 1);
+        if (m->kind == FLOOR && m->writers == 1)
+            continue;
+        printf("%-7zu %-8s %7u %13.2fx %13.2fx %21.2fx\n", m->size, kind_name[m->kind],
+               m->writers, pct_us(m, 50) / pct_us(fl, 50), pct_us(m, 99) / pct_us(fl, 99),
+               m->writers > 1 ? ops_per_s(m) / ops_per_s(one) : 1.0);
+    }
+    (void)writers;
+}
+
 static bool parse_sizes(const char *text, GArray *sizes)
 {
     char **parts = g_strsplit(text, ",", -1);
     bool ok = true;
-
-    for (char **p = parts; *p; p++) {
-        char *t = g_strstrip(*p);
+    for (char **p = parts; *p && ok; p++) {
         uint64_t v;
-
-        if (nvramtdb_parse_size(t, &v) < 0 || v == 0 || v > NVRAMTDB_BLOB_MAX) {
-            fprintf(stderr, "bench-write: --sizes: bad size '%s' "
-                    "(1 byte to %u bytes, e.g. 4096 or 64K)\n", t,
-                    NVRAMTDB_BLOB_MAX);
+        if (nvramtdb_parse_size(g_strstrip(*p), &v) < 0 || v == 0 || v > NVRAMTDB_BLOB_MAX) {
+            fprintf(stderr, "bench-write: --sizes: bad size '%s'\n", *p);
             ok = false;
-            break;
+        } else {
+            size_t s = (size_t)v;
+            g_array_append_val(sizes, s);
         }
-        size_t s = (size_t)v;
-        g_array_append_val(sizes, s);
     }
     g_strfreev(parts);
-    if (ok && sizes->len == 0) {
-        fprintf(stderr, "bench-write: --sizes: empty list\n");
-        ok = false;
-    }
-    return ok;
+    return ok && sizes->len;
 }
 
 static void warn_if_memory_fs(const char *dir)
 {
 #ifdef __linux__
     struct statfs sf;
-
-    if (statfs(dir, &sf) == 0 &&
-        ((unsigned long)sf.f_type == 0x01021994ul ||     /* tmpfs */
-         (unsigned long)sf.f_type == 0x858458f6ul))      /* ramfs */
-        fprintf(stderr, "bench-write: warning: %s is in memory (tmpfs/ramfs): "
-                "fdatasync costs nothing there and the figures are not "
-                "meaningful; use a directory on a disk (--dir /var/tmp)\n", dir);
+    if (statfs(dir, &sf) == 0 && ((unsigned long)sf.f_type == 0x01021994ul ||
+                                  (unsigned long)sf.f_type == 0x858458f6ul))
+        fprintf(stderr, "bench-write: warning: %s is in memory: fdatasync costs nothing "
+                "there and the figures mean nothing; use --dir /var/tmp\n", dir);
 #else
     (void)dir;
 #endif
 }
 
-static void print_results(const result *res, size_t n)
-{
-    printf("\n%-9s %-9s %7s %11s %11s %10s %14s %14s\n", "size", "method",
-           "ops", "median_us", "p99_us", "ops/s", "flushes/write",
-           "commits/write");
-    for (size_t i = 0; i < n; i++) {
-        const result *r = &res[i];
-        double cnt = r->db.count ? (double)r->db.count : 1;
-
-        printf("%-9zu %-9s %7zu %11.1f %11.1f %10.0f %14.2f %14s\n", r->size,
-               "baseline", r->base.count, median_us(&r->base), p99_us(&r->base),
-               ops_per_s(&r->base), 1.0, "-");
-        printf("%-9zu %-9s %7zu %11.1f %11.1f %10.0f %14.2f %14.2f\n", r->size,
-               "nvramtdb", r->db.count, median_us(&r->db), p99_us(&r->db),
-               ops_per_s(&r->db), r->flushes / cnt, r->commits / cnt);
-    }
-    printf("\nratio nvramtdb / baseline (same run; lower is better, 1.00 = the floor)\n");
-    printf("%-9s %12s %12s\n", "size", "median", "p99");
-    for (size_t i = 0; i < n; i++) {
-        const result *r = &res[i];
-        double bm = median_us(&r->base), bp = p99_us(&r->base);
-
-        printf("%-9zu %11.2fx %11.2fx\n", r->size,
-               bm > 0 ? median_us(&r->db) / bm : 0,
-               bp > 0 ? p99_us(&r->db) / bp : 0);
-    }
-}
-
 int main(int argc, char **argv)
 {
     char *opt_dir = NULL, *opt_sizes = NULL;
-    gint opt_iterations = 500;
+    gint opt_iterations = 400, opt_writers = 8;
+    gboolean opt_no_stock = FALSE;
     GOptionEntry entries[] = {
         { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &opt_dir,
-          "Directory for the test files, on a real disk (default: .)", "DIR" },
+          "Directory for the files, on a real disk (default: .)", "DIR" },
         { "iterations", 'n', 0, G_OPTION_ARG_INT, &opt_iterations,
-          "Measured writes per method and size (default: 500)", "N" },
+          "Measured writes per method and size (default: 400)", "N" },
         { "sizes", 's', 0, G_OPTION_ARG_STRING, &opt_sizes,
           "Comma-separated blob sizes (default: 4096,65536)", "LIST" },
-        { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep,
-          "Keep the files instead of removing them", NULL },
+        { "writers", 'w', 0, G_OPTION_ARG_INT, &opt_writers,
+          "Concurrent writers of the second set of phases (default: 8)", "N" },
+        { "no-stock", 0, 0, G_OPTION_ARG_NONE, &opt_no_stock,
+          "Skip the stock four-flush mode", NULL },
+        { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the files", NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL }
     };
-    GOptionContext *ctx;
     GError *err = NULL;
-    GArray *sizes;
-    result *res;
-    struct stat st;
-    const char *dir;
-
-    ctx = g_option_context_new("- time durable blob writes against pwrite+fdatasync");
+    GOptionContext *ctx = g_option_context_new("- time durable blob writes against the floor");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_set_description(ctx,
-        "For each size, times pwrite+fdatasync on a preallocated file (the floor)\n"
-        "and nvramtdb_write(..., NVRAMTDB_WAIT_COMPLETION) on a new file: image,\n"
-        "side by side in alternating rounds, and prints median and p99 latency,\n"
-        "ops/s, flushes per write and the ratio nvramtdb / baseline.\n");
+        "For each size: pwrite+fdatasync (the floor), nvramtdb with the journal and\n"
+        "with stock tdb commits, each with 1 and with --writers threads, in rotating\n"
+        "rounds; prints latency percentiles, ops/s, flushes per write and ratios.\n");
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "bench-write: %s (try --help)\n", err->message);
-        g_error_free(err);
-        g_option_context_free(ctx);
         return 2;
     }
     g_option_context_free(ctx);
-    if (argc > 1) {
-        fprintf(stderr, "bench-write: unexpected argument '%s' (try --help)\n", argv[1]);
+    if (argc > 1 || opt_iterations <= 0 || opt_writers < 1 || opt_writers > MAX_WRITERS) {
+        fprintf(stderr, "bench-write: bad arguments (try --help)\n");
         return 2;
     }
-    if (opt_iterations <= 0) {
-        fprintf(stderr, "bench-write: --iterations must be positive\n");
-        return 2;
-    }
-    sizes = g_array_new(FALSE, FALSE, sizeof(size_t));
+    GArray *sizes = g_array_new(FALSE, FALSE, sizeof(size_t));
     if (!parse_sizes(opt_sizes ? opt_sizes : "4096,65536", sizes))
         return 2;
-    dir = opt_dir ? opt_dir : ".";
+    const char *dir = opt_dir ? opt_dir : ".";
+    struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "bench-write: --dir %s: not a directory\n", dir);
         return 2;
     }
     warn_if_memory_fs(dir);
+    created = g_ptr_array_new_with_free_func(g_free);
 
-    printf("bench-write: nvramtdb %s, dir %s, %d writes per method and size "
-           "in %d alternating rounds (+%d warm-up)\n", nvramtdb_version(), dir,
-           opt_iterations, opt_iterations < ROUNDS ? opt_iterations : ROUNDS,
-           WARMUP);
+    unsigned writer_sets[2] = { 1, (unsigned)opt_writers };
+    unsigned nsets = opt_writers > 1 ? 2 : 1, nkinds = opt_no_stock ? 2 : 3;
+    size_t n = sizes->len * nsets * nkinds;
+    method *ms = g_new0(method, n);
+    size_t k = 0;
+    for (guint s = 0; s < sizes->len; s++)
+        for (unsigned ws = 0; ws < nsets; ws++)
+            for (unsigned kk = 0; kk < nkinds; kk++) {
+                method *m = &ms[k++];
+                m->kind = (kind)kk;
+                m->writers = writer_sets[ws];
+                m->size = g_array_index(sizes, size_t, s);
+                m->ns = g_new0(uint64_t, opt_iterations);
+            }
+
+    printf("bench-write: nvramtdb %s, dir %s, %d writes per method, %d-writer phases, "
+           "%d rotating rounds (+%d warm-up writes per writer)\n", nvramtdb_version(), dir,
+           opt_iterations, opt_writers, ROUNDS, WARMUP);
     fflush(stdout);
-
-    res = g_new0(result, sizes->len);
-    for (guint i = 0; i < sizes->len; i++)
-        run_size(dir, g_array_index(sizes, size_t, i), (size_t)opt_iterations,
-                 &res[i]);
-    print_results(res, sizes->len);
-
-    for (guint i = 0; i < sizes->len; i++) {
-        g_free(res[i].base.ns);
-        g_free(res[i].db.ns);
+    for (size_t i = 0; i < n; i++) {
+        method_open(&ms[i], dir);
+        method_phase(&ms[i], (size_t)WARMUP * ms[i].writers, false);
     }
-    g_free(res);
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        size_t ops = (size_t)opt_iterations * (round + 1) / ROUNDS -
+                     (size_t)opt_iterations * round / ROUNDS;
+        for (size_t i = 0; i < n; i++)
+            method_phase(&ms[(i + round) % n], ops, true);
+    }
+    for (size_t i = 0; i < n; i++) {
+        method_verify(&ms[i]);
+        qsort(ms[i].ns, ms[i].count, sizeof *ms[i].ns, cmp_u64);
+    }
+    print_results(ms, n, (unsigned)opt_writers);
+
+    if (!opt_keep)
+        for (guint i = 0; i < created->len; i++)
+            unlink(created->pdata[i]);
+    for (size_t i = 0; i < n; i++) {
+        g_free(ms[i].ns);
+        g_free(ms[i].path);
+    }
+    g_free(ms);
+    g_ptr_array_free(created, TRUE);
     g_array_free(sizes, TRUE);
     g_free(opt_dir);
     g_free(opt_sizes);

@@ -8,6 +8,10 @@
 #include "error.h"
 #include "queue.h"
 
+/* How long the writer waits for submitters it just woke to come back, so
+ * that concurrent synchronous writers share a group instead of
+ * alternating between two half-full ones.  Far below a flush. */
+#define LINGER_US 40
 /* Bound of one batch: what one group may carry. */
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define BATCH_MAX_REQUESTS 4096u
@@ -23,6 +27,7 @@ typedef struct request {
     void *opaque;
     bool wait;                /* a submitter waits (and frees the request) */
     bool done;
+    GCond done_cond;          /* wakes just that submitter */
     int result;
     char *message;
 } request;
@@ -33,7 +38,6 @@ struct nvt_queue {
     GThread *thread;
     GMutex lock;              /* pending, inflight, stopping, done flags */
     GCond work;               /* the writer waits for requests */
-    GCond completed;          /* submitters wait for their request */
     GQueue pending;
     unsigned inflight;
     bool stopping;
@@ -41,6 +45,8 @@ struct nvt_queue {
 
 static void request_free(request *r)
 {
+    if (r->wait)
+        g_cond_clear(&r->done_cond);
     g_free(r->name);
     free(r->data);
     g_free(r->message);
@@ -100,6 +106,8 @@ static void process(nvt_queue *q, GPtrArray *batch)
     g_mutex_unlock(q->store_lock);
 }
 
+/* Run the callbacks in submission order, then wake the waiting
+ * submitters, each on its own condition (no thundering herd). */
 static void complete(nvt_queue *q, GPtrArray *batch)
 {
     for (guint i = 0; i < batch->len; i++) {
@@ -111,20 +119,27 @@ static void complete(nvt_queue *q, GPtrArray *batch)
                 r->data = NULL;  /* the callback owns it now */
             r->cb(r->opaque, r->result, is_write, data, r->len);
         }
+    }
+    g_mutex_lock(&q->lock);
+    for (guint i = 0; i < batch->len; i++) {
+        request *r = batch->pdata[i];
         if (r->wait) {
-            g_mutex_lock(&q->lock);
             r->done = true;
-            g_cond_broadcast(&q->completed);
-            g_mutex_unlock(&q->lock);
-        } else {
-            request_free(r);
+            g_cond_signal(&r->done_cond);
         }
+    }
+    g_mutex_unlock(&q->lock);
+    for (guint i = 0; i < batch->len; i++) {
+        request *r = batch->pdata[i];
+        if (!r->wait)
+            request_free(r);
     }
 }
 
 static gpointer writer_main(gpointer opaque)
 {
     nvt_queue *q = opaque;
+    guint expect = 0;   /* requests likely pending soon: see LINGER_US */
 
     g_mutex_lock(&q->lock);
     for (;;) {
@@ -132,6 +147,12 @@ static gpointer writer_main(gpointer opaque)
             g_cond_wait(&q->work, &q->lock);
         if (g_queue_is_empty(&q->pending))
             break;  /* stopping, and everything accepted is done */
+        if (expect > 1 && !q->stopping) {
+            gint64 deadline = g_get_monotonic_time() + LINGER_US;
+            while (g_queue_get_length(&q->pending) < expect && !q->stopping)
+                if (!g_cond_wait_until(&q->work, &q->lock, deadline))
+                    break;
+        }
         GPtrArray *batch = g_ptr_array_new();
         size_t bytes = 0;
         while (!g_queue_is_empty(&q->pending) && batch->len < BATCH_MAX_REQUESTS) {
@@ -145,13 +166,17 @@ static gpointer writer_main(gpointer opaque)
         q->inflight = batch->len;
         g_mutex_unlock(&q->lock);
 
+        guint waited = 0;
+        for (guint i = 0; i < batch->len; i++)
+            waited += ((request *)batch->pdata[i])->wait;
         process(q, batch);
         complete(q, batch);
         g_ptr_array_free(batch, TRUE);
 
         g_mutex_lock(&q->lock);
         q->inflight = 0;
-        g_cond_broadcast(&q->completed);
+        /* The submitters just woken will probably submit again. */
+        expect = g_queue_get_length(&q->pending) + waited;
     }
     g_mutex_unlock(&q->lock);
     return NULL;
@@ -164,7 +189,6 @@ nvt_queue *nvt_queue_new(nvt_store *st, GMutex *store_lock)
     q->store_lock = store_lock;
     g_mutex_init(&q->lock);
     g_cond_init(&q->work);
-    g_cond_init(&q->completed);
     g_queue_init(&q->pending);
     q->thread = g_thread_new("nvramtdb-writer", writer_main, q);
     return q;
@@ -181,7 +205,6 @@ void nvt_queue_free(nvt_queue *q)
     g_thread_join(q->thread);
     g_mutex_clear(&q->lock);
     g_cond_clear(&q->work);
-    g_cond_clear(&q->completed);
     g_free(q);
 }
 
@@ -202,6 +225,8 @@ bool nvt_queue_idle(nvt_queue *q)
  * (its message becomes the calling thread's). */
 static int submit(nvt_queue *q, request *r)
 {
+    if (r->wait)
+        g_cond_init(&r->done_cond);
     if (r->wait && nvt_queue_on_writer(q)) {
         request_free(r);
         return nvt_error(EDEADLK, "a completion callback may not wait for a request");
@@ -219,7 +244,7 @@ static int submit(nvt_queue *q, request *r)
         return 0;
     }
     while (!r->done)
-        g_cond_wait(&q->completed, &q->lock);
+        g_cond_wait(&r->done_cond, &q->lock);
     g_mutex_unlock(&q->lock);
     return 0;
 }
