@@ -120,20 +120,21 @@ static void complete(nvt_queue *q, GPtrArray *batch)
             r->cb(r->opaque, r->result, is_write, data, r->len);
         }
     }
+    /* A woken submitter frees its request at once: touch none of them
+     * after the signal. */
+    GPtrArray *unwaited = g_ptr_array_new_with_free_func((GDestroyNotify)request_free);
     g_mutex_lock(&q->lock);
     for (guint i = 0; i < batch->len; i++) {
         request *r = batch->pdata[i];
         if (r->wait) {
             r->done = true;
             g_cond_signal(&r->done_cond);
+        } else {
+            g_ptr_array_add(unwaited, r);
         }
     }
     g_mutex_unlock(&q->lock);
-    for (guint i = 0; i < batch->len; i++) {
-        request *r = batch->pdata[i];
-        if (!r->wait)
-            request_free(r);
-    }
+    g_ptr_array_free(unwaited, TRUE);
 }
 
 static gpointer writer_main(gpointer opaque)
