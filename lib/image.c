@@ -337,6 +337,16 @@ int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
     return 0;
 }
 
+int nvt_image_repair(nvt_image *img)
+{
+    if (img->slot_valid[1 - img->active_slot])
+        return 0;
+    /* An update writes the inactive copy: exactly the invalid one. */
+    int r = nvt_image_set_tdb_logical(img, img->sb.tdb_logical);
+    return r < 0 ? nvt_error_prefix(r, "%s: rewriting the invalid superblock copy",
+                                    img->be->name) : 0;
+}
+
 void nvt_image_free(nvt_image *img)
 {
     g_free(img);

@@ -88,6 +88,10 @@ int nvt_image_open(nvt_backend *be, nvt_image **out);
 /* Persist a new tdb logical length (atomic and durable on return). */
 int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical);
 
+/* Rewrite an invalid superblock copy from the active one (writers do this
+ * at start, so that one torn update never leaves a single copy). */
+int nvt_image_repair(nvt_image *img);
+
 void nvt_image_free(nvt_image *img);
 
 /* Format a UUID as 8-4-4-4-12 hex into @out (37 bytes). */

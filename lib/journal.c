@@ -190,8 +190,8 @@ int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *con
     if (size > j->length)
         return nvt_error(E2BIG, "%s: a commit of %u pages exceeds the journal's %u",
                          j->be->name, n, nvt_journal_max_pages(j));
-    if (j->head + size > j->length)
-        return -ENOSPC;  /* not an error: the caller checkpoints */
+    if (!nvt_journal_fits(j, n))
+        return nvt_error(ENOSPC, "%s: journal ring full (checkpoint first)", j->be->name);
     uint8_t *buf = g_malloc0(size);
     memcpy(buf, NVT_JOURNAL_MAGIC, 8);
     put_le32(buf + 8, 1);
@@ -215,6 +215,11 @@ int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *con
     j->next_seq++;
     j->records++;
     return 0;
+}
+
+bool nvt_journal_fits(const nvt_journal *j, uint32_t n)
+{
+    return j->head + record_size(n) <= j->length;
 }
 
 void nvt_journal_restart(nvt_journal *j)

@@ -57,10 +57,13 @@ typedef int nvt_journal_page_fn(void *opaque, uint64_t page, const uint8_t *data
 /* Call @fn for each page of each record of the run, in commit order. */
 int nvt_journal_replay(nvt_journal *j, nvt_journal_page_fn *fn, void *opaque);
 
+/* Whether a record of @n pages fits in the rest of the ring; when it
+ * does not, make a checkpoint and call nvt_journal_restart() first. */
+bool nvt_journal_fits(const nvt_journal *j, uint32_t n);
 /* Append a record (not flushed: the caller flushes once).  @data[i] holds
- * the new contents of page @pages[i].  -ENOSPC: the ring is full, make a
- * checkpoint and call nvt_journal_restart() first; -E2BIG: larger than
- * the whole ring. */
+ * the new contents of page @pages[i].  -E2BIG: larger than the whole
+ * ring; -ENOSPC only if the ring is full (a caller's mistake) or the
+ * backend says so. */
 int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
                        uint32_t n, uint64_t tdb_length);
 /* After a checkpoint: start again at the ring's beginning (no I/O). */

@@ -314,6 +314,8 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
     if (r == 0 && !db->read_only && (db->img->sb.ro_compat_flags & ~NVT_RO_COMPAT_KNOWN))
         r = nvt_error(EROFS, "%s: image uses features 0x%x this version can only read; open "
                       "it read-only", db->uri, db->img->sb.ro_compat_flags);
+    if (r == 0 && !db->read_only)
+        r = nvt_image_repair(db->img);
     if (r == 0)
         r = nvt_store_open(db->img,
                            (db->flags & NVRAMTDB_OPEN_STOCK_COMMIT) ? NVT_STORE_STOCK_COMMIT : 0,

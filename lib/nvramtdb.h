@@ -57,7 +57,10 @@ typedef struct nvramtdb nvramtdb;
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
  * synchronously, but must not wait for a request (-EDEADLK) nor close the
  * image.  Synchronous reads see every write submitted before them, from
- * any thread.
+ * any thread — except inside a callback, where a synchronous read sees
+ * what is committed so far (waiting for the queue there would deadlock);
+ * use nvramtdb_read_async with NVRAMTDB_ASYNC to read behind queued
+ * writes from a callback.
  */
 
 /* ---- open flags ------------------------------------------------------- */

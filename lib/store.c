@@ -216,6 +216,7 @@ static int index_load(nvt_store *st)
 
 static int journal_recover(nvt_store *st);
 static void vfile_create(nvt_store *st);
+static void store_fail(nvt_store *st, int r);
 
 /* After a failed commit: bring the image back to its last committed state
  * (replaying the journal, or letting tdb's recovery run as it reopens)
@@ -242,19 +243,33 @@ static void store_reset(nvt_store *st)
     if (r == 0)
         r = index_load(st);
     if (r < 0) {
-        st->failed = r;
         nvt_error_prefix(r, "%s: the image could not be recovered after a failed commit",
                          st->be->name);
-        g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
+        store_fail(st, r);
     }
     nvt_error(EIO, "%s", saved);
 }
 
+/* The sticky failure is read by submitting threads while the writer may
+ * set it: both under index_lock. */
+static void store_fail(nvt_store *st, int r)
+{
+    g_mutex_lock(&st->index_lock);
+    st->failed = r;
+    g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
+    g_mutex_unlock(&st->index_lock);
+}
+
 static int store_usable(nvt_store *st)
 {
-    if (st->failed)
-        return nvt_error(-st->failed, "%s: image unusable after an earlier unrecoverable "
-                         "error (%s); reopen it", st->be->name, st->failed_msg);
+    g_mutex_lock(&st->index_lock);
+    int failed = st->failed;
+    char msg[sizeof st->failed_msg];
+    g_strlcpy(msg, st->failed_msg, sizeof msg);
+    g_mutex_unlock(&st->index_lock);
+    if (failed)
+        return nvt_error(-failed, "%s: image unusable after an earlier unrecoverable "
+                         "error (%s); reopen it", st->be->name, msg);
     return 0;
 }
 
@@ -263,17 +278,13 @@ int nvt_store_failure(nvt_store *st)
     return store_usable(st);
 }
 
-/* Apply @ops in one tdb transaction.  Success only if tdb committed and
- * no backend error was latched on the way. */
-static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *what)
+/* Apply @ops in one tdb transaction; 0 or a positive errno.  Success only
+ * if tdb committed and no backend error was latched on the way. */
+static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
 {
-    int err = 0;
-
     nvt_vfile_take_enospc(st->vf);
-    if (tdb_transaction_start(st->tdb) != 0) {
-        err = tdb_errno(st);
-        goto failed;
-    }
+    if (tdb_transaction_start(st->tdb) != 0)
+        return tdb_errno(st);
     for (size_t i = 0; i < n; i++) {
         TDB_DATA key = key_of(ops[i].name);
         int r;
@@ -284,19 +295,43 @@ static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *
             r = tdb_delete(st->tdb, key);
         }
         if (r != 0) {
-            err = tdb_errno(st);
+            int err = tdb_errno(st);
             tdb_transaction_cancel(st->tdb);
-            goto failed;
+            return err;
         }
     }
-    if (tdb_transaction_commit(st->tdb) != 0 || nvt_vfile_latched_error(st->vf)) {
-        err = tdb_errno(st);
-        goto failed;
-    }
+    if (tdb_transaction_commit(st->tdb) != 0 || nvt_vfile_latched_error(st->vf))
+        return tdb_errno(st);
     st->commits++;
     return 0;
+}
 
-failed:
+/* Apply @ops in one tdb transaction, made atomic on disk by the journal
+ * when there is one (tdb's own protocol trusts sectors to be written
+ * whole; a journal record is checksummed instead).  A transaction too
+ * large for the journal runs on its own, with tdb's four flushes. */
+static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *what)
+{
+    int err;
+
+    if (st->journal_mode) {
+        nvt_vfile_group_begin(st->vf);
+        err = tdb_txn(st, ops, n);
+        if (err) {
+            nvt_vfile_group_abort(st->vf);
+        } else {
+            err = -nvt_vfile_group_commit(st->vf);
+            if (err == E2BIG) {
+                /* Nothing reached the image; tdb's view is rebuilt. */
+                tdb_detach(st);
+                err = tdb_attach(st, O_RDWR) < 0 ? EIO : tdb_txn(st, ops, n);
+            }
+        }
+    } else {
+        err = tdb_txn(st, ops, n);
+    }
+    if (err == 0)
+        return 0;
     nvt_error(err, "%s: %s failed: %s%s%s", st->be->name, what,
               err == ENOSPC ? "no space left in the image's tdb region" : g_strerror(err),
               st->tdb_msg[0] ? "; tdb: " : "", st->tdb_msg);
@@ -417,7 +452,7 @@ bool nvt_store_journaled(const nvt_store *st)
 
 int nvt_store_checkpoint(nvt_store *st)
 {
-    if (!st->journal || st->failed)
+    if (!st->journal || store_usable(st) < 0)
         return 0;
     int r = st->journal_mode ? nvt_vfile_checkpoint(st->vf) : nvt_be_flush(st->be);
     if (r == 0)
@@ -760,7 +795,9 @@ static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_
         return nvt_error(EBADMSG, "%s: blob %s has a damaged record header; delete it and "
                          "register it again", st->be->name, name);
     if (is_delete) {
-        if (!(present ? *present : e->meta.present))
+        /* At submission (@present NULL) queued writes may still give the
+         * blob a value: only execution can tell. */
+        if (present && !*present)
             return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
     } else {
         uint32_t limit = e->registered_max ? MIN(e->registered_max, e->meta.max_size)
@@ -831,10 +868,8 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             nvt_error(E2BIG, "%s: group of %zu blobs exceeds the journal", st->be->name, n);
             tdb_detach(st);
             int ar = tdb_attach(st, O_RDWR);
-            if (ar < 0) {
-                st->failed = ar;
-                g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
-            }
+            if (ar < 0)
+                store_fail(st, ar);
             return -E2BIG;
         }
         if (r < 0) {

@@ -439,12 +439,13 @@ int nvt_vfile_group_commit(nvt_vfile *vf)
     vf->staged = NULL;
     uint64_t length = vf->length;
     if (n) {
-        r = nvt_journal_append(vf->journal, pages, data, n, length);
-        if (r == -ENOSPC) {
+        if (n > nvt_journal_max_pages(vf->journal))
+            r = nvt_error(E2BIG, "commit of %u pages exceeds the journal's %u", n,
+                          nvt_journal_max_pages(vf->journal));
+        else if (!nvt_journal_fits(vf->journal, n))
             r = nvt_vfile_checkpoint(vf);
-            if (r == 0)
-                r = nvt_journal_append(vf->journal, pages, data, n, length);
-        }
+        if (r == 0)
+            r = nvt_journal_append(vf->journal, pages, data, n, length);
         if (r == 0)
             r = nvt_be_flush(vf->be);
         if (r == 0)
