@@ -933,10 +933,10 @@ int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
     g_mutex_lock(&st->index_lock);
     for (size_t i = 0; i < n; i++) {
         blob_change *c = g_hash_table_lookup(changes, ops[i].name);
-        bool present = c ? c->meta.present : false;
+        blob_entry *known = g_hash_table_lookup(st->index, ops[i].name);
+        bool present = c ? c->meta.present : (known && known->meta.present);
         blob_entry *e = NULL;
-        int vr = validate_locked(st, ops[i].name, ops[i].len, ops[i].is_delete,
-                                 c ? &present : NULL, &e);
+        int vr = validate_locked(st, ops[i].name, ops[i].len, ops[i].is_delete, &present, &e);
         if (vr < 0) {
             op_fail(&ops[i], vr);
             continue;
