@@ -48,7 +48,8 @@ static int mem_pread(nvt_backend *be, void *buf, size_t len, uint64_t off)
     if (off > m->bytes->len || len > m->bytes->len - off)
         return nvt_error(EIO, "%s: read of %zu bytes at %llu beyond the end (%u)",
                          be->name, len, (unsigned long long)off, m->bytes->len);
-    memcpy(buf, m->bytes->data + off, len);
+    if (len)
+        memcpy(buf, m->bytes->data + off, len);
     return 0;
 }
 

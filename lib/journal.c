@@ -142,6 +142,24 @@ int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
         at += record_size(n);
     }
     j->run_bytes = at;
+    /* A crash can only tear the newest record: a later record of the same
+     * epoch beyond the run's end means a record in the middle is damaged,
+     * and replaying only the run would silently drop acknowledged commits. */
+    for (uint64_t p = at + NVT_PAGE_SIZE; j->run_records && p + NVT_JOURNAL_HEADER_SIZE <= length;
+         p += NVT_PAGE_SIZE) {
+        uint8_t hdr[NVT_JOURNAL_HEADER_SIZE];
+        if (nvt_be_pread(be, hdr, sizeof hdr, offset + p) < 0)
+            break;
+        if (memcmp(hdr, NVT_JOURNAL_MAGIC, 8) == 0 && le32(hdr + 60) == nvt_crc32c(0, hdr, 60) &&
+            memcmp(hdr + 32, uuid, 16) == 0 && le64(hdr + 16) == run_epoch &&
+            le64(hdr + 24) > j->run_records) {
+            nvt_journal_free(j);
+            return nvt_error(EBADMSG, "%s: journal record %llu is damaged but record %llu "
+                             "follows it: the journal is corrupt, committed writes would be "
+                             "lost", be->name, (unsigned long long)j->run_records + 1,
+                             (unsigned long long)le64(hdr + 24));
+        }
+    }
     nvt_journal_restart(j);
     *out = j;
     return 0;

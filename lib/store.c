@@ -125,10 +125,11 @@ static int tdb_errno(nvt_store *st)
     }
 }
 
+static void tdb_detach(nvt_store *st);
 static int tdb_attach(nvt_store *st, int open_flags)
 {
     struct tdb_logging_context log = { .log_fn = tdb_log, .log_private = st };
-    bool needs_recovery;
+    bool needs_recovery = false;
 
     st->tdb_msg[0] = '\0';
     if (!(open_flags & O_CREAT)) {
@@ -145,6 +146,15 @@ static int tdb_attach(nvt_store *st, int open_flags)
         int err = nvt_vfile_latched_error(st->vf) ? -nvt_vfile_latched_error(st->vf) : EBADMSG;
         return nvt_error(err, "%s: cannot open the tdb: %s", st->be->name,
                          st->tdb_msg[0] ? st->tdb_msg : "invalid tdb file");
+    }
+    if (!(open_flags & O_CREAT) && needs_recovery) {
+        /* tdb replayed an interrupted commit: now the chains must hold. */
+        int r = nvt_tdbguard_walk(st->be, st->img ? st->img->sb.tdb_offset : 0,
+                                  nvt_vfile_length(st->vf));
+        if (r < 0) {
+            tdb_detach(st);
+            return r;
+        }
     }
     return 0;
 }
@@ -624,13 +634,15 @@ static int check_specs(const nvt_blob_spec *specs, size_t n)
 static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
 {
     nvt_blob_spec *sorted = g_memdup2(specs, n * sizeof *specs);
-    qsort(sorted, n, sizeof *sorted, spec_cmp);
+    if (n)
+        qsort(sorted, n, sizeof *sorted, spec_cmp);
     GArray *plan = g_array_new(FALSE, FALSE, sizeof(plan_item));
     for (size_t i = 0; i < n; i++) {
         if (i + 1 < n && strcmp(sorted[i].name, sorted[i + 1].name) == 0)
             continue;  /* the last registration of a name wins */
         blob_entry *e = st ? g_hash_table_lookup(st->index, sorted[i].name) : NULL;
-        if (e && !e->damage && e->meta.max_size >= sorted[i].max_size)
+        /* A damaged record keeps its space until a write replaces it. */
+        if (e && (e->damage || e->meta.max_size >= sorted[i].max_size))
             continue;
         plan_item it = { sorted[i].name, sorted[i].max_size };
         g_array_append_val(plan, it);
@@ -710,6 +722,14 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
             r = nvt_error(ENOSPC, "%s: blob %s (maximum %u bytes) does not fit the image's "
                           "journal of %u pages; create a new image for it", st->be->name,
                           items[i].name, items[i].max_size, nvt_journal_max_pages(st->journal));
+    }
+    /* Never build on a damaged structure: a record that tdb cannot reach
+     * would look missing and be recreated empty. */
+    if (r == 0 && plan->len) {
+        st->tdb_msg[0] = '\0';
+        if (tdb_check(st->tdb, NULL, NULL) != 0)
+            r = nvt_error(EBADMSG, "%s: tdb structure is damaged (%s); refusing to change it, "
+                          "run nvram-tool check", st->be->name, tdb_why(st));
     }
     if (r == 0 && plan->len) {
         uint64_t needed = 0;
@@ -791,17 +811,20 @@ static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_
     if (!e)
         return nvt_error(ENOENT, "%s: blob %s is neither registered nor on the image",
                          st->be->name, name);
-    if (e->damage)
-        return nvt_error(EBADMSG, "%s: blob %s has a damaged record header; delete it and "
-                         "register it again", st->be->name, name);
+    /* A damaged record can be replaced: deleted, or rewritten within the
+     * maximum its registration gives (its own header is unreadable). */
+    if (e->damage && !is_delete && !e->registered_max)
+        return nvt_error(EBADMSG, "%s: blob %s has a damaged record header and no registered "
+                         "maximum; register it or delete it", st->be->name, name);
     if (is_delete) {
         /* At submission (@present NULL) queued writes may still give the
          * blob a value: only execution can tell. */
         if (present && !*present)
             return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
     } else {
-        uint32_t limit = e->registered_max ? MIN(e->registered_max, e->meta.max_size)
-                                           : e->meta.max_size;
+        uint32_t limit = e->damage ? e->registered_max
+                         : e->registered_max ? MIN(e->registered_max, e->meta.max_size)
+                                             : e->meta.max_size;
         if (len > limit)
             return nvt_error(EFBIG, "%s: blob %s: %zu bytes exceed its maximum of %u bytes",
                              st->be->name, name, len, limit);
@@ -898,8 +921,10 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             g_hash_table_remove(st->index, changes[i]->op->name);
         } else {
             blob_entry *e = g_hash_table_lookup(st->index, changes[i]->op->name);
-            if (e)
+            if (e) {
                 e->meta = changes[i]->meta;
+                e->damage = 0;
+            }
         }
     }
     g_mutex_unlock(&st->index_lock);
@@ -934,7 +959,8 @@ int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         blob_change *c = g_hash_table_lookup(changes, ops[i].name);
         blob_entry *known = g_hash_table_lookup(st->index, ops[i].name);
-        bool present = c ? c->meta.present : (known && known->meta.present);
+        bool present = c ? c->meta.present
+                         : (known && (known->meta.present || known->damage));
         blob_entry *e = NULL;
         int vr = validate_locked(st, ops[i].name, ops[i].len, ops[i].is_delete, &present, &e);
         if (vr < 0) {
@@ -944,6 +970,10 @@ int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
         if (!c) {
             c = g_new0(blob_change, 1);
             c->meta = e->meta;
+            if (e->damage) {
+                nvt_record_meta fresh = { .max_size = e->registered_max };
+                c->meta = fresh;
+            }
             c->remove = false;
             g_hash_table_insert(changes, (gpointer)ops[i].name, c);
             g_ptr_array_add(order, c);

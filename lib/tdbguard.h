@@ -7,7 +7,9 @@
  * or read past its buffer).  The guard checks the header (magic, version,
  * byte order, hash size) and the recovery record (bounds of the record, of
  * every replayed range and of the end of file it restores) against the
- * file's length, so that hostile images are refused with a message.
+ * file's length, and walks every hash chain and the free list with a step
+ * bound (tdb's traversal would loop forever on a cycle), so that hostile
+ * images are refused with a message.
  */
 #ifndef NVT_TDBGUARD_H
 #define NVT_TDBGUARD_H
@@ -29,5 +31,9 @@
  * *needs_recovery tells whether tdb will replay a recovery record.
  * Returns 0, or -EBADMSG with a message naming the problem. */
 int nvt_tdbguard_check(nvt_backend *be, uint64_t base, uint64_t length, bool *needs_recovery);
+/* Walk every hash chain and the free list with a step bound (done by
+ * nvt_tdbguard_check unless a recovery is pending; call it after tdb has
+ * replayed the recovery record). */
+int nvt_tdbguard_walk(nvt_backend *be, uint64_t base, uint64_t length);
 
 #endif /* NVT_TDBGUARD_H */
