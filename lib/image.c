@@ -161,7 +161,7 @@ static bool slot_was_written(const uint8_t *slot)
            get_le32(slot + SB_CRC) == nvt_crc32c(0, slot, SB_CRC);
 }
 
-int nvt_image_probe_blank(nvt_backend *be, bool *blank)
+int nvt_image_probe(nvt_backend *be, nvt_probe *state)
 {
     uint8_t slots[2][NVT_SB_ENCODED_SIZE];
     uint64_t size;
@@ -170,7 +170,7 @@ int nvt_image_probe_blank(nvt_backend *be, bool *blank)
     if (r < 0)
         return r;
     if (size == 0) {
-        *blank = true;  /* a new, empty file */
+        *state = NVT_PROBE_BLANK;  /* a new, empty file */
         return 0;
     }
     if (size < NVT_IMAGE_META_SIZE) {
@@ -180,16 +180,40 @@ int nvt_image_probe_blank(nvt_backend *be, bool *blank)
         r = nvt_be_pread(be, buf, size, 0);
         if (r < 0)
             return r;
-        *blank = all_zero(buf, size);
+        *state = all_zero(buf, size) ? NVT_PROBE_BLANK : NVT_PROBE_FORMATTED;
         return 0;
     }
-    /* Slot B is written only after slot A is durable at format time, and
-     * is never zero afterwards: B all zero with A zero or torn garbage
-     * means formatting never completed, so nothing can be lost by
-     * formatting.  A slot A with a right magic and CRC is a real
-     * superblock, even if it no longer fits (a truncated image). */
-    *blank = all_zero(slots[1], NVT_SB_ENCODED_SIZE) && !slot_was_written(slots[0]);
+    if (!all_zero(slots[1], NVT_SB_ENCODED_SIZE)) {
+        *state = NVT_PROBE_FORMATTED;
+        return 0;
+    }
+    /* Slot B is written last at format time and never zero afterwards. */
+    if (slot_was_written(slots[0])) {
+        *state = NVT_PROBE_B_UNWRITTEN;
+        return 0;
+    }
+    /* No superblock.  Formatting writes the tdb's header only once slot A
+     * is durable, so a tdb header here means data whose superblocks were
+     * wiped: formatting over it would destroy it. */
+    static const char tdb_magic[] = "TDB file\n";
+    uint8_t head[sizeof tdb_magic - 1] = { 0 };
+    if (size >= NVT_IMAGE_META_SIZE + sizeof head) {
+        r = nvt_be_pread(be, head, sizeof head, NVT_IMAGE_META_SIZE);
+        if (r < 0)
+            return r;
+    }
+    *state = memcmp(head, tdb_magic, sizeof head) == 0 ? NVT_PROBE_ORPHANED_DATA
+                                                       : NVT_PROBE_BLANK;
     return 0;
+}
+
+int nvt_image_probe_blank(nvt_backend *be, bool *blank)
+{
+    nvt_probe state;
+    int r = nvt_image_probe(be, &state);
+    if (r == 0)
+        *blank = state == NVT_PROBE_BLANK;
+    return r;
 }
 
 uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes)
@@ -252,8 +276,11 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
         if (r == 0 && !all_zero(slot_a, sizeof slot_a))
             r = nvt_be_pwrite(be, zero, NVT_SB_SLOT_SIZE, 0);
     }
-    if (r == 0 && len)
-        r = nvt_be_pwrite(be, tdb, len, NVT_IMAGE_META_SIZE);
+    /* The tdb's first page (its header) goes last, after slot A. */
+    uint64_t first = len < NVT_IMAGE_ALIGN ? len : NVT_IMAGE_ALIGN;
+    if (r == 0 && len > first)
+        r = nvt_be_pwrite(be, (const uint8_t *)tdb + first, len - first,
+                          NVT_IMAGE_META_SIZE + first);
     /* Records of an earlier image carry its UUID and can never replay, but
      * clear both journal halves' headers all the same. */
     if (r == 0 && journal_len) {
@@ -265,6 +292,10 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
         r = nvt_be_flush(be);
     if (r == 0)
         r = write_slot(be, 0, &sb);
+    if (r == 0 && first)
+        r = nvt_be_pwrite(be, tdb, first, NVT_IMAGE_META_SIZE);
+    if (r == 0)
+        r = nvt_be_flush(be);
     if (r == 0) {
         sb.sequence = 2;
         r = write_slot(be, 1, &sb);

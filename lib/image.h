@@ -64,18 +64,29 @@ void nvt_sb_encode(const nvt_superblock *sb, uint8_t out[NVT_SB_ENCODED_SIZE]);
 int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
                   nvt_superblock *sb, char *why, size_t why_len);
 
-/* Is the image blank (never formatted, or its formatting was interrupted
- * before the first superblock copy was durable)?  An empty backend is
- * blank. */
+/* What the superblock area says before anything is trusted. */
+typedef enum nvt_probe {
+    NVT_PROBE_BLANK,          /* never formatted (or interrupted early): format */
+    NVT_PROBE_ORPHANED_DATA,  /* no superblock, but a tdb behind: refuse */
+    NVT_PROBE_B_UNWRITTEN,    /* copy A valid, copy B never written: formatting
+                                 stopped before its end, or B was wiped */
+    NVT_PROBE_FORMATTED,      /* anything else: open and validate */
+} nvt_probe;
+
+int nvt_image_probe(nvt_backend *be, nvt_probe *state);
+/* Shorthand: nvt_image_probe() == NVT_PROBE_BLANK. */
 int nvt_image_probe_blank(nvt_backend *be, bool *blank);
 
 /* Image size needed for a tdb of @tdb_bytes and a journal of
  * @journal_bytes (a multiple of 8192, or 0). */
 uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes);
 
-/* Write a new image on @be: the tdb region is filled with @tdb (len bytes,
- * a complete tdb file), flushed, then slot A, flushed, then slot B,
- * flushed, so that a crash at any point leaves a blank or a valid image.
+/* Write a new image on @be from @tdb (len bytes, a complete tdb file):
+ * the tdb but its first page, flush; slot A, flush; the tdb's first page
+ * (its header), flush; slot B, flush.  A crash leaves a blank image, one
+ * whose slot B was never written and whose tdb is incomplete (formatted
+ * again by a writer), or a valid one; never one that holds a tdb header
+ * without a superblock.
  * The journal region (@journal_len bytes, possibly 0) takes the end of the
  * image and the tdb region the rest.  @image_size must be at least
  * nvt_image_size_for(len, journal_len) and the backend that large. */

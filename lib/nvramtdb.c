@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "journal.h"
 #include "queue.h"
+#include "tdbguard.h"
 #include "nvramtdb.h"
 #include "store.h"
 
@@ -284,6 +285,22 @@ static int open_copy(nvramtdb *db)
     return r;
 }
 
+/* Slot A valid and slot B never written: formatting stopped before its
+ * end if the tdb it describes is not whole (its first page is written
+ * after slot A), otherwise slot B was wiped and start repairs it. */
+static bool formatting_interrupted(nvramtdb *db)
+{
+    nvt_image *img;
+    bool needs_recovery;
+    if (nvt_image_open(db->be, &img) < 0)
+        return false;
+    bool incomplete = nvt_tdbguard_check(db->be, img->sb.tdb_offset, img->sb.tdb_logical,
+                                         &needs_recovery) < 0;
+    nvt_image_free(img);
+    nvt_error_clear();
+    return incomplete;
+}
+
 int nvramtdb_start(nvramtdb *db, unsigned flags)
 {
     bool blank;
@@ -296,9 +313,19 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         r = nvt_error(EALREADY, "%s: already started", db->uri);
         goto out;
     }
-    r = nvt_image_probe_blank(db->be, &blank);
+    nvt_probe state;
+    r = nvt_image_probe(db->be, &state);
     if (r < 0)
         goto out;
+    blank = state == NVT_PROBE_BLANK;
+    if (state == NVT_PROBE_ORPHANED_DATA) {
+        r = nvt_error(EBADMSG, "%s: both superblock copies are blank but the image holds a "
+                      "tdb; refusing to format over it (if the image is new, recreate it)",
+                      db->uri);
+        goto out;
+    }
+    if (state == NVT_PROBE_B_UNWRITTEN && !db->read_only && formatting_interrupted(db))
+        blank = true;
     if (blank && db->read_only) {
         r = nvt_error(EBADMSG, "%s: image is blank (never formatted)", db->uri);
         goto out;
