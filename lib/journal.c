@@ -63,7 +63,7 @@ static uint64_t record_size(uint32_t n)
 
 uint64_t nvt_journal_length_for(uint32_t pages)
 {
-    return MAX(4 * record_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
+    return MAX(8 * record_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
 }
 
 uint32_t nvt_journal_capacity(uint64_t length)
@@ -210,7 +210,8 @@ int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *con
                          j->be->name, n, nvt_journal_max_pages(j));
     if (!nvt_journal_fits(j, n))
         return nvt_error(ENOSPC, "%s: journal ring full (checkpoint first)", j->be->name);
-    uint8_t *buf = g_malloc0(size);
+    uint8_t *buf = g_malloc(size);
+    memset(buf, 0, data_start(n));  /* header, page list, padding */
     memcpy(buf, NVT_JOURNAL_MAGIC, 8);
     put_le32(buf + 8, 1);
     put_le32(buf + 12, n);

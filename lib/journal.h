@@ -34,11 +34,11 @@
 #define NVT_JOURNAL_MAGIC "NVTJRNL2"
 #define NVT_JOURNAL_HEADER_SIZE 64u
 /* The smallest ring: a few dozen small commits between checkpoints. */
-#define NVT_JOURNAL_MIN_LENGTH (512u * 1024)
+#define NVT_JOURNAL_MIN_LENGTH (1024u * 1024)
 
 typedef struct nvt_journal nvt_journal;
 
-/* Ring length for groups of up to @pages pages: room for four such records
+/* Ring length for groups of up to @pages pages: room for eight such records
  * (so that checkpoints stay rare) and at least NVT_JOURNAL_MIN_LENGTH. */
 uint64_t nvt_journal_length_for(uint32_t pages);
 /* Largest group (in pages) one record in a ring of @length bytes holds. */

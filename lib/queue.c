@@ -258,9 +258,44 @@ static int finish_waited(request *r)
     return res;
 }
 
+/* A synchronous request without a callback, submitted while nothing is
+ * queued or in flight, is committed on the calling thread: no hand-off to
+ * the writer and back (each a cross-CPU wake-up).  Requests submitted
+ * meanwhile queue behind it, as they would behind the writer's batch. */
+static bool run_inline(nvt_queue *q, const char *name, const void *data, size_t len,
+                       bool is_delete, int *result)
+{
+    g_mutex_lock(&q->lock);
+    bool idle = g_queue_is_empty(&q->pending) && q->inflight == 0 && !q->stopping;
+    if (idle)
+        q->inflight = 1;
+    g_mutex_unlock(&q->lock);
+    if (!idle)
+        return false;
+
+    nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
+    g_mutex_lock(q->store_lock);
+    nvt_store_apply(q->st, &op, 1);
+    g_mutex_unlock(q->store_lock);
+    if (op.result < 0)
+        nvt_error(-op.result, "%s", op.message ? op.message : g_strerror(-op.result));
+    g_free(op.message);
+    *result = op.result;
+
+    g_mutex_lock(&q->lock);
+    q->inflight = 0;
+    g_mutex_unlock(&q->lock);
+    return true;
+}
+
 int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
                     bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque)
 {
+    int result;
+    if (wait && !cb && !nvt_queue_on_writer(q) &&
+        run_inline(q, name, data, len, is_delete, &result))
+        return result;
+
     request *r = g_new0(request, 1);
     r->kind = is_delete ? REQ_DELETE : REQ_WRITE;
     r->name = g_strdup(name);

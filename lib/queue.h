@@ -10,6 +10,10 @@
  * them, and then completes each request: its callback runs on the writer
  * thread, and a waiting submitter is woken.
  *
+ * When nothing is queued or in flight, a synchronous request without a
+ * callback is committed on the calling thread instead (same semantics,
+ * no thread hand-off).
+ *
  * Callbacks run on the writer thread, outside every lock.  A callback may
  * submit new requests that do not wait (NVRAMTDB_ASYNC) and may read
  * synchronously; it must not wait for a request (that is -EDEADLK) and
