@@ -153,11 +153,11 @@ int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
         if (memcmp(hdr, NVT_JOURNAL_MAGIC, 8) == 0 && le32(hdr + 60) == nvt_crc32c(0, hdr, 60) &&
             memcmp(hdr + 32, uuid, 16) == 0 && le64(hdr + 16) == run_epoch &&
             le64(hdr + 24) > j->run_records) {
+            unsigned long long damaged = j->run_records + 1;
             nvt_journal_free(j);
             return nvt_error(EBADMSG, "%s: journal record %llu is damaged but record %llu "
                              "follows it: the journal is corrupt, committed writes would be "
-                             "lost", be->name, (unsigned long long)j->run_records + 1,
-                             (unsigned long long)le64(hdr + 24));
+                             "lost", be->name, damaged, (unsigned long long)le64(hdr + 24));
         }
     }
     nvt_journal_restart(j);
