@@ -117,7 +117,7 @@ static void golden_build(golden *g)
 {
     nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
     int rc;
-    nvramtdb *db = tu_start(tu_borrow_backend(mem), 0, reg, NBLOBS, &rc);
+    nvramtdb *db = tu_start(nvt_be_borrow(mem), 0, reg, NBLOBS, &rc);
     TU_OK(rc);
     for (int i = 0; i < NBLOBS; i++) {
         g->value[i] = blob_value(i);
@@ -337,8 +337,8 @@ static void exercise(const golden *g, const uint8_t *bytes, size_t len, bool rea
     memset(out, 0, sizeof *out);
     nvt_error_clear();
     nvramtdb *db = read_only
-        ? tu_start(tu_borrow_backend(mem), NVRAMTDB_OPEN_READONLY, NULL, 0, &out->start)
-        : tu_start(tu_borrow_backend(mem), 0, reg, NBLOBS, &out->start);
+        ? tu_start(nvt_be_borrow(mem), NVRAMTDB_OPEN_READONLY, NULL, 0, &out->start)
+        : tu_start(nvt_be_borrow(mem), 0, reg, NBLOBS, &out->start);
     explained(out->start, "start");
     if (db) {
         for (int i = 0; i < NBLOBS; i++)

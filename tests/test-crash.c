@@ -578,7 +578,7 @@ static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t l
 {
     *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
     g_assert_nonnull(*fault);
-    return tu_start(tu_borrow_backend(*fault), commit_flags[commit], blobs, N_BLOBS, rc);
+    return tu_start(nvt_be_borrow(*fault), commit_flags[commit], blobs, N_BLOBS, rc);
 }
 
 static fixture *get_fixture(commit_mode commit)
@@ -595,7 +595,7 @@ static fixture *get_fixture(commit_mode commit)
 
     nvt_backend *inner = nvt_mem_backend_new(fx->formatted, fx->formatted_len);
     nvt_backend *fault = nvt_fault_backend_new(inner);
-    db = tu_start(tu_borrow_backend(fault), commit_flags[commit], blobs, N_BLOBS, NULL);
+    db = tu_start(nvt_be_borrow(fault), commit_flags[commit], blobs, N_BLOBS, NULL);
     g_assert_nonnull(db);
     uint64_t base = nvt_fault_op_count(fault), flushes = nvt_mem_backend_flushes(inner);
     for (size_t i = 0; i < N_STEPS; i++) {
@@ -763,7 +763,7 @@ static void test_cut_while_formatting(gconstpointer data)
         int rc;
         fault = nvt_fault_backend_new(nvt_mem_backend_new(NULL, 0));
         nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
-        db = tu_start(tu_borrow_backend(fault), 0, blobs, N_BLOBS, &rc);
+        db = tu_start(nvt_be_borrow(fault), 0, blobs, N_BLOBS, &rc);
         if (db) {
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of formatting: start returned 0", n, count);
@@ -881,7 +881,7 @@ static void test_cut_during_recovery(gconstpointer data)
             nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(rc->img, rc->len));
             int err;
             nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, m, 0);
-            nvramtdb *db = tu_start(tu_borrow_backend(fault), commit_flags[cfg->commit], blobs,
+            nvramtdb *db = tu_start(nvt_be_borrow(fault), commit_flags[cfg->commit], blobs,
                                     N_BLOBS, &err);
             if (db) {
                 ok = violation("%s, second cut at op %" G_GUINT64_FORMAT " of %"
@@ -1130,7 +1130,7 @@ static void test_cut_while_reserving(gconstpointer data)
     bool ok = true;
 
     nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
-    nvramtdb *db = tu_start(tu_borrow_backend(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
+    nvramtdb *db = tu_start(nvt_be_borrow(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
     if (!db)
         g_error("reserving blob %s: %d (%s)", blobs_plus_d[N_BLOBS].name, rc,
                 nvramtdb_last_error());
@@ -1142,7 +1142,7 @@ static void test_cut_while_reserving(gconstpointer data)
     for (uint64_t n = 1; n <= count && ok; n++) {
         fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
         nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
-        db = tu_start(tu_borrow_backend(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
+        db = tu_start(nvt_be_borrow(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
         if (db) {
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of reserving: start returned 0", n, count);
@@ -1261,7 +1261,7 @@ static void test_format_cut_before_first_flush_restarts(void)
         int rc;
 
         nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_FLUSH, 1, 0);
-        nvramtdb *db = tu_start(tu_borrow_backend(fault), 0, blobs, N_BLOBS, &rc);
+        nvramtdb *db = tu_start(nvt_be_borrow(fault), 0, blobs, N_BLOBS, &rc);
         g_assert_null(db);
         size_t len;
         uint8_t *img = crash_image(fault, MODEL_GARBAGE, seed, &len);

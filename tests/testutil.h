@@ -48,13 +48,6 @@ void tu_assert_blob(nvramtdb *db, const char *name, const void *data, long len);
 /* Bytes of a memory backend, copied. */
 uint8_t *tu_mem_copy(nvt_backend *be, size_t *len);
 
-/* A backend that forwards every call to @inner without owning it: closing
- * it (e.g. through nvramtdb_close()) leaves @inner open.  Lets a test keep
- * a fault or memory backend alive after the handle that used it is gone,
- * to build crash images or copy its bytes.  Free @inner with nvt_be_close()
- * after every borrower is closed. */
-nvt_backend *tu_borrow_backend(nvt_backend *inner);
-
 /* ---- files, errors, isolation ------------------------------------------- */
 
 /* Write @len bytes to DIR/NAME (created or replaced, mode 0600); returns the
