@@ -321,7 +321,7 @@ static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t l
     *inner = nvt_mem_backend_new(img, len);
     *fault = nvt_fault_backend_new(*inner);
     g_assert_nonnull(*fault);
-    nvramtdb *db = tu_start(tu_borrow_backend(*fault), commit_flags[commit], blobs, N_BLOBS,
+    nvramtdb *db = tu_start(nvt_be_borrow(*fault), commit_flags[commit], blobs, N_BLOBS,
                             &rc);
     if (!db)
         g_error("start on a fault backend: %d (%s)", rc, nvramtdb_last_error());
