@@ -61,85 +61,10 @@
 #include "image.h"
 #include "tdbguard.h"
 #include "testutil.h"
+#include "workload.h"
 
 /* ---- the workload ------------------------------------------------------- */
 
-enum { BLOB_A, BLOB_B, BLOB_C, N_BLOBS };
-
-static const tu_blob blobs[N_BLOBS] = {
-    { "dev0/a", 4096 },
-    { "dev0/b", 20000 },
-    { "dev1/c", 100 },
-};
-
-/* A value a blob can hold: absent, or @len bytes of tu_fill(@seed). */
-typedef struct value {
-    bool present;
-    uint32_t len;
-    uint32_t seed;
-} value;
-
-typedef struct step {
-    const char *slug;
-    bool is_delete;
-    int blob;
-    uint32_t len;
-    uint32_t seed;   /* unique per write, so that no two values are equal */
-} step;
-
-#define WRITE(slug, blob, len, seed) { slug, false, blob, len, seed }
-#define DELETE(slug, blob) { slug, true, blob, 0, 0 }
-
-/* Consecutive values of a blob always differ, so that "old" and "new"
- * can be told apart after a crash. */
-static const step workload[] = {
-    WRITE("create-a-small", BLOB_A, 100, 1),
-    WRITE("create-b-at-max", BLOB_B, 20000, 2),
-    WRITE("create-c-empty", BLOB_C, 0, 3),
-    WRITE("replace-a-at-max", BLOB_A, 4096, 4),
-    WRITE("replace-b-one-byte", BLOB_B, 1, 5),
-    WRITE("replace-c-at-max", BLOB_C, 100, 6),
-    WRITE("replace-a-empty", BLOB_A, 0, 7),
-    DELETE("delete-b", BLOB_B),
-    WRITE("recreate-b-in-between", BLOB_B, 7000, 8),
-    DELETE("delete-c", BLOB_C),
-    WRITE("replace-a-in-between", BLOB_A, 2048, 9),
-    WRITE("recreate-c-small", BLOB_C, 37, 10),
-    WRITE("replace-b-at-max", BLOB_B, 20000, 11),
-    DELETE("delete-a", BLOB_A),
-    WRITE("recreate-a-at-max", BLOB_A, 4096, 12),
-    WRITE("replace-b-empty", BLOB_B, 0, 13),
-};
-#define N_STEPS G_N_ELEMENTS(workload)
-#define MAX_SEED 13
-
-static uint8_t *pattern_cache[MAX_SEED + 1];
-
-static value step_value(const step *s)
-{
-    value v = { !s->is_delete, s->len, s->seed };
-    return v;
-}
-
-/* The bytes of a present value (NULL when empty). */
-static const uint8_t *value_bytes(const value *v)
-{
-    g_assert(v->seed <= MAX_SEED);
-    if (v->len == 0)
-        return NULL;
-    if (!pattern_cache[v->seed]) {
-        pattern_cache[v->seed] = g_malloc(v->len);
-        tu_fill(pattern_cache[v->seed], v->len, v->seed);
-    }
-    return pattern_cache[v->seed];
-}
-
-static char *value_describe(const value *v)
-{
-    if (!v->present)
-        return g_strdup("absent");
-    return g_strdup_printf("%u bytes (pattern %u)", v->len, v->seed);
-}
 
 static int do_step(nvramtdb *db, const step *s)
 {
@@ -158,18 +83,6 @@ static int do_step(nvramtdb *db, const step *s)
  * blob, expected and observed values) goes to the test log, the test is
  * marked failed, and the other tests still run.
  */
-static bool violation(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
-static bool violation(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_test_message("VIOLATION: %s", msg);
-    g_test_fail();
-    g_free(msg);
-    return false;
-}
 
 /* ---- sweep configurations ----------------------------------------------- */
 
@@ -265,26 +178,8 @@ static bool run_workload(nvramtdb *db, nvt_backend *fault, uint64_t cut, run *r)
 
 /* ---- reading back ------------------------------------------------------- */
 
-typedef struct seen {
-    int rc;
-    uint8_t *data;
-    size_t len;
-} seen;
 
-static void seen_read(nvramtdb *db, int blob, seen *s)
-{
-    s->data = NULL;
-    s->len = 0;
-    s->rc = nvramtdb_read(db, blobs[blob].name, &s->data, &s->len);
-}
 
-static bool seen_is(const seen *s, const value *v)
-{
-    if (!v->present)
-        return s->rc == -ENOENT;
-    return s->rc == 0 && s->len == v->len &&
-           (v->len == 0 || memcmp(s->data, value_bytes(v), v->len) == 0);
-}
 
 /* What blob @b reads as, naming the workload step that wrote it if any
  * (an older value means a lost update). */
@@ -337,21 +232,7 @@ static int classify(nvramtdb *db, const run *r, int b, const char *ctx, const ch
     return which;
 }
 
-static void collect_problem(void *opaque, const char *problem)
-{
-    g_string_append_printf(opaque, "\n  - %s", problem);
-}
 
-static bool healthy(nvramtdb *db, const char *ctx, const char *how)
-{
-    GString *problems = g_string_new(NULL);
-    int r = nvramtdb_check(db, collect_problem, problems);
-    if (r != 0)
-        violation("%s, %s open: check returned %d (%s):%s", ctx, how, r,
-                  r < 0 ? nvramtdb_last_error() : "problems", problems->str);
-    g_string_free(problems, TRUE);
-    return r == 0;
-}
 
 /* The tdb recovery record of an image, as tdb will see it at open. */
 typedef enum recovery_state {
@@ -1307,14 +1188,7 @@ static void test_missing_superblock_copy_restored(void)
 
 /* ---- registration ------------------------------------------------------- */
 
-static GPtrArray *paths;
 
-static void add_test(const char *path, gconstpointer data, GTestDataFunc fn)
-{
-    char *p = g_strdup(path);
-    g_ptr_array_add(paths, p);
-    g_test_add_data_func(p, data, fn);
-}
 
 int main(int argc, char **argv)
 {
@@ -1330,7 +1204,6 @@ int main(int argc, char **argv)
     memcpy(args, argv, (size_t)argc * sizeof *args);
     args[argc++] = (char *)"--keep-going";
     g_test_init(&argc, &args, NULL);
-    paths = g_ptr_array_new_with_free_func(g_free);
 
     for (int c = 0; c < N_COMMITS; c++) {
         path = g_strdup_printf("/crash/%s/workload-without-faults", commit_names[c]);
@@ -1372,9 +1245,8 @@ int main(int argc, char **argv)
     g_test_add_func("/crash/missing-superblock-copy/restored-by-start",
                     test_missing_superblock_copy_restored);
     ret = g_test_run();
-    g_ptr_array_free(paths, TRUE);
-    for (size_t i = 0; i <= MAX_SEED; i++)
-        g_free(pattern_cache[i]);
+    free_tests();
+    free_values();
     for (int c = 0; c < N_COMMITS; c++)
         g_free(fixtures[c].formatted);
     g_free(args);

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * workload.h — the scripted workload shared by test-crash and test-faults:
+ * three blobs, sixteen steps (creates, replaces at several sizes, deletes,
+ * re-creates), each step's value distinct from every other, and the
+ * helpers that read a blob back and report contract violations.
+ */
+#ifndef NVT_WORKLOAD_H
+#define NVT_WORKLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+enum { BLOB_A, BLOB_B, BLOB_C, N_BLOBS };
+
+extern const tu_blob blobs[N_BLOBS];
+
+/* A value a blob can hold: absent, or @len bytes of tu_fill(@seed). */
+typedef struct value {
+    bool present;
+    uint32_t len;
+    uint32_t seed;
+} value;
+
+typedef struct step {
+    const char *slug;
+    bool is_delete;
+    int blob;
+    uint32_t len;
+    uint32_t seed;   /* unique per write, so that no two values are equal */
+} step;
+
+/* Consecutive values of a blob always differ, so that "old" and "new" can
+ * be told apart after a crash, and every step is valid whichever way an
+ * earlier failed request ended (each delete follows a write of its blob
+ * that leaves it present either way). */
+extern const step workload[];
+#define N_STEPS ((size_t)16)
+#define MAX_SEED 13u
+
+value step_value(const step *s);
+/* The bytes of a present value (NULL when empty). */
+const uint8_t *value_bytes(const value *v);
+char *value_describe(const value *v);
+/* Free the cached value bytes (at exit, for valgrind). */
+void free_values(void);
+
+/* What a read of a blob returned. */
+typedef struct seen {
+    int rc;
+    uint8_t *data;
+    size_t len;
+} seen;
+
+void seen_read(nvramtdb *db, int blob, seen *s);
+bool seen_is(const seen *s, const value *v);
+
+/* Report a contract violation: the test fails, the run goes on. */
+bool violation(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+/* nvramtdb_check() found no problem; otherwise a violation naming @ctx. */
+bool healthy(nvramtdb *db, const char *ctx, const char *how);
+
+/* Register a data test whose path string must outlive g_test_run(). */
+void add_test(const char *path, gconstpointer data, GTestDataFunc fn);
+void free_tests(void);
+
+#endif /* NVT_WORKLOAD_H */
