@@ -281,12 +281,17 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
     if (r == 0 && len > first)
         r = nvt_be_pwrite(be, (const uint8_t *)tdb + first, len - first,
                           NVT_IMAGE_META_SIZE + first);
-    /* Records of an earlier image carry its UUID and can never replay, but
-     * clear both journal halves' headers all the same. */
+    /* Zero the whole journal ring: no stale record can start a run, and
+     * the file system allocates its blocks now (preallocated extents are
+     * "unwritten" until first written, and converting them in every early
+     * commit's flush tripled its cost). */
     if (r == 0 && journal_len) {
-        r = nvt_be_pwrite(be, zero, NVT_IMAGE_ALIGN, sb.journal_offset);
-        if (r == 0)
-            r = nvt_be_pwrite(be, zero, NVT_IMAGE_ALIGN, sb.journal_offset + journal_len / 2);
+        size_t chunk = 256 * 1024;
+        uint8_t *zeros = g_malloc0(chunk);
+        for (uint64_t done = 0; r == 0 && done < journal_len; done += chunk)
+            r = nvt_be_pwrite(be, zeros, (size_t)MIN((uint64_t)chunk, journal_len - done),
+                              sb.journal_offset + done);
+        g_free(zeros);
     }
     if (r == 0)
         r = nvt_be_flush(be);

@@ -1,0 +1,1041 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * test-tpm.c — the libtpms device of tpm/nvtpm.h, driven with raw TPM 2.0
+ * command bytes (marshalled by the small helpers below, with the empty
+ * password session TPM_RS_PW where a command needs authorisation).
+ *
+ * Checked: Startup and GetRandom on a new (manufactured) TPM; NV indices
+ * defined, written, read and incremented; everything still there after
+ * Shutdown, power off, close and reopen of the same image file; saved
+ * volatile state restored once and then deleted; a storage failure (fault
+ * backend, EIO at each write and each flush of the failing command's
+ * commit, journal and stock tdb commits) fails that command with -EIO, a
+ * TPM_RC_FAILURE response and a message and log line naming the cause,
+ * leaves libtpms in failure mode, and leaves a healthy image holding the
+ * old value or the new one, never a mix; an unloadable permanent state
+ * fails the power-on instead of manufacturing a new TPM over it; NV filled
+ * until TPM_RC_NV_SPACE still fits in nvtpm_permall_max() and the volatile
+ * state with every object and session slot in use in
+ * nvtpm_volatilestate_max() (the sizes are printed with g_test_message);
+ * state blobs move a TPM to another image; errors when not powered; the
+ * callback form; the established flag and localities; one TPM per process.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include <libtpms/tpm_library.h>
+
+#include "nvtpm.h"
+#include "testutil.h"
+
+/* ---- TPM 2.0 constants used here ----------------------------------------- */
+#define ST_NO_SESSIONS 0x8001
+#define ST_SESSIONS    0x8002
+
+#define CC_NV_DefineSpace    0x0000012a
+#define CC_CreatePrimary     0x00000131
+#define CC_NV_Increment      0x00000134
+#define CC_NV_Write          0x00000137
+#define CC_Startup           0x00000144
+#define CC_Shutdown          0x00000145
+#define CC_NV_Read           0x0000014e
+#define CC_NV_ReadPublic     0x00000169
+#define CC_StartAuthSession  0x00000176
+#define CC_GetRandom         0x0000017b
+
+#define RC_SUCCESS          0x000
+#define RC_FAILURE          0x101
+#define RC_INITIALIZE       0x100
+#define RC_NV_SPACE         0x14b
+#define RC_NV_UNINITIALIZED 0x14a
+#define RC_RETRY            0x922
+
+#define RH_OWNER 0x40000001
+#define RH_NULL  0x40000007
+#define RS_PW    0x40000009
+
+#define ALG_SHA256 0x000b
+#define ALG_NULL   0x0010
+#define ALG_ECDSA  0x0018
+#define ALG_RSA    0x0001
+#define ALG_RSASSA 0x0014
+#define ALG_ECC    0x0023
+#define ECC_NIST_P256 0x0003
+
+#define NV_AUTHWRITE 0x00000004u
+#define NV_AUTHREAD  0x00040000u
+#define NT_COUNTER   0x00000010u
+
+#define NV_INDEX_BASE 0x01500000u
+
+/* ---- marshalling --------------------------------------------------------- */
+
+typedef struct cmdbuf {
+    uint8_t b[NVTPM_BUFFER_MAX];
+    size_t n;
+} cmdbuf;
+
+static void put8(cmdbuf *c, uint8_t v)
+{
+    g_assert_cmpuint(c->n + 1, <=, sizeof c->b);
+    c->b[c->n++] = v;
+}
+
+static void put16(cmdbuf *c, uint16_t v)
+{
+    put8(c, (uint8_t)(v >> 8));
+    put8(c, (uint8_t)v);
+}
+
+static void put32(cmdbuf *c, uint32_t v)
+{
+    put16(c, (uint16_t)(v >> 16));
+    put16(c, (uint16_t)v);
+}
+
+static void put_bytes(cmdbuf *c, const void *p, size_t n)
+{
+    g_assert_cmpuint(c->n + n, <=, sizeof c->b);
+    memcpy(c->b + c->n, p, n);
+    c->n += n;
+}
+
+static void cmd_begin(cmdbuf *c, uint16_t tag, uint32_t cc)
+{
+    c->n = 0;
+    put16(c, tag);
+    put32(c, 0);                /* size, patched by cmd_end() */
+    put32(c, cc);
+}
+
+static void cmd_end(cmdbuf *c)
+{
+    c->b[2] = (uint8_t)(c->n >> 24);
+    c->b[3] = (uint8_t)(c->n >> 16);
+    c->b[4] = (uint8_t)(c->n >> 8);
+    c->b[5] = (uint8_t)c->n;
+}
+
+/* Authorisation area with one password session and an empty password. */
+static void put_pw_session(cmdbuf *c)
+{
+    put32(c, 9);                /* authorizationSize */
+    put32(c, RS_PW);
+    put16(c, 0);                /* nonce */
+    put8(c, 0);                 /* sessionAttributes */
+    put16(c, 0);                /* hmac = password */
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void cmd_startup(cmdbuf *c)
+{
+    cmd_begin(c, ST_NO_SESSIONS, CC_Startup);
+    put16(c, 0);                /* TPM_SU_CLEAR */
+    cmd_end(c);
+}
+
+static void cmd_shutdown(cmdbuf *c)
+{
+    cmd_begin(c, ST_NO_SESSIONS, CC_Shutdown);
+    put16(c, 0);                /* TPM_SU_CLEAR */
+    cmd_end(c);
+}
+
+static void cmd_get_random(cmdbuf *c, uint16_t n)
+{
+    cmd_begin(c, ST_NO_SESSIONS, CC_GetRandom);
+    put16(c, n);
+    cmd_end(c);
+}
+
+static void cmd_nv_define(cmdbuf *c, uint32_t index, uint32_t attributes, uint16_t size)
+{
+    cmd_begin(c, ST_SESSIONS, CC_NV_DefineSpace);
+    put32(c, RH_OWNER);
+    put_pw_session(c);
+    put16(c, 0);                /* auth: empty */
+    put16(c, 14);               /* TPM2B_NV_PUBLIC.size */
+    put32(c, index);
+    put16(c, ALG_SHA256);
+    put32(c, attributes);
+    put16(c, 0);                /* authPolicy: empty */
+    put16(c, size);
+    cmd_end(c);
+}
+
+static void cmd_nv_write(cmdbuf *c, uint32_t index, const void *data, uint16_t len,
+                         uint16_t offset)
+{
+    cmd_begin(c, ST_SESSIONS, CC_NV_Write);
+    put32(c, index);            /* authHandle: the index itself */
+    put32(c, index);
+    put_pw_session(c);
+    put16(c, len);
+    put_bytes(c, data, len);
+    put16(c, offset);
+    cmd_end(c);
+}
+
+static void cmd_nv_read(cmdbuf *c, uint32_t index, uint16_t len, uint16_t offset)
+{
+    cmd_begin(c, ST_SESSIONS, CC_NV_Read);
+    put32(c, index);
+    put32(c, index);
+    put_pw_session(c);
+    put16(c, len);
+    put16(c, offset);
+    cmd_end(c);
+}
+
+static void cmd_nv_increment(cmdbuf *c, uint32_t index)
+{
+    cmd_begin(c, ST_SESSIONS, CC_NV_Increment);
+    put32(c, index);
+    put32(c, index);
+    put_pw_session(c);
+    cmd_end(c);
+}
+
+static void cmd_nv_read_public(cmdbuf *c, uint32_t index)
+{
+    cmd_begin(c, ST_NO_SESSIONS, CC_NV_ReadPublic);
+    put32(c, index);
+    cmd_end(c);
+}
+
+/* An unsalted, unbound HMAC session. */
+static void cmd_start_auth_session(cmdbuf *c)
+{
+    static const uint8_t nonce[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+    cmd_begin(c, ST_NO_SESSIONS, CC_StartAuthSession);
+    put32(c, RH_NULL);          /* tpmKey */
+    put32(c, RH_NULL);          /* bind */
+    put16(c, sizeof nonce);
+    put_bytes(c, nonce, sizeof nonce);
+    put16(c, 0);                /* encryptedSalt */
+    put8(c, 0);                 /* TPM_SE_HMAC */
+    put16(c, ALG_NULL);         /* symmetric */
+    put16(c, ALG_SHA256);       /* authHash */
+    cmd_end(c);
+}
+
+/* A signing primary key in the null hierarchy: RSA 2048 (the largest
+ * objects, for the volatile state's size) or ECC P-256. */
+static void cmd_create_primary(cmdbuf *c, bool rsa)
+{
+    cmd_begin(c, ST_SESSIONS, CC_CreatePrimary);
+    put32(c, RH_NULL);
+    put_pw_session(c);
+    put16(c, 4);                /* inSensitive: */
+    put16(c, 0);                /*   userAuth */
+    put16(c, 0);                /*   data */
+    size_t at = c->n;
+    put16(c, 0);                /* inPublic.size, patched below */
+    put16(c, rsa ? ALG_RSA : ALG_ECC);
+    put16(c, ALG_SHA256);
+    put32(c, 0x00040072);       /* fixedTPM fixedParent sensitiveDataOrigin userWithAuth sign */
+    put16(c, 0);                /* authPolicy */
+    put16(c, ALG_NULL);         /* symmetric */
+    if (rsa) {
+        put16(c, ALG_RSASSA);   /* scheme */
+        put16(c, ALG_SHA256);
+        put16(c, 2048);         /* keyBits */
+        put32(c, 0);            /* exponent: default */
+        put16(c, 0);            /* unique */
+    } else {
+        put16(c, ALG_ECDSA);    /* scheme */
+        put16(c, ALG_SHA256);
+        put16(c, ECC_NIST_P256);
+        put16(c, ALG_NULL);     /* kdf */
+        put16(c, 0);            /* unique.x */
+        put16(c, 0);            /* unique.y */
+    }
+    uint16_t size = (uint16_t)(c->n - at - 2);
+    c->b[at] = (uint8_t)(size >> 8);
+    c->b[at + 1] = (uint8_t)size;
+    put16(c, 0);                /* outsideInfo */
+    put32(c, 0);                /* creationPCR: no selection */
+    cmd_end(c);
+}
+
+/* ---- running commands ---------------------------------------------------- */
+
+typedef struct rsp {
+    uint8_t *buf;
+    size_t len;
+} rsp;
+
+/* Execute @c; the call must succeed storage-wise.  Returns the TPM's
+ * response code; the response stays in *r (freed by the next call).
+ * TPM_RC_RETRY is retried, as a TSS does: the first DA-protected
+ * authorisation after Startup answers it once, after recording in NV that
+ * DA protection is in use (libtpms's USE_DA_USED). */
+static uint32_t xfer(nvtpm *t, const cmdbuf *c, rsp *r)
+{
+    uint32_t rc;
+    int tries = 0;
+
+    do {
+        free(r->buf);
+        r->buf = NULL;
+        TU_OK(nvtpm_execute(t, c->b, c->n, &r->buf, &r->len));
+        g_assert_nonnull(r->buf);
+        g_assert_cmpuint(r->len, >=, 10);
+        g_assert_cmpuint(get32(r->buf + 2), ==, r->len);
+        rc = get32(r->buf + 6);
+    } while (rc == RC_RETRY && ++tries < 3);
+    return rc;
+}
+
+/* Execute @c and require TPM_RC_SUCCESS. */
+#define XFER_OK(t, c, r)                                                              \
+    do {                                                                              \
+        uint32_t rc_ = xfer((t), (c), (r));                                           \
+        if (rc_ != RC_SUCCESS)                                                        \
+            g_error("command 0x%08x answered 0x%03x, expected success", get32((c)->b + 6), \
+                    rc_);                                                             \
+    } while (0)
+
+static void startup(nvtpm *t, rsp *r)
+{
+    cmdbuf c;
+    cmd_startup(&c);
+    XFER_OK(t, &c, r);
+}
+
+static void shutdown_clear(nvtpm *t, rsp *r)
+{
+    cmdbuf c;
+    cmd_shutdown(&c);
+    XFER_OK(t, &c, r);
+}
+
+static void nv_define(nvtpm *t, rsp *r, uint32_t index, uint32_t attributes, uint16_t size)
+{
+    cmdbuf c;
+    cmd_nv_define(&c, index, attributes, size);
+    XFER_OK(t, &c, r);
+}
+
+static void nv_write(nvtpm *t, rsp *r, uint32_t index, const void *data, uint16_t len)
+{
+    cmdbuf c;
+    cmd_nv_write(&c, index, data, len, 0);
+    XFER_OK(t, &c, r);
+}
+
+/* Read @len bytes of @index and compare them with @expect. */
+static void nv_assert(nvtpm *t, rsp *r, uint32_t index, const void *expect, uint16_t len)
+{
+    cmdbuf c;
+    cmd_nv_read(&c, index, len, 0);
+    XFER_OK(t, &c, r);
+    g_assert_cmpuint(r->len, >=, 16u + len);
+    g_assert_cmpuint(get16(r->buf + 14), ==, len);
+    g_assert_cmpmem(r->buf + 16, len, expect, len);
+}
+
+static uint64_t nv_counter(nvtpm *t, rsp *r, uint32_t index)
+{
+    cmdbuf c;
+    cmd_nv_read(&c, index, 8, 0);
+    XFER_OK(t, &c, r);
+    g_assert_cmpuint(get16(r->buf + 14), ==, 8);
+    return (uint64_t)get32(r->buf + 16) << 32 | get32(r->buf + 20);
+}
+
+static void nv_increment(nvtpm *t, rsp *r, uint32_t index)
+{
+    cmdbuf c;
+    cmd_nv_increment(&c, index);
+    XFER_OK(t, &c, r);
+}
+
+/* ---- warnings ------------------------------------------------------------ *
+ * nvtpm logs storage failures with g_warning() in the log domain "nvtpm",
+ * on the device thread.  They are captured here so that the tests can
+ * check them; main() keeps warnings fatal in every other domain. */
+
+G_LOCK_DEFINE_STATIC(warnings);
+static GString *warnings;
+
+static void capture_warning(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                            gpointer data)
+{
+    G_LOCK(warnings);
+    if (!warnings)
+        warnings = g_string_new(NULL);
+    g_string_append_printf(warnings, "%s\n", msg);
+    G_UNLOCK(warnings);
+}
+
+/* The warnings logged since the last call ("" if none); g_free() it. */
+static char *take_warnings(void)
+{
+    G_LOCK(warnings);
+    char *text = warnings ? g_string_free(warnings, FALSE) : g_strdup("");
+    warnings = NULL;
+    G_UNLOCK(warnings);
+    return text;
+}
+
+/* ---- images -------------------------------------------------------------- */
+
+typedef struct fixture {
+    char *dir;
+    char *uri;
+    nvtpm *t;
+    rsp r;
+} fixture;
+
+static void fixture_open(fixture *f)
+{
+    TU_OK(nvtpm_open(f->uri, "tpm0", NVTPM_OPEN_CREATE, &f->t));
+}
+
+static void fixture_set_up(fixture *f, gconstpointer data)
+{
+    f->dir = tu_tmpdir();
+    f->uri = g_strdup_printf("file:%s/nvram.img", f->dir);
+    fixture_open(f);
+}
+
+static void fixture_close(fixture *f)
+{
+    TU_OK(nvtpm_close(f->t));
+    f->t = NULL;
+}
+
+static void fixture_tear_down(fixture *f, gconstpointer data)
+{
+    if (f->t)
+        fixture_close(f);
+    free(f->r.buf);
+    tu_rmtree(f->dir);
+    g_free(f->dir);
+    g_free(f->uri);
+}
+
+/* Power on and Startup(CLEAR): a usable TPM. */
+static void power_up(fixture *f)
+{
+    TU_OK(nvtpm_power_on(f->t));
+    g_assert_true(nvtpm_is_powered(f->t));
+    startup(f->t, &f->r);
+}
+
+/* Shutdown(CLEAR), power off, close, reopen the same image, power on and
+ * Startup(CLEAR). */
+static void restart(fixture *f)
+{
+    shutdown_clear(f->t, &f->r);
+    TU_OK(nvtpm_power_off(f->t));
+    g_assert_false(nvtpm_is_powered(f->t));
+    fixture_close(f);
+    TU_OK(nvtpm_open(f->uri, "tpm0", 0, &f->t));
+    power_up(f);
+}
+
+static uint32_t blob_size(nvtpm *t, const char *name, bool *present)
+{
+    nvramtdb_entry e = tu_entry(nvtpm_image(t), name);
+    if (present)
+        *present = e.present;
+    return e.size;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_startup_get_random(fixture *f, gconstpointer data)
+{
+    cmdbuf c;
+    bool present;
+
+    /* The TPM was manufactured at power-on: its state is in the image. */
+    TU_OK(nvtpm_power_on(f->t));
+    blob_size(f->t, "tpm0/permall", &present);
+    g_assert_true(present);
+
+    /* Before Startup, commands are refused. */
+    cmd_get_random(&c, 8);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_INITIALIZE);
+
+    startup(f->t, &f->r);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
+    g_assert_cmpuint(f->r.len, ==, 10 + 2 + 8);
+    g_assert_cmpuint(get16(f->r.buf + 10), ==, 8);
+    g_test_message("fresh TPM: permall %u bytes", blob_size(f->t, "tpm0/permall", NULL));
+}
+
+static void test_nv_round_trip(fixture *f, gconstpointer data)
+{
+    uint8_t value[64];
+    cmdbuf c;
+
+    power_up(f);
+    nv_define(f->t, &f->r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value);
+    cmd_nv_read_public(&c, NV_INDEX_BASE);
+    XFER_OK(f->t, &c, &f->r);
+    g_assert_cmphex(get32(f->r.buf + 12), ==, NV_INDEX_BASE);
+    g_assert_cmpuint(get16(f->r.buf + 24), ==, sizeof value);
+
+    tu_fill(value, sizeof value, 1);
+    nv_write(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+    nv_assert(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+
+    tu_fill(value, sizeof value, 2);
+    nv_write(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+    nv_assert(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+}
+
+static void test_nv_increment(fixture *f, gconstpointer data)
+{
+    const uint32_t index = NV_INDEX_BASE + 1;
+    cmdbuf c;
+
+    power_up(f);
+    nv_define(f->t, &f->r, index, NT_COUNTER | NV_AUTHWRITE | NV_AUTHREAD, 8);
+    cmd_nv_read(&c, index, 8, 0);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_NV_UNINITIALIZED);
+
+    nv_increment(f->t, &f->r, index);
+    uint64_t first = nv_counter(f->t, &f->r, index);
+    for (uint64_t i = 1; i <= 5; i++) {
+        nv_increment(f->t, &f->r, index);
+        g_assert_cmpuint(nv_counter(f->t, &f->r, index), ==, first + i);
+    }
+}
+
+static void test_restart_keeps_nv(fixture *f, gconstpointer data)
+{
+    const uint32_t counter = NV_INDEX_BASE + 1;
+    uint8_t value[100];
+    cmdbuf c;
+
+    power_up(f);
+    tu_fill(value, sizeof value, 7);
+    nv_define(f->t, &f->r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value);
+    nv_write(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+    nv_define(f->t, &f->r, counter, NT_COUNTER | NV_AUTHWRITE | NV_AUTHREAD, 8);
+    nv_increment(f->t, &f->r, counter);
+    nv_increment(f->t, &f->r, counter);
+    uint64_t count = nv_counter(f->t, &f->r, counter);
+
+    restart(f);
+    nv_assert(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
+    g_assert_cmpuint(nv_counter(f->t, &f->r, counter), ==, count);
+    cmd_nv_read_public(&c, counter);
+    XFER_OK(f->t, &c, &f->r);
+    nv_increment(f->t, &f->r, counter);
+    g_assert_cmpuint(nv_counter(f->t, &f->r, counter), ==, count + 1);
+
+    /* Once more, with the increment made after the first restart. */
+    restart(f);
+    g_assert_cmpuint(nv_counter(f->t, &f->r, counter), ==, count + 1);
+    tu_assert_healthy(nvtpm_image(f->t));
+}
+
+static void test_volatile_state_single_use(fixture *f, gconstpointer data)
+{
+    cmdbuf c;
+    bool present;
+
+    power_up(f);
+    cmd_get_random(&c, 8);
+    XFER_OK(f->t, &c, &f->r);
+    TU_OK(nvtpm_store_volatile(f->t));
+    uint32_t size = blob_size(f->t, "tpm0/volatilestate", &present);
+    g_assert_true(present);
+    g_test_message("volatile state after Startup: %u bytes", size);
+
+    /* Power lost without Shutdown; the device comes back on the image. */
+    TU_OK(nvtpm_power_off(f->t));
+    fixture_close(f);
+    TU_OK(nvtpm_open(f->uri, "tpm0", 0, &f->t));
+    TU_OK(nvtpm_power_on(f->t));
+    /* Restored: the TPM is started already, without Startup ... */
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
+    cmd_startup(&c);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_INITIALIZE);
+    /* ... and the saved state is gone from the image. */
+    blob_size(f->t, "tpm0/volatilestate", &present);
+    g_assert_false(present);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    g_assert_cmpint(nvramtdb_read(nvtpm_image(f->t), "tpm0/volatilestate", &buf, &len), ==,
+                    -ENOENT);
+
+    /* The next power-on starts from scratch: Startup is needed again. */
+    TU_OK(nvtpm_power_off(f->t));
+    TU_OK(nvtpm_power_on(f->t));
+    cmd_get_random(&c, 8);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_INITIALIZE);
+    startup(f->t, &f->r);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
+}
+
+/* A storage failure while an NV-changing command stores the state: an
+ * EIO injected once at the @n-th pwrite or flush (@on) from the start of
+ * NV_Write's commit.  Returns false once the command completes before
+ * reaching that operation.  *new_value_kept tells which value the image
+ * holds afterwards. */
+static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
+                              bool *new_value_kept)
+{
+    nvt_backend *inner = nvt_mem_backend_new(NULL, 0);
+    nvt_backend *fault = nvt_fault_backend_new(nvt_be_borrow(inner));
+    nvramtdb *db = NULL;
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    uint8_t old_value[32], new_value[32];
+    cmdbuf c;
+
+    TU_OK(nvt_open_backend(fault, open_flags, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    tu_fill(old_value, sizeof old_value, 11);
+    tu_fill(new_value, sizeof new_value, 12);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof old_value);
+    nv_write(t, &r, NV_INDEX_BASE, old_value, sizeof old_value);
+
+    nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, on, n, EIO);
+    cmd_nv_write(&c, NV_INDEX_BASE, new_value, sizeof new_value, 0);
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    g_free(take_warnings());
+    int rc = nvtpm_execute(t, c.b, c.n, &resp, &resp_len);
+    char *logged = take_warnings();
+    bool fired = nvt_fault_fired(fault);
+    if (!fired) {
+        /* Past the commit's last operation: the command succeeded. */
+        nvt_fault_arm(fault, NVT_FAULT_NONE, 0, 0, 0);
+        g_assert_cmpstr(logged, ==, "");
+        g_free(logged);
+        TU_OK(rc);
+        g_assert_cmphex(get32(resp + 6), ==, RC_SUCCESS);
+        free(resp);
+        TU_OK(nvtpm_close(t));
+        nvt_be_close(inner);
+        free(r.buf);
+        return false;
+    }
+    TU_ASSERT_ERROR(rc, -EIO, "tpm0/permall", "input/output error", "failure mode");
+    /* The cause is logged too (libtpms itself only says "failure mode"). */
+    g_assert_nonnull(strstr(logged, "tpm0/permall"));
+    g_assert_nonnull(strstr(logged, "Input/output error"));
+    g_free(logged);
+    /* The client is told the command failed, not that it succeeded. */
+    g_assert_cmpuint(resp_len, ==, 10);
+    g_assert_cmphex(get32(resp + 6), ==, RC_FAILURE);
+    free(resp);
+
+    /* libtpms is in failure mode now: every command answers 0x101. */
+    cmd_get_random(&c, 8);
+    g_assert_cmphex(xfer(t, &c, &r), ==, RC_FAILURE);
+    TU_OK(nvtpm_close(t));
+
+    /* The bytes left behind: a healthy image holding the old value or,
+     * if the fault hit the end of the commit (nvramtdb_write()'s
+     * contract), the new one — never a mix. */
+    TU_OK(nvt_open_backend(nvt_be_borrow(inner), open_flags, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    tu_assert_healthy(nvtpm_image(t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    cmd_nv_read(&c, NV_INDEX_BASE, sizeof old_value, 0);
+    XFER_OK(t, &c, &r);
+    g_assert_cmpuint(get16(r.buf + 14), ==, sizeof old_value);
+    *new_value_kept = memcmp(r.buf + 16, new_value, sizeof new_value) == 0;
+    if (!*new_value_kept)
+        g_assert_cmpmem(r.buf + 16, sizeof old_value, old_value, sizeof old_value);
+    TU_OK(nvtpm_close(t));
+    nvt_be_close(inner);
+    free(r.buf);
+    return true;
+}
+
+/* EIO at the next flush: the commit's one flush (journal mode). */
+static void test_storage_fault_at_flush(void)
+{
+    bool kept = false;
+    g_assert_true(storage_fault_run(0, NVT_FAULT_ON_FLUSH, 1, &kept));
+    /* The record was written whole before the flush failed; recovery
+     * keeps it, like a power cut after the write: the command was
+     * reported failed although its effect survived. */
+    g_test_message("EIO at the commit's flush: the image holds the %s value",
+                   kept ? "new" : "old");
+}
+
+/* EIO at each write of the commit, and at each flush, with @open_flags
+ * (journal or stock tdb commits): always -EIO, a healthy image, the old
+ * value or the new one; the old one when the very first write of the
+ * commit failed (nothing of it reached the image). */
+static void storage_fault_sweep(unsigned open_flags, const char *mode)
+{
+    GString *summary = g_string_new(NULL);
+    for (int pass = 0; pass < 2; pass++) {
+        nvt_fault_ops on = pass == 0 ? NVT_FAULT_ON_WRITE : NVT_FAULT_ON_FLUSH;
+        uint64_t n;
+        for (n = 1;; n++) {
+            bool kept = false;
+            g_assert_cmpuint(n, <, 200);
+            if (!storage_fault_run(open_flags, on, n, &kept))
+                break;
+            if (on == NVT_FAULT_ON_WRITE && n == 1)
+                g_assert_false(kept);
+            g_string_append_printf(summary, " %s%" G_GUINT64_FORMAT ":%s",
+                                   pass == 0 ? "write" : "flush", n, kept ? "new" : "old");
+        }
+        g_assert_cmpuint(n, >, 1);
+    }
+    g_test_message("%s: value after an EIO at each operation of the commit:%s", mode,
+                   summary->str);
+    g_string_free(summary, TRUE);
+}
+
+static void test_storage_fault_sweep(void)
+{
+    storage_fault_sweep(0, "journal");
+}
+
+static void test_storage_fault_sweep_stock(void)
+{
+    storage_fault_sweep(NVRAMTDB_OPEN_STOCK_COMMIT, "stock tdb commits");
+}
+
+/* Define @size-byte indices (and fill each) until the TPM reports
+ * TPM_RC_NV_SPACE; every state store must succeed. */
+static void fill_nv(uint16_t size, bool write)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    uint8_t data[1024];
+    cmdbuf c;
+    uint32_t n = 0, max_permall = 0;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    for (;;) {
+        uint32_t index = NV_INDEX_BASE + n;
+        cmd_nv_define(&c, index, NV_AUTHWRITE | NV_AUTHREAD, size);
+        uint32_t rc = xfer(t, &c, &r);  /* asserts the store succeeded */
+        if (rc == RC_NV_SPACE)
+            break;
+        g_assert_cmphex(rc, ==, RC_SUCCESS);
+        n++;
+        for (uint16_t off = 0; write && off < size; off += sizeof data) {
+            uint16_t len = (uint16_t)MIN(sizeof data, (size_t)(size - off));
+            tu_fill(data, len, index + off);
+            cmd_nv_write(&c, index, data, len, off);
+            XFER_OK(t, &c, &r);
+        }
+        max_permall = MAX(max_permall, blob_size(t, "tpm0/permall", NULL));
+        g_assert_cmpuint(n, <, 5000);
+    }
+    uint32_t permall = blob_size(t, "tpm0/permall", NULL);
+    g_test_message("NV full with %u indices of %u bytes: permall %u bytes (maximum %u, %.0f%%)",
+                   n, size, permall, nvtpm_permall_max(), 100.0 * permall / nvtpm_permall_max());
+    g_assert_cmpuint(n, >, 0);
+    g_assert_cmpuint(max_permall, <=, nvtpm_permall_max());
+    g_assert_cmpuint(permall, <=, nvtpm_permall_max());
+
+    /* The full TPM still works and keeps its values across a restart. */
+    shutdown_clear(t, &r);
+    TU_OK(nvtpm_power_off(t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    if (write) {
+        tu_fill(data, MIN(size, sizeof data), NV_INDEX_BASE + n - 1);
+        nv_assert(t, &r, NV_INDEX_BASE + n - 1, data, (uint16_t)MIN(size, sizeof data));
+    }
+    tu_assert_healthy(nvtpm_image(t));
+    TU_OK(nvtpm_close(t));
+    free(r.buf);
+}
+
+static void test_nv_full_fits(void)
+{
+    fill_nv(2048, true);
+}
+
+static void test_nv_full_small_indices_fits(void)
+{
+    fill_nv(1, false);
+}
+
+/* Every object and session slot in use: the largest volatile state. */
+static void test_volatile_state_fits(void)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    cmdbuf c;
+    unsigned objects = 0, sessions = 0;
+    uint32_t rc;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    cmd_create_primary(&c, true);
+    while ((rc = xfer(t, &c, &r)) == RC_SUCCESS)
+        objects++;
+    g_assert_cmphex(rc & 0xfff, ==, 0x902);     /* TPM_RC_OBJECT_MEMORY */
+    cmd_start_auth_session(&c);
+    while ((rc = xfer(t, &c, &r)) == RC_SUCCESS)
+        sessions++;
+    g_assert_cmphex(rc & 0xfff, ==, 0x903);     /* TPM_RC_SESSION_MEMORY */
+    g_assert_cmpuint(objects, >, 0);
+    g_assert_cmpuint(sessions, >, 0);
+
+    TU_OK(nvtpm_store_volatile(t));
+    uint32_t size = blob_size(t, "tpm0/volatilestate", NULL);
+    g_test_message("volatile state with %u objects and %u sessions loaded: %u bytes "
+                   "(maximum %u)", objects, sessions, size, nvtpm_volatilestate_max());
+    g_assert_cmpuint(size, <=, nvtpm_volatilestate_max());
+    TU_OK(nvtpm_close(t));
+    free(r.buf);
+}
+
+/* State blobs taken from one TPM make another image the same TPM. */
+static void test_state_blobs_move_a_tpm(void)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    uint8_t value[48];
+    uint8_t *perm = NULL, *vol = NULL, *save = NULL;
+    size_t perm_len = 0, vol_len = 0, save_len = 99;
+    cmdbuf c;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    tu_fill(value, sizeof value, 21);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value);
+    nv_write(t, &r, NV_INDEX_BASE, value, sizeof value);
+    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_PERMANENT, &perm, &perm_len));
+    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_VOLATILE, &vol, &vol_len));
+    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_SAVE_STATE, &save, &save_len));
+    g_assert_null(save);
+    g_assert_cmpuint(save_len, ==, 0);
+    g_assert_cmpuint(perm_len, >, 0);
+    g_assert_cmpuint(vol_len, >, 0);
+    TU_OK(nvtpm_power_off(t));
+    /* Powered off, the permanent state comes from the image. */
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_PERMANENT, &again, &again_len));
+    g_assert_cmpmem(again, again_len, perm, perm_len);
+    free(again);
+    TU_OK(nvtpm_close(t));
+
+    TU_OK(nvtpm_open("mem:", "tpm1", 0, &t));
+    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_PERMANENT, perm, perm_len));
+    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_VOLATILE, vol, vol_len));
+    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_SAVE_STATE, NULL, 0));
+    bool present;
+    g_assert_cmpuint(blob_size(t, "tpm1/permall", &present), ==, perm_len);
+    g_assert_true(present);
+    TU_OK(nvtpm_power_on(t));
+    /* Running already (volatile state), with the NV index of the first. */
+    cmd_get_random(&c, 8);
+    g_assert_cmphex(xfer(t, &c, &r), ==, RC_SUCCESS);
+    nv_assert(t, &r, NV_INDEX_BASE, value, sizeof value);
+    /* Setting state while powered is refused. */
+    TU_ASSERT_ERROR(nvtpm_set_state_blob(t, TPMLIB_STATE_PERMANENT, perm, perm_len), -EBUSY,
+                    "powered off");
+    TU_OK(nvtpm_close(t));
+    free(perm);
+    free(vol);
+    free(r.buf);
+}
+
+/* A permanent state that cannot be loaded fails the power-on with the
+ * cause; the TPM is not silently manufactured anew over it. */
+static void test_unloadable_permall_fails_power_on(void)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    TU_OK(nvtpm_power_off(t));
+    /* Not a TPM state: an empty value. */
+    TU_OK(nvramtdb_write(nvtpm_image(t), "tpm0/permall", NULL, 0, 0, NULL, NULL));
+    g_free(take_warnings());
+    TU_ASSERT_ERROR(nvtpm_power_on(t), -EIO, "power-on failed", "tpm0/permall", "empty");
+    g_assert_false(nvtpm_is_powered(t));
+    char *logged = take_warnings();
+    g_assert_nonnull(strstr(logged, "tpm0/permall"));
+    g_free(logged);
+    g_assert_cmpuint(blob_size(t, "tpm0/permall", NULL), ==, 0);  /* untouched */
+    TU_OK(nvtpm_close(t));
+    free(r.buf);
+}
+
+static void test_not_powered(void)
+{
+    nvtpm *t = NULL;
+    cmdbuf c;
+    uint8_t *resp = (uint8_t *)"x";
+    size_t len = 1;
+    bool established;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    cmd_get_random(&c, 8);
+    TU_ASSERT_ERROR(nvtpm_execute(t, c.b, c.n, &resp, &len), -ENODEV, "tpm0", "not powered");
+    g_assert_null(resp);
+    g_assert_cmpuint(len, ==, 0);
+    TU_ASSERT_ERROR(nvtpm_store_volatile(t), -ENODEV, "not powered");
+    TU_ASSERT_ERROR(nvtpm_get_established(t, &established), -ENODEV, "not powered");
+    TU_ASSERT_ERROR(nvtpm_execute(t, c.b, 0, &resp, &len), -EINVAL, "0 bytes");
+    TU_OK(nvtpm_power_off(t));  /* idempotent */
+    TU_OK(nvtpm_close(t));
+}
+
+typedef struct async_result {
+    GMutex lock;
+    GCond cond;
+    bool done;
+    int errcode;
+    uint8_t *resp;
+    size_t len;
+    GThread *thread;
+} async_result;
+
+static void on_response(void *opaque, int errcode, uint8_t *resp, size_t len)
+{
+    async_result *a = opaque;
+    g_mutex_lock(&a->lock);
+    a->errcode = errcode;
+    a->resp = resp;
+    a->len = len;
+    a->thread = g_thread_self();
+    a->done = true;
+    g_cond_signal(&a->cond);
+    g_mutex_unlock(&a->lock);
+}
+
+static void test_execute_async(void)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    cmdbuf c;
+    async_result a = { 0 };
+
+    g_mutex_init(&a.lock);
+    g_cond_init(&a.cond);
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    cmd_get_random(&c, 16);
+    TU_OK(nvtpm_execute_async(t, c.b, c.n, on_response, &a));
+    g_mutex_lock(&a.lock);
+    while (!a.done)
+        g_cond_wait(&a.cond, &a.lock);
+    g_mutex_unlock(&a.lock);
+    g_assert_cmpint(a.errcode, ==, 0);
+    g_assert_true(a.thread != g_thread_self());     /* the device thread */
+    g_assert_cmpuint(a.len, ==, 10 + 2 + 16);
+    g_assert_cmphex(get32(a.resp + 6), ==, RC_SUCCESS);
+    free(a.resp);
+    TU_OK(nvtpm_close(t));
+    g_mutex_clear(&a.lock);
+    g_cond_clear(&a.cond);
+    free(r.buf);
+}
+
+static void test_established_and_locality(void)
+{
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    bool established = true;
+    uint32_t min = 0, max = 0;
+    cmdbuf c;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    TU_OK(nvtpm_get_established(t, &established));
+    g_test_message("established after manufacture: %d", established);
+    TU_ASSERT_ERROR(nvtpm_set_locality(t, 5), -EINVAL, "locality");
+    TU_ASSERT_ERROR(nvtpm_reset_established(t, 0), -EPERM, "locality 3 or 4");
+    TU_OK(nvtpm_reset_established(t, 3));
+    TU_OK(nvtpm_get_established(t, &established));
+    g_assert_false(established);
+    TU_OK(nvtpm_set_locality(t, 3));
+    cmd_get_random(&c, 8);
+    XFER_OK(t, &c, &r);
+    TU_OK(nvtpm_set_locality(t, 0));
+    TU_OK(nvtpm_cancel(t));
+    g_assert_cmpuint(nvtpm_set_buffer_size(t, 0, &min, &max), ==, NVTPM_BUFFER_MAX);
+    g_assert_cmpuint(max, ==, NVTPM_BUFFER_MAX);
+    g_assert_cmpuint(min, >, 0);
+    g_assert_cmpuint(min, <, max);
+    TU_OK(nvtpm_close(t));
+    free(r.buf);
+}
+
+static void test_one_tpm_per_process(void)
+{
+    nvtpm *t = NULL, *u = NULL;
+    nvramtdb *db = NULL;
+
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_ASSERT_ERROR(nvtpm_open("mem:", "tpm1", 0, &u), -EBUSY, "tpm1", "tpm0", "one TPM");
+    g_assert_null(u);
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    TU_ASSERT_ERROR(nvtpm_open_handle(db, "tpm1", &u), -EBUSY, "already open");
+    g_assert_null(u);
+    TU_OK(nvtpm_close(t));
+    /* Free again once closed. */
+    TU_OK(nvtpm_open("mem:", "tpm1", 0, &u));
+    TU_OK(nvtpm_close(u));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    /* g_test_init() makes warnings fatal everywhere; keep that for every
+     * domain but "nvtpm", whose warnings are captured and checked. */
+    g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+    g_log_set_fatal_mask(NULL, G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL);
+    g_log_set_fatal_mask("GLib", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL);
+    g_log_set_handler("nvtpm", G_LOG_LEVEL_WARNING, capture_warning, NULL);
+#define ADD_F(path, fn) \
+    g_test_add(path, fixture, NULL, fixture_set_up, fn, fixture_tear_down)
+    ADD_F("/tpm/startup-get-random", test_startup_get_random);
+    ADD_F("/tpm/nv-round-trip", test_nv_round_trip);
+    ADD_F("/tpm/nv-increment", test_nv_increment);
+    ADD_F("/tpm/restart-keeps-nv", test_restart_keeps_nv);
+    ADD_F("/tpm/volatile-state-single-use", test_volatile_state_single_use);
+    g_test_add_func("/tpm/storage-fault-at-flush", test_storage_fault_at_flush);
+    g_test_add_func("/tpm/storage-fault-sweep", test_storage_fault_sweep);
+    g_test_add_func("/tpm/storage-fault-sweep-stock", test_storage_fault_sweep_stock);
+    g_test_add_func("/tpm/nv-full-fits", test_nv_full_fits);
+    g_test_add_func("/tpm/nv-full-small-indices-fits", test_nv_full_small_indices_fits);
+    g_test_add_func("/tpm/volatile-state-fits", test_volatile_state_fits);
+    g_test_add_func("/tpm/state-blobs-move-a-tpm", test_state_blobs_move_a_tpm);
+    g_test_add_func("/tpm/unloadable-permall-fails-power-on",
+                    test_unloadable_permall_fails_power_on);
+    g_test_add_func("/tpm/not-powered", test_not_powered);
+    g_test_add_func("/tpm/execute-async", test_execute_async);
+    g_test_add_func("/tpm/established-and-locality", test_established_and_locality);
+    g_test_add_func("/tpm/one-tpm-per-process", test_one_tpm_per_process);
+    return g_test_run();
+}

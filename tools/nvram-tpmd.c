@@ -1,0 +1,1705 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * nvram-tpmd.c — a TPM 2.0 daemon whose NVRAM lives in an nvramtdb image,
+ * speaking swtpm's socket protocols so that existing clients (tpm2-tss's
+ * "swtpm" and "mssim"-framed TCTIs, QEMU's -tpmdev emulator) work unchanged.
+ *
+ * What it owns: the sockets, the two wire protocols, the process life
+ * cycle (pid file, log, daemonising, signals).  The TPM itself is the
+ * device of tpm/nvtpm.h: every command runs on its device thread, and a
+ * response is released only once the NV state the command changed is
+ * durable in the image.
+ *
+ * Structure.  One thread runs a poll loop over the listening sockets and
+ * the client connections; every socket is non-blocking and has its own
+ * input buffer, so partial reads, several commands per connection,
+ * several clients and abrupt disconnects are all the same case.  A
+ * complete TPM command is handed to nvtpm_execute() and the loop waits
+ * for its response: one command at a time, like a real TPM.
+ *
+ * Data channel.  Each command is either raw (a TPM 2.0 command: u16 tag,
+ * u32 size, ...) or carries the Microsoft simulator framing swtpm calls
+ * the "send command header": u32 TPM_SEND_COMMAND (8), u8 locality,
+ * u32 size, then the command; the response is then u32 size, response,
+ * u32 0.  The framing is recognised per command by its first four bytes
+ * (a raw command can never start with 00 00 00 08).  A connection may
+ * carry any number of commands; u32 TPM_SESSION_END (20) closes it.
+ *
+ * Control channel.  Big-endian u32 command code and a payload laid out as
+ * in swtpm's include/swtpm/tpm_ioctl.h; every response starts with a u32
+ * result (a TPM 1.2 style code, 0 = success), except GET_CAPABILITY whose
+ * 8-byte answer is a big-endian u64 bit mask (which reads as result 0
+ * followed by a u32 mask).  As in swtpm, a request is the message a
+ * client writes before waiting for the answer: bytes beyond the layout
+ * of the request that arrive with it are padding and are discarded (QEMU
+ * sends SET_LOCALITY's 1-byte locality in a 4-byte union).  SET_DATAFD
+ * (UNIX control sockets only) takes a connected socket passed with
+ * SCM_RIGHTS and serves it as a data connection, as QEMU expects.
+ * State blobs of GET/SET_STATEBLOB travel in swtpm's container (header
+ * and TLVs) so that a TPM state can migrate between swtpm and this
+ * daemon; encrypted containers are refused (no keys here).
+ *
+ * Promises.  SIGTERM and SIGINT stop the listeners, let the command in
+ * progress finish and its response go out, drain the image's queue
+ * (nvtpm_close) and exit 0.  A second daemon on the same image fails at
+ * start with a message naming the image.  With --daemon the parent exits
+ * only once the child serves (or has failed, with the child's status).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <locale.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <libtpms/tpm_error.h>
+#include <libtpms/tpm_library.h>
+
+#include "nvramtdb.h"
+#include "nvtpm.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
+
+/* ---- protocol constants ------------------------------------------------- */
+
+/* Control commands (swtpm's tpm_ioctl.h, "commands used by the non-CUSE
+ * TPMs"). */
+enum {
+    CTRL_GET_CAPABILITY = 1,
+    CTRL_INIT = 2,
+    CTRL_SHUTDOWN = 3,
+    CTRL_GET_TPMESTABLISHED = 4,
+    CTRL_SET_LOCALITY = 5,
+    CTRL_HASH_START = 6,
+    CTRL_HASH_DATA = 7,
+    CTRL_HASH_END = 8,
+    CTRL_CANCEL_TPM_CMD = 9,
+    CTRL_STORE_VOLATILE = 10,
+    CTRL_RESET_TPMESTABLISHED = 11,
+    CTRL_GET_STATEBLOB = 12,
+    CTRL_SET_STATEBLOB = 13,
+    CTRL_STOP = 14,
+    CTRL_GET_CONFIG = 15,
+    CTRL_SET_DATAFD = 16,
+    CTRL_SET_BUFFERSIZE = 17,
+    CTRL_GET_INFO = 18,
+};
+
+/* GET_CAPABILITY bits. */
+#define CAP_INIT                 (1u << 0)
+#define CAP_SHUTDOWN             (1u << 1)
+#define CAP_GET_TPMESTABLISHED   (1u << 2)
+#define CAP_SET_LOCALITY         (1u << 3)
+#define CAP_HASHING              (1u << 4)   /* not offered: TPM 1.2 TIS hashing */
+#define CAP_CANCEL_TPM_CMD       (1u << 5)
+#define CAP_STORE_VOLATILE       (1u << 6)
+#define CAP_RESET_TPMESTABLISHED (1u << 7)
+#define CAP_GET_STATEBLOB        (1u << 8)
+#define CAP_SET_STATEBLOB        (1u << 9)
+#define CAP_STOP                 (1u << 10)
+#define CAP_GET_CONFIG           (1u << 11)
+#define CAP_SET_DATAFD           (1u << 12)
+#define CAP_SET_BUFFERSIZE       (1u << 13)
+#define CAP_GET_INFO             (1u << 14)  /* not offered */
+
+#define CAPS_OFFERED (CAP_INIT | CAP_SHUTDOWN | CAP_GET_TPMESTABLISHED | CAP_SET_LOCALITY | \
+                      CAP_CANCEL_TPM_CMD | CAP_STORE_VOLATILE | CAP_RESET_TPMESTABLISHED | \
+                      CAP_GET_STATEBLOB | CAP_SET_STATEBLOB | CAP_STOP | CAP_GET_CONFIG | \
+                      CAP_SET_DATAFD | CAP_SET_BUFFERSIZE)
+
+#define INIT_FLAG_DELETE_VOLATILE 1u      /* INIT's flag; volatile state is always single use here */
+#define STATE_FLAG_ENCRYPTED      2u      /* SET_STATEBLOB: blob encrypted with a state key */
+
+/* State blob types of GET/SET_STATEBLOB. */
+enum { BLOB_PERMANENT = 1, BLOB_VOLATILE = 2, BLOB_SAVESTATE = 3 };
+
+/* swtpm's state blob container: header {u8 version, u8 min_version,
+ * u16 hdrsize, u16 flags, u32 totlen}, then TLVs {u16 tag, u32 len}. */
+#define BLOB_HDR_SIZE                 10u
+#define BLOB_VERSION                  2u
+#define BLOB_FLAG_ENCRYPTED           0x01u
+#define BLOB_FLAG_MIGRATION_ENCRYPTED 0x02u
+#define BLOB_FLAG_MIGRATION_DATA      0x04u
+#define TLV_HDR_SIZE                  6u
+#define TLV_TAG_DATA                  1u
+#define TLV_TAG_MIGRATION_DATA        4u
+
+/* Data channel framing (Microsoft simulator commands). */
+#define MSSIM_SEND_COMMAND 8u
+#define MSSIM_SESSION_END  20u
+#define MSSIM_HDR_SIZE     9u
+
+#define TPM2_HDR_SIZE        10u
+#define TPM2_ST_NO_SESSIONS  0x8001u
+#define TPM2_RC_FAILURE      0x101u
+#define TPM2_RC_COMMAND_SIZE 0x142u
+#define TPM2_RC_INITIALIZE   0x100u
+
+/* Largest control request accepted (SET_STATEBLOB of a full permall is
+ * about 180 KiB). */
+#define CTRL_REQUEST_MAX (8u * 1024 * 1024)
+
+/* ---- logging ------------------------------------------------------------ */
+
+/* Levels: 0 errors; 1 life cycle (default); 2 connections and every
+ * control command; 3 every TPM command with its result and duration. */
+enum { L_ERR = 0, L_INFO = 1, L_CONN = 2, L_CMD = 3 };
+
+static int log_level = L_INFO;
+static int log_fd = STDERR_FILENO;   /* -1: discard */
+static bool log_to_file;             /* time stamps, and startup errors also go to stderr */
+
+static void G_GNUC_PRINTF(2, 0) vlogm(int level, const char *fmt, va_list ap)
+{
+    char line[2048];
+    size_t n = 0;
+    int k;
+
+    if (level > log_level || log_fd < 0)
+        return;
+    if (log_to_file) {
+        struct timespec ts;
+        struct tm tm;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        localtime_r(&ts.tv_sec, &tm);
+        n = strftime(line, sizeof(line), "%Y-%m-%d %H:%M:%S", &tm);
+        k = snprintf(line + n, sizeof(line) - n, ".%03ld nvram-tpmd[%ld]: ",
+                     ts.tv_nsec / 1000000, (long)getpid());
+    } else {
+        k = snprintf(line, sizeof(line), "nvram-tpmd: ");
+    }
+    if (k > 0)
+        n += (size_t)k;
+    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    if (k > 0)
+        n += MIN((size_t)k, sizeof(line) - n - 2);
+    line[n++] = '\n';
+    while (write(log_fd, line, n) < 0 && errno == EINTR)
+        ;
+}
+
+static void G_GNUC_PRINTF(2, 3) logm(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vlogm(level, fmt, ap);
+    va_end(ap);
+}
+
+/* A failure before serving: always on stderr, and in the log file. */
+static void G_GNUC_PRINTF(1, 2) fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("nvram-tpmd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (log_to_file) {
+        va_start(ap, fmt);
+        vlogm(L_ERR, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* The library's message for the last failure, or strerror. */
+static const char *lib_msg(int r)
+{
+    const char *msg = nvramtdb_last_error();
+
+    return msg && *msg ? msg : g_strerror(-r);
+}
+
+/* ---- byte order --------------------------------------------------------- */
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void set16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void set32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put32(GByteArray *b, uint32_t v)
+{
+    uint8_t x[4];
+
+    set32(x, v);
+    g_byte_array_append(b, x, 4);
+}
+
+/* ---- daemon state ------------------------------------------------------- */
+
+typedef enum { CHAN_DATA, CHAN_CTRL } chan_kind;
+static const char *const chan_name[] = { "data", "control" };
+
+/* A listening socket, from --server, --ctrl or --tcp-port. */
+typedef struct endpoint {
+    chan_kind kind;
+    bool is_unix;
+    char *host;        /* tcp: bind address */
+    unsigned port;     /* tcp */
+    char *path;        /* unixio: absolute socket path */
+    unsigned mode;     /* unixio: file mode bits */
+    int fd;
+    bool created;      /* unixio: we made the socket file (unlink at exit) */
+    char *label;       /* for messages: "127.0.0.1:2321" or the path */
+} endpoint;
+
+/* A client connection (or the socket passed by SET_DATAFD). */
+typedef struct conn {
+    int fd;
+    chan_kind kind;
+    bool unix_ctrl;     /* control over a UNIX socket: may receive fds */
+    bool passed;        /* data socket received by SET_DATAFD */
+    bool eof;           /* peer closed its side */
+    bool dead;          /* to be closed and freed */
+    int rx_fd;          /* fd received with SCM_RIGHTS, not yet claimed */
+    GByteArray *in;
+    GByteArray *out;    /* unsent response bytes from out_off */
+    size_t out_off;
+    unsigned long id;
+} conn;
+
+typedef struct tpmd {
+    nvtpm *tpm;
+    GPtrArray *endpoints;
+    GPtrArray *conns;
+    uint32_t bufsize;        /* largest command accepted */
+    uint8_t locality;        /* set by SET_LOCALITY */
+    bool terminate;          /* SHUTDOWN received */
+    unsigned long next_id;
+    uint64_t commands;       /* TPM commands served */
+    uint64_t failures;       /* commands answered with a storage failure */
+} tpmd;
+
+/* ---- options ------------------------------------------------------------ */
+
+static char *opt_image;
+static char *opt_device_id;
+static char **opt_server;
+static char **opt_ctrl;
+static int opt_tcp_port = -1;
+static char **opt_flags;
+static char *opt_pid_file;
+static char *opt_pid;
+static char *opt_log;
+static gboolean opt_foreground;
+static gboolean opt_daemon;
+static gboolean opt_stock_commit;
+static gboolean opt_version;
+static gboolean opt_tpm2;
+
+/* From --flags. */
+static bool flag_need_init;
+static bool flag_startup_clear;
+
+static const GOptionEntry option_entries[] = {
+    { "image", 'i', 0, G_OPTION_ARG_FILENAME, &opt_image,
+      "The nvramtdb image holding the TPM's NVRAM (created, sized for the TPM, if absent)",
+      "PATH" },
+    { "device-id", 0, 0, G_OPTION_ARG_STRING, &opt_device_id,
+      "Device name of the TPM's blobs in the image (default tpm0)", "ID" },
+    { "server", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_server,
+      "Data channel: type=tcp,port=N[,bindaddr=ADDR] or type=unixio,path=P[,mode=0MODE] "
+      "(repeatable)", "SPEC" },
+    { "ctrl", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_ctrl,
+      "Control channel: type=tcp,port=N[,bindaddr=ADDR] or type=unixio,path=P[,mode=0MODE] "
+      "(repeatable)", "SPEC" },
+    { "tcp-port", 'p', 0, G_OPTION_ARG_INT, &opt_tcp_port,
+      "Data channel on TCP port N and control channel on N+1, on 127.0.0.1", "N" },
+    { "flags", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_flags,
+      "Comma-separated: startup-clear (send TPM2_Startup(CLEAR) at start), need-init "
+      "(stay powered off until the control channel's INIT), not-need-init (the default)",
+      "FLAGS" },
+    { "pid-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_pid_file,
+      "Write the daemon's pid to PATH once it serves", "PATH" },
+    { "pid", 0, 0, G_OPTION_ARG_STRING, &opt_pid,
+      "swtpm's form of --pid-file", "file=PATH" },
+    { "log", 0, 0, G_OPTION_ARG_STRING, &opt_log,
+      "Log to a file (file=PATH) or descriptor (fd=N) at level N (0 errors, 1 life cycle, "
+      "2 connections and control commands, 3 every TPM command); truncate empties the file",
+      "file=PATH|fd=N[,level=N][,truncate]" },
+    { "foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
+      "Stay in the foreground (the default)", NULL },
+    { "daemon", 'd', 0, G_OPTION_ARG_NONE, &opt_daemon,
+      "Detach once serving; the parent exits 0 then, or with the failure", NULL },
+    { "stock-commit", 0, 0, G_OPTION_ARG_NONE, &opt_stock_commit,
+      "Commit with tdb's own transactions (four flushes) instead of the journal (one)", NULL },
+    { "tpm2", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_tpm2,
+      "Accepted for swtpm compatibility (always a TPM 2.0)", NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL },
+    { NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL },
+};
+
+static int G_GNUC_PRINTF(1, 2) usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fputs("nvram-tpmd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fputs("Try 'nvram-tpmd --help' for more information.\n", stderr);
+    return RC_USAGE;
+}
+
+static bool parse_uint(const char *s, unsigned base, unsigned long max, unsigned long *out)
+{
+    guint64 v;
+
+    if (!s || !*s || !g_ascii_string_to_unsigned(s, base, 0, max, &v, NULL))
+        return false;
+    *out = (unsigned long)v;
+    return true;
+}
+
+static void endpoint_free(gpointer p)
+{
+    endpoint *e = p;
+
+    if (!e)
+        return;
+    if (e->fd >= 0)
+        close(e->fd);
+    if (e->created)
+        unlink(e->path);
+    g_free(e->host);
+    g_free(e->path);
+    g_free(e->label);
+    g_free(e);
+}
+
+/*
+ * Parse a channel specification "type=tcp,port=N[,bindaddr=A]" or
+ * "type=unixio,path=P[,mode=0770]" (swtpm's syntax, minus fd passing).
+ * Returns NULL after printing a usage error.
+ */
+static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kind)
+{
+    gchar **kv = g_strsplit(spec, ",", -1);
+    endpoint *e = g_new0(endpoint, 1);
+    char *type = NULL;
+    bool ok = true;
+
+    e->kind = kind;
+    e->fd = -1;
+    e->mode = 0770;
+    for (gchar **p = kv; ok && *p; p++) {
+        char *eq = strchr(*p, '=');
+        unsigned long v = 0;
+
+        if (!**p)
+            continue;
+        if (!eq) {
+            usage_error("%s: '%s' is not KEY=VALUE", opt, *p);
+            ok = false;
+            break;
+        }
+        *eq = '\0';
+        const char *key = *p, *val = eq + 1;
+
+        if (strcmp(key, "type") == 0) {
+            g_free(type);
+            type = g_strdup(val);
+        } else if (strcmp(key, "port") == 0) {
+            if (!parse_uint(val, 10, 65535, &v) || v == 0) {
+                usage_error("%s: bad port '%s'", opt, val);
+                ok = false;
+            }
+            e->port = (unsigned)v;
+        } else if (strcmp(key, "bindaddr") == 0) {
+            g_free(e->host);
+            e->host = g_strdup(val);
+        } else if (strcmp(key, "path") == 0) {
+            g_free(e->path);
+            e->path = g_canonicalize_filename(val, NULL);
+        } else if (strcmp(key, "mode") == 0) {
+            if (!parse_uint(val, 8, 07777, &v)) {
+                usage_error("%s: bad mode '%s' (octal, e.g. 0770)", opt, val);
+                ok = false;
+            }
+            e->mode = (unsigned)v;
+        } else {
+            usage_error("%s: unknown key '%s'", opt, key);
+            ok = false;
+        }
+    }
+    g_strfreev(kv);
+    if (ok) {
+        if (!type)
+            type = g_strdup(e->path ? "unixio" : "tcp");
+        if (strcmp(type, "tcp") == 0) {
+            if (!e->port || e->path) {
+                usage_error("%s: type=tcp needs port=N (and no path)", opt);
+                ok = false;
+            }
+            if (!e->host)
+                e->host = g_strdup("127.0.0.1");
+            e->label = g_strdup_printf("%s%s%s:%u", strchr(e->host, ':') ? "[" : "", e->host,
+                                       strchr(e->host, ':') ? "]" : "", e->port);
+        } else if (strcmp(type, "unixio") == 0) {
+            if (!e->path || e->port || e->host) {
+                usage_error("%s: type=unixio needs path=P (and no port or bindaddr)", opt);
+                ok = false;
+            } else {
+                e->is_unix = true;
+                e->label = g_strdup(e->path);
+            }
+        } else {
+            usage_error("%s: unknown type '%s' (tcp or unixio)", opt, type);
+            ok = false;
+        }
+    }
+    g_free(type);
+    if (!ok) {
+        endpoint_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static int parse_flags(void)
+{
+    for (gchar **f = opt_flags; f && *f; f++) {
+        gchar **words = g_strsplit(*f, ",", -1);
+        int rc = RC_OK;
+
+        for (gchar **w = words; *w && rc == RC_OK; w++) {
+            if (!**w || strcmp(*w, "not-need-init") == 0)
+                continue;
+            if (strcmp(*w, "need-init") == 0)
+                flag_need_init = true;
+            else if (strcmp(*w, "startup-clear") == 0)
+                flag_startup_clear = true;
+            else
+                rc = usage_error("--flags: unknown flag '%s' (startup-clear, need-init, "
+                                 "not-need-init)", *w);
+        }
+        g_strfreev(words);
+        if (rc != RC_OK)
+            return rc;
+    }
+    if (flag_need_init && flag_startup_clear)
+        return usage_error("--flags: startup-clear and need-init exclude each other");
+    return RC_OK;
+}
+
+static int parse_log(void)
+{
+    gchar **kv;
+    int rc = RC_OK;
+    bool truncate = false;
+    char *file = NULL;
+    long fd = -1;
+
+    if (!opt_log)
+        return RC_OK;
+    kv = g_strsplit(opt_log, ",", -1);
+    for (gchar **p = kv; *p && rc == RC_OK; p++) {
+        unsigned long v = 0;
+
+        if (!**p)
+            continue;
+        if (strcmp(*p, "truncate") == 0) {
+            truncate = true;
+        } else if (g_str_has_prefix(*p, "file=") && (*p)[5]) {
+            g_free(file);
+            file = g_strdup(*p + 5);
+        } else if (g_str_has_prefix(*p, "fd=") && parse_uint(*p + 3, 10, INT_MAX, &v)) {
+            fd = (long)v;
+        } else if (g_str_has_prefix(*p, "level=") && parse_uint(*p + 6, 10, 100, &v)) {
+            log_level = (int)v;
+        } else {
+            rc = usage_error("--log: cannot understand '%s'", *p);
+        }
+    }
+    g_strfreev(kv);
+    if (rc == RC_OK && file && fd >= 0)
+        rc = usage_error("--log: file= and fd= exclude each other");
+    if (rc == RC_OK && file && strcmp(file, "-") == 0) {
+        log_fd = -1;                       /* swtpm: file=- suppresses logging */
+    } else if (rc == RC_OK && file) {
+        log_fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (truncate ? O_TRUNC : 0),
+                      0640);
+        if (log_fd < 0) {
+            fatal("cannot open log file %s: %s", file, g_strerror(errno));
+            rc = RC_FAIL;
+        }
+        log_to_file = true;
+    } else if (rc == RC_OK && fd >= 0) {
+        if (fcntl((int)fd, F_GETFD) < 0) {
+            fatal("--log: fd %ld is not open", fd);
+            rc = RC_FAIL;
+        }
+        log_fd = (int)fd;
+        log_to_file = fd != STDERR_FILENO;
+    }
+    g_free(file);
+    return rc;
+}
+
+/* ---- listening sockets -------------------------------------------------- */
+
+static int listen_tcp(endpoint *e)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    char port[16];
+    int err = 0, r;
+
+    snprintf(port, sizeof(port), "%u", e->port);
+    r = getaddrinfo(e->host, port, &hints, &res);
+    if (r != 0) {
+        fatal("%s channel: cannot resolve %s: %s", chan_name[e->kind], e->host, gai_strerror(r));
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int one = 1;
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0) {
+            e->fd = fd;
+            break;
+        }
+        err = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (e->fd < 0) {
+        fatal("%s channel: cannot listen on %s: %s", chan_name[e->kind], e->label,
+              g_strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_unix(endpoint *e)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct stat st;
+    int fd;
+
+    if (strlen(e->path) >= sizeof(sa.sun_path)) {
+        fatal("%s channel: socket path too long: %s", chan_name[e->kind], e->path);
+        return -1;
+    }
+    strcpy(sa.sun_path, e->path);
+    /* A socket file left by a dead daemon is replaced; one that a live
+     * process answers on is not. */
+    if (lstat(e->path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            fatal("%s channel: %s exists and is not a socket", chan_name[e->kind], e->path);
+            return -1;
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            close(fd);
+            fatal("%s channel: %s is in use by another process", chan_name[e->kind], e->path);
+            return -1;
+        }
+        if (fd >= 0)
+            close(fd);
+        unlink(e->path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fatal("%s channel: cannot bind %s: %s", chan_name[e->kind], e->path, g_strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    e->created = true;
+    e->fd = fd;
+    if (chmod(e->path, e->mode) < 0)
+        logm(L_ERR, "cannot set mode %04o on %s: %s", e->mode, e->path, g_strerror(errno));
+    if (listen(fd, 16) < 0) {
+        fatal("%s channel: cannot listen on %s: %s", chan_name[e->kind], e->path,
+              g_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static conn *conn_new(tpmd *d, int fd, chan_kind kind)
+{
+    conn *c = g_new0(conn, 1);
+
+    c->fd = fd;
+    c->kind = kind;
+    c->rx_fd = -1;
+    c->in = g_byte_array_new();
+    c->out = g_byte_array_new();
+    c->id = ++d->next_id;
+    g_ptr_array_add(d->conns, c);
+    return c;
+}
+
+static void conn_free(gpointer p)
+{
+    conn *c = p;
+
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->rx_fd >= 0)
+        close(c->rx_fd);
+    g_byte_array_unref(c->in);
+    g_byte_array_unref(c->out);
+    g_free(c);
+}
+
+static void conn_kill(conn *c, const char *why)
+{
+    if (!c->dead)
+        logm(L_CONN, "%s connection %lu closed (%s)", chan_name[c->kind], c->id, why);
+    c->dead = true;
+}
+
+static bool conn_pending(const conn *c)
+{
+    return c->out_off < c->out->len;
+}
+
+/* Send what is queued; returns false if the connection broke. */
+static bool conn_flush(conn *c)
+{
+    while (conn_pending(c)) {
+        ssize_t n = send(c->fd, c->out->data + c->out_off, c->out->len - c->out_off,
+                         MSG_NOSIGNAL);
+
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(c->fd, c->out->data + c->out_off, c->out->len - c->out_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0) {
+            conn_kill(c, n < 0 ? g_strerror(errno) : "write failed");
+            return false;
+        }
+        c->out_off += (size_t)n;
+    }
+    g_byte_array_set_size(c->out, 0);
+    c->out_off = 0;
+    return true;
+}
+
+static void conn_send(conn *c, const uint8_t *buf, size_t len)
+{
+    if (c->dead)
+        return;
+    g_byte_array_append(c->out, buf, (guint)len);
+    conn_flush(c);
+}
+
+/* Drop the first @n input bytes. */
+static void conn_consume(conn *c, size_t n)
+{
+    g_byte_array_remove_range(c->in, 0, (guint)MIN(n, c->in->len));
+}
+
+/* ---- data channel ------------------------------------------------------- */
+
+static void tpm2_error_response(uint8_t out[TPM2_HDR_SIZE], uint32_t rc)
+{
+    set16(out, TPM2_ST_NO_SESSIONS);
+    set32(out + 2, TPM2_HDR_SIZE);
+    set32(out + 6, rc);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Execute one command and send its response, framed like the command.
+ * @locality: the mssim header's locality, or -1 (use the control
+ * channel's).
+ */
+static void execute_command(tpmd *d, conn *c, const uint8_t *cmd, size_t len, int locality,
+                            bool mssim)
+{
+    uint8_t fail[TPM2_HDR_SIZE];
+    uint8_t *resp = NULL;
+    size_t resp_len = 0;
+    uint64_t t0 = now_ns();
+    int r;
+
+    if (locality >= 0 && locality != d->locality)
+        nvtpm_set_locality(d->tpm, (uint8_t)locality);
+    if (!nvtpm_is_powered(d->tpm)) {
+        r = -ENODEV;
+    } else {
+        r = nvtpm_execute(d->tpm, cmd, len, &resp, &resp_len);
+        if (r < 0)
+            logm(L_ERR, "command 0x%08" PRIx32 " failed: %s", get32(cmd + 6), lib_msg(r));
+    }
+    if (locality >= 0 && locality != d->locality)
+        nvtpm_set_locality(d->tpm, d->locality);
+    d->commands++;
+    if (r < 0 || !resp || resp_len < TPM2_HDR_SIZE) {
+        /* Not powered (no INIT yet), or the device could not answer: the
+         * failure response swtpm gives too. */
+        if (r != -ENODEV)
+            d->failures++;
+        free(resp);
+        tpm2_error_response(fail, TPM2_RC_FAILURE);
+        resp = NULL;
+        resp_len = sizeof(fail);
+    }
+    logm(L_CMD, "%s 0x%08" PRIx32 " -> 0x%" PRIx32 " (%zu bytes, %" PRIu64 " us)",
+         mssim ? "mssim" : "raw", get32(cmd + 6), get32(resp ? resp + 6 : fail + 6), resp_len,
+         (now_ns() - t0) / 1000);
+    if (mssim) {
+        uint8_t n[4], z[4] = { 0 };
+
+        set32(n, (uint32_t)resp_len);
+        g_byte_array_append(c->out, n, 4);
+        g_byte_array_append(c->out, resp ? resp : fail, (guint)resp_len);
+        conn_send(c, z, 4);
+    } else {
+        conn_send(c, resp ? resp : fail, resp_len);
+    }
+    free(resp);
+}
+
+/* Execute every complete command buffered on @c, in order. */
+static void data_process(tpmd *d, conn *c)
+{
+    while (!c->dead && !conn_pending(c) && c->in->len >= 4 && !d->terminate) {
+        const uint8_t *p = c->in->data;
+        uint32_t first = get32(p), size;
+        size_t hdr = 0;
+        int locality = -1;
+
+        if (first == MSSIM_SESSION_END) {
+            conn_kill(c, "session end");
+            return;
+        }
+        if (first == MSSIM_SEND_COMMAND) {
+            if (c->in->len < MSSIM_HDR_SIZE)
+                return;
+            locality = p[4];
+            size = get32(p + 5);
+            hdr = MSSIM_HDR_SIZE;
+        } else {
+            if (c->in->len < TPM2_HDR_SIZE)
+                return;
+            size = get32(p + 2);
+        }
+        if (size < TPM2_HDR_SIZE || size > d->bufsize || locality > 4) {
+            uint8_t err[TPM2_HDR_SIZE];
+
+            /* The stream cannot be resynchronised: answer, then close. */
+            logm(L_ERR, "data connection %lu: bad command (size %" PRIu32 ", locality %d)",
+                 c->id, size, locality);
+            tpm2_error_response(err, TPM2_RC_COMMAND_SIZE);
+            conn_send(c, err, sizeof(err));
+            c->eof = true;
+            g_byte_array_set_size(c->in, 0);
+            return;
+        }
+        if (c->in->len < hdr + size)
+            return;
+        execute_command(d, c, p + hdr, size, locality, hdr != 0);
+        conn_consume(c, hdr + size);
+    }
+}
+
+/* ---- control channel ---------------------------------------------------- */
+
+/* Bytes of a complete request whose first bytes are @p (@len of them). */
+static size_t ctrl_request_size(const uint8_t *p, size_t len)
+{
+    if (len < 4)
+        return 4;
+    switch (get32(p)) {
+    case CTRL_INIT:
+    case CTRL_SET_BUFFERSIZE:
+        return 8;
+    case CTRL_SET_LOCALITY:
+    case CTRL_RESET_TPMESTABLISHED:
+        return 5;
+    case CTRL_GET_STATEBLOB:
+        return 16;                  /* state_flags, type, offset */
+    case CTRL_SET_STATEBLOB:        /* state_flags, type, length, data */
+        return len < 16 ? 16 : 16 + (size_t)get32(p + 12);
+    case CTRL_HASH_DATA:            /* length, data */
+        return len < 8 ? 8 : 8 + (size_t)get32(p + 4);
+    case CTRL_GET_INFO:
+        return 20;                  /* u64 flags, offset, pad */
+    default:
+        return 4;
+    }
+}
+
+static uint32_t errno_to_result(int r)
+{
+    switch (-r) {
+    case 0:
+        return TPM_SUCCESS;
+    case EINVAL:
+        return TPM_BAD_PARAMETER;
+    case ENODEV:
+    case EBUSY:
+    case EALREADY:
+        return TPM_BAD_ORDINAL;     /* swtpm's answer for "not in this state" */
+    case ENOENT:
+        return TPM_RETRY;           /* no such state: libtpms's "not found" */
+    case EFBIG:
+    case ENOSPC:
+        return TPM_SIZE;
+    case EIO:
+        return TPM_IOERROR;
+    case EPERM:
+        return TPM_BAD_LOCALITY;    /* e.g. resetting "established" needs locality 3 or 4 */
+    default:
+        return TPM_FAIL;
+    }
+}
+
+static uint32_t power_on(tpmd *d, const char *why)
+{
+    int r = nvtpm_power_on(d->tpm);
+
+    if (r < 0) {
+        logm(L_ERR, "power on (%s) failed: %s", why, lib_msg(r));
+        return TPM_FAIL;
+    }
+    logm(L_INFO, "TPM powered on (%s)", why);
+    return TPM_SUCCESS;
+}
+
+static int state_type(uint32_t blob_type)
+{
+    switch (blob_type) {
+    case BLOB_PERMANENT:
+        return TPMLIB_STATE_PERMANENT;
+    case BLOB_VOLATILE:
+        return TPMLIB_STATE_VOLATILE;
+    case BLOB_SAVESTATE:
+        return TPMLIB_STATE_SAVE_STATE;
+    default:
+        return -1;
+    }
+}
+
+/* Find TLV @tag in @p/@len; false if absent or the TLVs are malformed. */
+static bool tlv_find(const uint8_t *p, size_t len, uint16_t tag, const uint8_t **val,
+                     size_t *val_len)
+{
+    size_t off = 0;
+
+    while (len - off >= TLV_HDR_SIZE) {
+        uint16_t t = get16(p + off);
+        uint32_t l = get32(p + off + 2);
+
+        if (l > len - off - TLV_HDR_SIZE)
+            return false;
+        if (t == tag) {
+            *val = p + off + TLV_HDR_SIZE;
+            *val_len = l;
+            return true;
+        }
+        off += TLV_HDR_SIZE + l;
+    }
+    return false;
+}
+
+/* Wrap a libtpms state blob in swtpm's migration container. */
+static void blob_wrap(GByteArray *out, const uint8_t *raw, size_t len)
+{
+    uint8_t h[BLOB_HDR_SIZE + 2 * TLV_HDR_SIZE];
+    size_t total = sizeof(h) + len;
+
+    h[0] = BLOB_VERSION;
+    h[1] = 1;                                        /* min_version */
+    set16(h + 2, BLOB_HDR_SIZE);
+    set16(h + 4, BLOB_FLAG_MIGRATION_DATA);
+    set32(h + 6, (uint32_t)total);
+    set16(h + 10, TLV_TAG_MIGRATION_DATA);
+    set32(h + 12, (uint32_t)(TLV_HDR_SIZE + len));
+    set16(h + 16, TLV_TAG_DATA);
+    set32(h + 18, (uint32_t)len);
+    g_byte_array_append(out, h, sizeof(h));
+    if (len)
+        g_byte_array_append(out, raw, (guint)len);
+}
+
+/* Unwrap swtpm's container; returns a TPM result code. */
+static uint32_t blob_unwrap(const uint8_t *p, size_t len, const uint8_t **raw, size_t *raw_len)
+{
+    uint16_t hdrsize, flags;
+    uint8_t version;
+    const uint8_t *mig;
+    size_t mig_len;
+
+    if (len < BLOB_HDR_SIZE || get32(p + 6) != len)
+        return TPM_BAD_PARAMETER;
+    if (p[1] > BLOB_VERSION)
+        return TPM_BAD_VERSION;
+    version = p[0];
+    hdrsize = get16(p + 2);
+    flags = get16(p + 4);
+    if (hdrsize != BLOB_HDR_SIZE)
+        return TPM_BAD_DATASIZE;
+    if (flags & (BLOB_FLAG_ENCRYPTED | BLOB_FLAG_MIGRATION_ENCRYPTED))
+        return TPM_KEYNOTFOUND;
+    p += hdrsize;
+    len -= hdrsize;
+    if (len == 0 || version < 2) {                  /* empty, or version 1: no TLVs */
+        *raw = p;
+        *raw_len = len;
+        return TPM_SUCCESS;
+    }
+    if (tlv_find(p, len, TLV_TAG_MIGRATION_DATA, &mig, &mig_len)) {
+        p = mig;
+        len = mig_len;
+    }
+    if (!tlv_find(p, len, TLV_TAG_DATA, raw, raw_len))
+        return TPM_FAIL;
+    return TPM_SUCCESS;
+}
+
+static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
+{
+    uint32_t type = get32(req + 8), offset = get32(req + 12);   /* after state_flags */
+    int st = state_type(type);
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    uint32_t res = TPM_SUCCESS;
+    GByteArray *wrapped = g_byte_array_new();
+    size_t n = 0;
+
+    if (st < 0) {
+        res = TPM_BAD_PARAMETER;
+    } else if (!nvtpm_is_powered(d->tpm)) {
+        res = TPM_BAD_ORDINAL;
+    } else {
+        int r = nvtpm_get_state_blob(d->tpm, (unsigned)st, &blob, &blob_len);
+
+        if (r < 0) {
+            logm(L_ERR, "GET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
+            res = errno_to_result(r);
+        } else {
+            blob_wrap(wrapped, blob, blob_len);
+            n = offset < wrapped->len ? wrapped->len - offset : 0;
+        }
+    }
+    put32(out, res);
+    put32(out, 0);                   /* state_flags: never encrypted */
+    put32(out, (uint32_t)n);         /* totlength: what follows from @offset */
+    put32(out, (uint32_t)n);         /* length */
+    if (n)
+        g_byte_array_append(out, wrapped->data + offset, (guint)n);
+    logm(L_INFO, "GET_STATEBLOB type %" PRIu32 ": result 0x%" PRIx32 ", %zu bytes", type, res, n);
+    g_byte_array_unref(wrapped);
+    free(blob);
+}
+
+static uint32_t ctrl_set_stateblob(tpmd *d, const uint8_t *req)
+{
+    uint32_t flags = get32(req + 4), type = get32(req + 8), blob_len = get32(req + 12);
+    const uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    int st = state_type(type), r;
+    uint32_t res;
+
+    if (st < 0)
+        return TPM_BAD_PARAMETER;
+    if (nvtpm_is_powered(d->tpm))
+        return TPM_BAD_ORDINAL;      /* as swtpm: STOP first */
+    if (flags & STATE_FLAG_ENCRYPTED)
+        return TPM_KEYNOTFOUND;
+    if (blob_len) {
+        res = blob_unwrap(req + 16, blob_len, &raw, &raw_len);
+        if (res != TPM_SUCCESS)
+            return res;
+    }
+    r = nvtpm_set_state_blob(d->tpm, (unsigned)st, raw_len ? raw : NULL, raw_len);
+    if (r < 0) {
+        logm(L_ERR, "SET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
+        return errno_to_result(r);
+    }
+    logm(L_INFO, "SET_STATEBLOB type %" PRIu32 ": %zu bytes stored", type, raw_len);
+    return TPM_SUCCESS;
+}
+
+/* Execute the complete request at the start of @c's input. */
+static void ctrl_execute(tpmd *d, conn *c, const uint8_t *req)
+{
+    GByteArray *out = g_byte_array_new();
+    uint32_t cmd = get32(req), res = TPM_SUCCESS;
+    bool running = nvtpm_is_powered(d->tpm);
+    int r;
+
+    switch (cmd) {
+    case CTRL_GET_CAPABILITY:
+        /* A big-endian u64 mask: u32 result 0, then u32 mask. */
+        put32(out, 0);
+        put32(out, CAPS_OFFERED);
+        break;
+    case CTRL_INIT:
+        if (running)
+            nvtpm_power_off(d->tpm);
+        res = power_on(d, get32(req + 4) & INIT_FLAG_DELETE_VOLATILE
+                              ? "INIT, delete volatile" : "INIT");
+        put32(out, res);
+        break;
+    case CTRL_SHUTDOWN:
+        nvtpm_power_off(d->tpm);
+        logm(L_INFO, "SHUTDOWN: TPM powered off, exiting");
+        d->terminate = true;
+        put32(out, TPM_SUCCESS);
+        break;
+    case CTRL_STOP:
+        nvtpm_power_off(d->tpm);
+        logm(L_INFO, "STOP: TPM powered off");
+        put32(out, TPM_SUCCESS);
+        break;
+    case CTRL_GET_TPMESTABLISHED: {
+        bool est = false;
+
+        if (!running) {
+            put32(out, TPM_BAD_ORDINAL);
+            break;
+        }
+        if ((r = nvtpm_get_established(d->tpm, &est)) < 0)
+            res = errno_to_result(r);
+        /* ptm_est's response: u32 result, u8 bit, padded to 8 bytes. */
+        put32(out, res);
+        put32(out, 0);
+        out->data[4] = est ? 1 : 0;
+        break;
+    }
+    case CTRL_SET_LOCALITY:
+        if (req[4] > 4) {
+            res = TPM_BAD_LOCALITY;
+        } else if ((r = nvtpm_set_locality(d->tpm, req[4])) < 0) {
+            res = errno_to_result(r);
+        } else {
+            d->locality = req[4];
+        }
+        put32(out, res);
+        break;
+    case CTRL_RESET_TPMESTABLISHED:
+        if (!running)
+            res = TPM_BAD_ORDINAL;
+        else if (req[4] > 4)
+            res = TPM_BAD_LOCALITY;
+        else if ((r = nvtpm_reset_established(d->tpm, req[4])) < 0)
+            res = errno_to_result(r);
+        put32(out, res);
+        break;
+    case CTRL_CANCEL_TPM_CMD:
+        /* Commands run to completion before the loop reads the control
+         * channel again, so there is rarely anything to cancel; the call
+         * is made anyway, as swtpm does. */
+        res = !running ? TPM_BAD_ORDINAL : errno_to_result(nvtpm_cancel(d->tpm));
+        put32(out, res);
+        break;
+    case CTRL_STORE_VOLATILE:
+        if (!running) {
+            res = TPM_BAD_ORDINAL;
+        } else if ((r = nvtpm_store_volatile(d->tpm)) < 0) {
+            logm(L_ERR, "STORE_VOLATILE failed: %s", lib_msg(r));
+            res = errno_to_result(r);
+        } else {
+            logm(L_INFO, "STORE_VOLATILE: volatile state stored");
+        }
+        put32(out, res);
+        break;
+    case CTRL_GET_STATEBLOB:
+        ctrl_get_stateblob(d, req, out);
+        break;
+    case CTRL_SET_STATEBLOB:
+        put32(out, ctrl_set_stateblob(d, req));
+        break;
+    case CTRL_GET_CONFIG:
+        put32(out, TPM_SUCCESS);
+        put32(out, 0);                       /* no file key, no migration key */
+        break;
+    case CTRL_SET_DATAFD: {
+        bool have = false;
+
+        for (guint i = 0; i < d->conns->len; i++) {
+            conn *o = g_ptr_array_index(d->conns, i);
+
+            have |= o->passed && !o->dead;
+        }
+        if (!c->unix_ctrl || c->rx_fd < 0) {
+            res = TPM_BAD_PARAMETER;         /* no descriptor came with the request */
+        } else if (have) {
+            res = TPM_IOERROR;               /* as swtpm: one passed data channel */
+        } else {
+            conn *dc = conn_new(d, c->rx_fd, CHAN_DATA);
+
+            dc->passed = true;
+            c->rx_fd = -1;
+            fcntl(dc->fd, F_SETFL, fcntl(dc->fd, F_GETFL) | O_NONBLOCK);
+            fcntl(dc->fd, F_SETFD, FD_CLOEXEC);
+            logm(L_INFO, "SET_DATAFD: serving data connection %lu on the passed socket", dc->id);
+        }
+        put32(out, res);
+        break;
+    }
+    case CTRL_SET_BUFFERSIZE: {
+        uint32_t wanted = get32(req + 4), min = 0, max = 0, size;
+
+        if (wanted && running) {
+            put32(out, TPM_BAD_ORDINAL);     /* only while stopped (swtpm) */
+            break;
+        }
+        size = nvtpm_set_buffer_size(d->tpm, wanted, &min, &max);
+        if (size)
+            d->bufsize = MIN(size, NVTPM_BUFFER_MAX);
+        put32(out, TPM_SUCCESS);
+        put32(out, size);
+        put32(out, min);
+        put32(out, max);
+        break;
+    }
+    default:                                 /* HASH_*, GET_INFO, unknown */
+        put32(out, TPM_BAD_ORDINAL);
+        break;
+    }
+    if (c->rx_fd >= 0) {                     /* a descriptor nobody asked for */
+        close(c->rx_fd);
+        c->rx_fd = -1;
+    }
+    logm(cmd == CTRL_SET_LOCALITY || cmd == CTRL_GET_CAPABILITY ? L_CMD : L_CONN,
+         "control command %" PRIu32 " -> 0x%" PRIx32, cmd, out->len >= 4 ? get32(out->data) : 0);
+    conn_send(c, out->data, out->len);
+    g_byte_array_unref(out);
+}
+
+static void ctrl_process(tpmd *d, conn *c)
+{
+    while (!c->dead && !conn_pending(c) && c->in->len >= 4 && !d->terminate) {
+        size_t need = ctrl_request_size(c->in->data, c->in->len);
+
+        if (need > CTRL_REQUEST_MAX) {
+            uint8_t res[4];
+
+            logm(L_ERR, "control connection %lu: request of %zu bytes refused", c->id, need);
+            set32(res, TPM_BAD_PARAMETER);
+            conn_send(c, res, 4);
+            c->eof = true;
+            g_byte_array_set_size(c->in, 0);
+            return;
+        }
+        if (c->in->len < need)
+            return;
+        ctrl_execute(d, c, c->in->data);
+        /* Whatever came with the request beyond its layout is padding. */
+        g_byte_array_set_size(c->in, 0);
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static void accept_clients(tpmd *d, endpoint *e)
+{
+    for (;;) {
+        int fd = accept4(e->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        conn *c;
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                logm(L_ERR, "accept on %s: %s", e->label, g_strerror(errno));
+            return;
+        }
+        if (!e->is_unix) {
+            int one = 1;
+
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        c = conn_new(d, fd, e->kind);
+        c->unix_ctrl = e->is_unix && e->kind == CHAN_CTRL;
+        logm(L_CONN, "%s connection %lu on %s", chan_name[c->kind], c->id, e->label);
+    }
+}
+
+/* Read what is available; UNIX control sockets may carry a descriptor. */
+static void conn_read(conn *c)
+{
+    uint8_t buf[65536];
+    ssize_t n;
+
+    if (c->unix_ctrl) {
+        union {
+            char space[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.space,
+                              .msg_controllen = sizeof(ctl.space) };
+
+        n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n >= 0) {
+            for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+                    cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                    int fd;
+
+                    memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+                    if (c->rx_fd >= 0)
+                        close(c->rx_fd);
+                    c->rx_fd = fd;
+                }
+            }
+        }
+    } else {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == ENOTSOCK)
+            n = read(c->fd, buf, sizeof(buf));
+    }
+    if (n > 0) {
+        g_byte_array_append(c->in, buf, (guint)n);
+    } else if (n == 0) {
+        c->eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        conn_kill(c, g_strerror(errno));
+    }
+}
+
+static void conn_service(tpmd *d, conn *c, short revents)
+{
+    if (revents & POLLOUT)
+        conn_flush(c);
+    if (!c->dead && (revents & (POLLIN | POLLHUP | POLLERR)))
+        conn_read(c);
+    if (c->dead)
+        return;
+    if (c->kind == CHAN_DATA)
+        data_process(d, c);
+    else
+        ctrl_process(d, c);
+    if (c->eof && !conn_pending(c))
+        conn_kill(c, "closed by peer");
+}
+
+static int serve(tpmd *d)
+{
+    sigset_t waitmask;
+    struct pollfd *fds = NULL;
+    void **who = NULL;
+    size_t cap = 0;
+
+    pthread_sigmask(SIG_BLOCK, NULL, &waitmask);
+    sigdelset(&waitmask, SIGTERM);
+    sigdelset(&waitmask, SIGINT);
+    while (!got_signal && !d->terminate) {
+        size_t n = 0, ne = d->endpoints->len;
+
+        if (cap < ne + d->conns->len) {
+            cap = 2 * (ne + d->conns->len) + 8;
+            fds = g_renew(struct pollfd, fds, cap);
+            who = g_renew(void *, who, cap);
+        }
+        for (guint i = 0; i < ne; i++) {
+            endpoint *e = g_ptr_array_index(d->endpoints, i);
+
+            fds[n] = (struct pollfd){ .fd = e->fd, .events = POLLIN };
+            who[n++] = e;
+        }
+        for (guint i = 0; i < d->conns->len; i++) {
+            conn *c = g_ptr_array_index(d->conns, i);
+
+            fds[n] = (struct pollfd){ .fd = c->fd,
+                                      .events = conn_pending(c) ? POLLOUT : POLLIN };
+            who[n++] = c;
+        }
+        if (ppoll(fds, n, NULL, &waitmask) < 0) {
+            if (errno == EINTR)
+                continue;
+            logm(L_ERR, "poll: %s", g_strerror(errno));
+            g_free(fds);
+            g_free(who);
+            return -1;
+        }
+        for (size_t i = 0; i < n && !d->terminate && !got_signal; i++) {
+            if (!fds[i].revents)
+                continue;
+            if (i < ne)
+                accept_clients(d, who[i]);
+            else
+                conn_service(d, who[i], fds[i].revents);
+        }
+        for (guint i = d->conns->len; i-- > 0;) {
+            conn *c = g_ptr_array_index(d->conns, i);
+
+            if (c->dead)
+                g_ptr_array_remove_index(d->conns, i);
+        }
+    }
+    g_free(fds);
+    g_free(who);
+    return 0;
+}
+
+/* Last chance for queued responses (e.g. SHUTDOWN's): up to a second. */
+static void flush_all(tpmd *d)
+{
+    uint64_t deadline = now_ns() + 1000000000u;
+
+    for (guint i = 0; i < d->conns->len; i++) {
+        conn *c = g_ptr_array_index(d->conns, i);
+
+        while (!c->dead && conn_pending(c) && now_ns() < deadline) {
+            struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+
+            if (poll(&p, 1, 100) > 0)
+                conn_flush(c);
+        }
+    }
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static char *pid_path;
+static bool pid_written;
+
+static int write_pid_file(void)
+{
+    char *tmp, buf[32];
+    int fd, len;
+
+    if (!pid_path)
+        return 0;
+    tmp = g_strdup_printf("%s.%ld.tmp", pid_path, (long)getpid());
+    len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, buf, (size_t)len) != len || close(fd) < 0 ||
+        rename(tmp, pid_path) < 0) {
+        fatal("cannot write pid file %s: %s", pid_path, g_strerror(errno));
+        unlink(tmp);
+        g_free(tmp);
+        return -1;
+    }
+    g_free(tmp);
+    pid_written = true;
+    return 0;
+}
+
+static int startup_clear(tpmd *d)
+{
+    static const uint8_t cmd[] = { 0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0 };
+    uint8_t *resp = NULL;
+    size_t len = 0;
+    int r = nvtpm_execute(d->tpm, cmd, sizeof(cmd), &resp, &len);
+    uint32_t rc = r == 0 && len >= TPM2_HDR_SIZE ? get32(resp + 6) : TPM2_RC_FAILURE;
+
+    free(resp);
+    if (rc != 0 && rc != TPM2_RC_INITIALIZE) {
+        fatal("TPM2_Startup(CLEAR) failed: %s",
+              r < 0 ? lib_msg(r) : "the TPM answered with an error");
+        return -1;
+    }
+    logm(L_INFO, "TPM2_Startup(CLEAR) sent");
+    return 0;
+}
+
+static void print_version(void)
+{
+    uint32_t v = TPMLIB_GetVersion();
+
+    printf("nvram-tpmd (nvramtdb) %s\nlibnvramtdb %s, libtpms %u.%u.%u\n", PACKAGE_VERSION,
+           nvramtdb_version(), (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
+}
+
+/* Fork; the parent waits for the child to report readiness on a pipe. */
+static int daemonize(int *ready_fd)
+{
+    int p[2];
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        fatal("pipe: %s", g_strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        fatal("fork: %s", g_strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        char b;
+        ssize_t n;
+        int st = 0;
+
+        close(p[1]);
+        while ((n = read(p[0], &b, 1)) < 0 && errno == EINTR)
+            ;
+        if (n == 1)
+            _exit(RC_OK);
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : RC_FAIL);
+    }
+    close(p[0]);
+    setsid();
+    *ready_fd = p[1];
+    return 0;
+}
+
+/* The child serves: tell the parent and leave the terminal. */
+static void detach(int ready_fd)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (log_fd == STDERR_FILENO)
+            log_fd = -1;
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
+    if (chdir("/") < 0)
+        logm(L_ERR, "chdir /: %s", g_strerror(errno));
+    while (write(ready_fd, "1", 1) < 0 && errno == EINTR)
+        ;
+    close(ready_fd);
+}
+
+int main(int argc, char **argv)
+{
+    GOptionContext *ctx;
+    GError *err = NULL;
+    tpmd d = { .bufsize = NVTPM_BUFFER_MAX };
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigset_t block;
+    int rc = RC_OK, r, ready_fd = -1;
+    unsigned open_flags = NVTPM_OPEN_CREATE;
+
+    setlocale(LC_ALL, "");
+    ctx = g_option_context_new("- TPM 2.0 daemon with its NVRAM in an nvramtdb image");
+    g_option_context_add_main_entries(ctx, option_entries, NULL);
+    g_option_context_set_summary(
+        ctx, "Serves a libtpms TPM 2.0 over swtpm-compatible sockets (data and control\n"
+             "channels); every NV change is durable before its response is sent.");
+    g_option_context_set_description(
+        ctx, "Example:\n  nvram-tpmd --image tpm.img --tcp-port 2321\n"
+             "  tpm2_startup -c -T swtpm:host=127.0.0.1,port=2321\n\nSee nvram-tpmd(8).\n");
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        rc = usage_error("%s", err->message);
+        g_error_free(err);
+        g_option_context_free(ctx);
+        return rc;
+    }
+    g_option_context_free(ctx);
+    if (opt_version) {
+        print_version();
+        return RC_OK;
+    }
+    if (argc > 1)
+        return usage_error("unexpected argument '%s'", argv[1]);
+    if (!opt_image)
+        return usage_error("--image PATH is required");
+    if (opt_daemon && opt_foreground)
+        return usage_error("--daemon and --foreground exclude each other");
+    if ((rc = parse_flags()) != RC_OK || (rc = parse_log()) != RC_OK)
+        return rc;
+    if (opt_pid && opt_pid_file)
+        return usage_error("--pid and --pid-file exclude each other");
+    if (opt_pid && !g_str_has_prefix(opt_pid, "file="))
+        return usage_error("--pid: only file=PATH is supported");
+    if (opt_pid || opt_pid_file)
+        pid_path = g_canonicalize_filename(opt_pid ? opt_pid + 5 : opt_pid_file, NULL);
+    if (opt_stock_commit)
+        open_flags |= NVTPM_OPEN_STOCK_COMMIT;
+
+    /* --daemon leaves the working directory: make a plain path absolute. */
+    if (!strchr(opt_image, ':')) {
+        char *abs = g_canonicalize_filename(opt_image, NULL);
+
+        g_free(opt_image);
+        opt_image = abs;
+    }
+    d.endpoints = g_ptr_array_new_with_free_func(endpoint_free);
+    d.conns = g_ptr_array_new_with_free_func(conn_free);
+    if (opt_tcp_port != -1) {
+        endpoint *e;
+        char spec[64];
+
+        if (opt_tcp_port < 1 || opt_tcp_port > 65534)
+            return usage_error("--tcp-port: bad port %d (the control channel uses N+1)",
+                               opt_tcp_port);
+        for (int k = 0; k < 2; k++) {
+            snprintf(spec, sizeof(spec), "type=tcp,port=%d", opt_tcp_port + k);
+            e = parse_endpoint("--tcp-port", spec, k ? CHAN_CTRL : CHAN_DATA);
+            if (!e)
+                return RC_USAGE;
+            g_ptr_array_add(d.endpoints, e);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        for (gchar **s = k ? opt_ctrl : opt_server; s && *s; s++) {
+            endpoint *e = parse_endpoint(k ? "--ctrl" : "--server", *s,
+                                         k ? CHAN_CTRL : CHAN_DATA);
+
+            if (!e)
+                return RC_USAGE;
+            g_ptr_array_add(d.endpoints, e);
+        }
+    }
+    {
+        bool data = false, unix_ctrl = false;
+
+        for (guint i = 0; i < d.endpoints->len; i++) {
+            endpoint *e = g_ptr_array_index(d.endpoints, i);
+
+            data |= e->kind == CHAN_DATA;
+            unix_ctrl |= e->kind == CHAN_CTRL && e->is_unix;
+        }
+        if (!data && !unix_ctrl)
+            return usage_error("no data channel: give --tcp-port, --server, or a UNIX --ctrl "
+                               "for SET_DATAFD");
+    }
+
+    /* Signals: delivered only while the loop waits (ppoll), so a command
+     * always runs to completion and its response goes out. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    /* Fork before the image is opened: its lock and the device thread
+     * belong to the process that serves. */
+    if (opt_daemon && daemonize(&ready_fd) < 0)
+        return RC_FAIL;
+
+    r = nvtpm_open(opt_image, opt_device_id ? opt_device_id : "tpm0", open_flags, &d.tpm);
+    if (r < 0) {
+        fatal("cannot open image %s: %s%s", opt_image, lib_msg(r),
+              r == -EBUSY ? " (is another nvram-tpmd serving it?)" : "");
+        return RC_FAIL;
+    }
+    if (!flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
+        fatal("cannot power the TPM on: %s", nvramtdb_last_error());
+        rc = RC_FAIL;
+    }
+    if (rc == RC_OK && flag_startup_clear && startup_clear(&d) < 0)
+        rc = RC_FAIL;
+    for (guint i = 0; rc == RC_OK && i < d.endpoints->len; i++) {
+        endpoint *e = g_ptr_array_index(d.endpoints, i);
+
+        if ((e->is_unix ? listen_unix(e) : listen_tcp(e)) < 0)
+            rc = RC_FAIL;
+    }
+    if (rc == RC_OK && write_pid_file() < 0)
+        rc = RC_FAIL;
+    if (rc == RC_OK) {
+        GString *where = g_string_new(NULL);
+
+        for (guint i = 0; i < d.endpoints->len; i++) {
+            endpoint *e = g_ptr_array_index(d.endpoints, i);
+
+            g_string_append_printf(where, "%s%s %s", i ? ", " : "", chan_name[e->kind],
+                                   e->label);
+        }
+        logm(L_INFO, "serving image %s (%s%s): %s", opt_image,
+             opt_stock_commit ? "stock tdb commits" : "journaled commits",
+             flag_need_init ? ", waiting for INIT" : "", where->str);
+        g_string_free(where, TRUE);
+        if (ready_fd >= 0)
+            detach(ready_fd);
+        if (serve(&d) < 0)
+            rc = RC_FAIL;
+        if (got_signal)
+            logm(L_INFO, "%s: finishing", got_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        flush_all(&d);
+    }
+
+    /* Stop listening, drop the clients, drain the image. */
+    g_ptr_array_set_size(d.endpoints, 0);
+    g_ptr_array_set_size(d.conns, 0);
+    r = nvtpm_close(d.tpm);
+    if (r < 0) {
+        logm(L_ERR, "closing image %s: %s", opt_image, lib_msg(r));
+        if (ready_fd >= 0)
+            fatal("closing image %s: %s", opt_image, lib_msg(r));
+        rc = RC_FAIL;
+    } else {
+        logm(L_INFO, "image %s closed; %" PRIu64 " TPM commands served%s", opt_image,
+             d.commands, d.failures ? ", some failed (see above)" : "");
+    }
+    if (pid_written)
+        unlink(pid_path);
+    g_ptr_array_unref(d.endpoints);
+    g_ptr_array_unref(d.conns);
+    g_free(pid_path);
+    return rc;
+}
