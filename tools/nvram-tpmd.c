@@ -1405,6 +1405,13 @@ static int serve(tpmd *d)
     return 0;
 }
 
+/* The event loop runs on the TPM's device thread, so that each command
+ * executes there inline instead of being handed over and back. */
+static int serve_on_device(void *opaque)
+{
+    return serve(opaque);
+}
+
 /* Last chance for queued responses (e.g. SHUTDOWN's): up to a second. */
 static void flush_all(tpmd *d)
 {
@@ -1676,7 +1683,7 @@ int main(int argc, char **argv)
         g_string_free(where, TRUE);
         if (ready_fd >= 0)
             detach(ready_fd);
-        if (serve(&d) < 0)
+        if (nvtpm_run_on_device(d.tpm, serve_on_device, &d) < 0)
             rc = RC_FAIL;
         if (got_signal)
             logm(L_INFO, "%s: finishing", got_signal == SIGINT ? "SIGINT" : "SIGTERM");

@@ -116,6 +116,7 @@ typedef enum job_op {
     OP_GET_STATE,
     OP_SET_STATE,
     OP_BUFFER_SIZE,
+    OP_RUN,
     OP_QUIT,
 } job_op;
 
@@ -129,6 +130,7 @@ typedef struct job {
     uint32_t wanted;        /* buffer size */
     nvtpm_response_fn *cb;  /* async execute */
     void *opaque;
+    int (*fn)(void *);      /* OP_RUN */
     /* outputs */
     int rc;
     char *msg;              /* g_strdup of the device thread's message */
@@ -631,6 +633,9 @@ static void run_job(nvtpm *t, job *j)
     case OP_BUFFER_SIZE:
         j->size = TPMLIB_SetBufferSize(j->wanted, &j->min, &j->max);
         break;
+    case OP_RUN:
+        rc = j->fn(j->opaque);
+        break;
     }
     j->rc = rc;
     j->msg = rc < 0 ? g_strdup(nvt_last_error()) : NULL;
@@ -704,6 +709,14 @@ static int run_sync(nvtpm *t, job *j)
     g_free(j->msg);
     j->msg = NULL;
     return j->rc;
+}
+
+int nvtpm_run_on_device(nvtpm *t, int (*fn)(void *opaque), void *opaque)
+{
+    if (on_device_thread(t))
+        return fn(opaque);
+    job j = { .op = OP_RUN, .fn = fn, .opaque = opaque };
+    return run_sync(t, &j);
 }
 
 /* ---- open and close ------------------------------------------------------ */

@@ -161,6 +161,15 @@ int nvtpm_set_state_blob(nvtpm *t, unsigned type, const uint8_t *data, size_t le
  *  stopped, a daemon should do the same.  0 for a NULL device. */
 uint32_t nvtpm_set_buffer_size(nvtpm *t, uint32_t wanted, uint32_t *min, uint32_t *max);
 
+/**
+ * Run @fn(@opaque) on the device thread and return its result.  Inside
+ * @fn every nvtpm call runs inline, without a hand-off to the device
+ * thread and back: a server whose whole event loop runs this way
+ * (nvram-tpmd) saves two thread wake-ups per command.  Other threads'
+ * requests wait until @fn returns; @fn must not call nvtpm_close().
+ */
+int nvtpm_run_on_device(nvtpm *t, int (*fn)(void *opaque), void *opaque);
+
 /** The image handle (for info and flushes); owned by @t. */
 nvramtdb *nvtpm_image(nvtpm *t);
 
