@@ -63,7 +63,7 @@ static uint64_t record_size(uint32_t n)
 
 uint64_t nvt_journal_length_for(uint32_t pages)
 {
-    return MAX(8 * record_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
+    return MAX(4 * record_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
 }
 
 uint32_t nvt_journal_capacity(uint64_t length)

@@ -38,7 +38,7 @@
 
 typedef struct nvt_journal nvt_journal;
 
-/* Ring length for groups of up to @pages pages: room for eight such records
+/* Ring length for groups of up to @pages pages: room for four such records
  * (so that checkpoints stay rare) and at least NVT_JOURNAL_MIN_LENGTH. */
 uint64_t nvt_journal_length_for(uint32_t pages);
 /* Largest group (in pages) one record in a ring of @length bytes holds. */
