@@ -350,6 +350,19 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
     if (r == 0)
         r = nvt_store_reserve(db->st, (nvt_blob_spec *)db->specs->data, db->specs->len,
                               db->read_only);
+    if (r == -ENOSPC) {
+        /* Say what would do: a new image for exactly these blobs. */
+        char msg[1024];
+        uint8_t *tdb = NULL;
+        uint64_t len, size;
+        g_strlcpy(msg, nvt_last_error(), sizeof msg);
+        if (build_fresh(db, &tdb, &len, &size) == 0)
+            nvt_error(ENOSPC, "%s; a new image for the registered blobs needs %llu bytes", msg,
+                      (unsigned long long)size);
+        else
+            nvt_error(ENOSPC, "%s", msg);
+        g_free(tdb);
+    }
     if (r == 0) {
         db->started = true;
         if (!db->read_only)
