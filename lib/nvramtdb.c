@@ -560,6 +560,47 @@ int nvramtdb_close(nvramtdb *db)
     return r;
 }
 
+/* ---- for export.c (internal.h) -------------------------------------- */
+
+const char *nvt_handle_uri(nvramtdb *db)
+{
+    return db->uri;
+}
+
+int nvt_handle_lock_store(nvramtdb *db, bool writable, nvt_store **st)
+{
+    int r = writable ? need_writable(db) : need_started(db);
+    if (r < 0)
+        return r;
+    g_mutex_lock(&db->store_lock);
+    *st = db->st;
+    return 0;
+}
+
+void nvt_handle_unlock_store(nvramtdb *db)
+{
+    g_mutex_unlock(&db->store_lock);
+}
+
+int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size)
+{
+    g_mutex_lock(&db->lock);
+    if (db->started) {
+        g_mutex_unlock(&db->lock);
+        return nvt_error(EALREADY, "%s: cannot register blob %s: the image is already "
+                         "started", db->uri, name);
+    }
+    const nvt_blob_spec *specs = (const nvt_blob_spec *)db->specs->data;
+    for (guint i = 0; i < db->specs->len; i++) {
+        if (strcmp(specs[i].name, name) == 0 && specs[i].max_size >= max_size) {
+            g_mutex_unlock(&db->lock);
+            return 0;
+        }
+    }
+    g_mutex_unlock(&db->lock);
+    return nvramtdb_register_blob(db, name, max_size);
+}
+
 /* ---- helpers -------------------------------------------------------- */
 
 int nvramtdb_parse_size(const char *text, uint64_t *bytes)

@@ -262,6 +262,63 @@ typedef void nvramtdb_report_fn(void *opaque, const char *problem);
  */
 int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque);
 
+/* ---- standalone tdb files ----------------------------------------- *
+ * An image's blobs can be copied to and from an ordinary tdb file that
+ * Samba's tdb-tools (tdbdump, tdbtool) open: one record per blob, keyed by
+ * the blob's name (no terminating NUL), its value exactly the record the
+ * image stores (the 32-byte header then the payload, docs/FORMAT.md).
+ */
+
+/**
+ * Write every blob record of a started image (with or without a value)
+ * to a new tdb file at @path.  The file is created exclusively (mode
+ * 0600, never replacing anything), filled in one tdb transaction, synced
+ * and closed; on failure it is removed.  The records are those of every
+ * write accepted before the call.  Works on read-only handles too.
+ *
+ * Errors: -EINVAL not started; -EEXIST @path exists; -EBADMSG a damaged
+ * record on the image (nothing is written); other negative errno from the
+ * operating system or tdb (-EIO).
+ */
+int nvramtdb_export_tdb(nvramtdb *db, const char *path);
+
+/* ---- import flags ----------------------------------------------------- */
+/** Before nvramtdb_start(): register every blob of the file with the
+ *  maximum its record carries (a larger maximum registered earlier is
+ *  kept), and write nothing. */
+#define NVRAMTDB_IMPORT_REGISTER (1u << 0)
+
+/**
+ * Import the blobs of a tdb file written by nvramtdb_export_tdb().
+ * The file is opened read-only and checked in full first: its tdb
+ * structure, every key (a valid blob name) and every record (header and
+ * payload checksums).  Any problem fails the call with -EBADMSG before
+ * anything is written.
+ *
+ * Two steps, because space is reserved at start:
+ *   nvramtdb_import_tdb(db, path, NVRAMTDB_IMPORT_REGISTER);   // before start
+ *   nvramtdb_start(db, 0);        // reserves space; -ENOSPC if it lacks
+ *   nvramtdb_import_tdb(db, path, 0);                          // after start
+ * The first call may be left out when the caller registered the blobs
+ * itself (or they exist on the image with large enough maxima).
+ *
+ * Without flags, on a started writable handle: every record with a value
+ * is written as that blob's new value (records without a value are
+ * skipped; blobs not in the file are left alone).  Every blob must be
+ * registered or on the image, with a maximum at least the value's length,
+ * or nothing is written.  The values are committed together as one
+ * atomic, durable group (except when a group of that size does not fit
+ * the image's journal: each blob is then committed on its own).
+ *
+ * Returns the number of blobs registered or written.  Errors: -EBADMSG
+ * the file is not a valid export (message names the record); -ENOENT no
+ * such file, or a blob neither registered nor on the image; -EFBIG a value
+ * above the blob's maximum; -EINVAL unknown flags, or not started (no
+ * flags); -EALREADY NVRAMTDB_IMPORT_REGISTER after start; -EROFS
+ * read-only handle; -EIO / -ENOSPC storage failure.
+ */
+int nvramtdb_import_tdb(nvramtdb *db, const char *path, unsigned flags);
+
 /**
  * Wait until every request accepted so far is complete (durable or
  * failed).  Errors: the image's persistent failure, if it has one.

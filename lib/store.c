@@ -1192,3 +1192,42 @@ uint64_t nvt_store_commits(const nvt_store *st)
 {
     return st->commits;
 }
+
+/* ---- standalone tdb files (export.c) -------------------------------- */
+
+int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, size_t *size)
+{
+    int r = store_usable(st);
+    if (r == 0)
+        r = nvt_blob_name_check(name);
+    if (r < 0)
+        return r;
+    TDB_DATA raw;
+    nvt_record_meta m;
+    r = fetch_record(st, name, &raw, &m);
+    if (r < 0)
+        return r;
+    *value = raw.dptr;
+    *size = raw.dsize;
+    return 0;
+}
+
+struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
+                                      unsigned mode, const struct tdb_logging_context *log)
+{
+    g_mutex_lock(&tdb_open_lock);
+    struct tdb_context *tdb = tdb_open_ex(path, 0, tdb_flags, open_flags, (mode_t)mode, log,
+                                          NULL);
+    int saved = errno;
+    g_mutex_unlock(&tdb_open_lock);
+    errno = saved;
+    return tdb;
+}
+
+int nvt_tdb_close_file(struct tdb_context *tdb)
+{
+    g_mutex_lock(&tdb_open_lock);
+    int r = tdb_close(tdb);
+    g_mutex_unlock(&tdb_open_lock);
+    return r;
+}

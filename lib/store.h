@@ -109,4 +109,19 @@ uint64_t nvt_store_commits(const nvt_store *st);
 /* Validate a blob name ("<device>/<entry>"). */
 int nvt_blob_name_check(const char *name);
 
+/* A blob's record value exactly as stored (header + payload), checked in
+ * full (nvt_record_decode with the payload): *value is malloc()ed.
+ * Errors: -ENOENT not on the image; -EBADMSG damaged record. */
+int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, size_t *size);
+
+/* tdb_open_ex()/tdb_close() of a standalone tdb (export.c: a real file,
+ * which vfs.c passes straight to libc, or a vfile over a private copy),
+ * serialised with the store's own opens: tdb keeps a process-wide list
+ * of open databases.  Hash size: tdb's default.  errno is kept. */
+struct tdb_context;
+struct tdb_logging_context;
+struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
+                                      unsigned mode, const struct tdb_logging_context *log);
+int nvt_tdb_close_file(struct tdb_context *tdb);
+
 #endif /* NVT_STORE_H */

@@ -27,8 +27,10 @@
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <openssl/crypto.h>
 
 #include "nvramtdb.h"
+#include "swtpm-state.h"
 
 enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 
@@ -1001,6 +1003,576 @@ out:
     return rc;
 }
 
+/* ---- export-tdb, import-tdb (standalone tdb files) ---------------------- */
+
+static int cmd_export_tdb(const struct command *cmd, int argc, char **argv)
+{
+    gboolean force_share = FALSE;
+    const GOptionEntry entries[] = {
+        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
+          "Export an image in use by a writer (best effort)", NULL },
+        OPT_END
+    };
+    gchar **args = NULL;
+    nvramtdb *db;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
+                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    if (!db)
+        goto out;
+    r = nvramtdb_export_tdb(db, args[1]);
+    if (r < 0)
+        lib_error(r);
+    else
+        rc = RC_OK;
+    nvramtdb_close(db);
+out:
+    g_strfreev(args);
+    return rc;
+}
+
+static int cmd_import_tdb(const struct command *cmd, int argc, char **argv)
+{
+    gboolean create = FALSE;
+    const GOptionEntry entries[] = {
+        { "create", 'c', 0, G_OPTION_ARG_NONE, &create,
+          "Create IMAGE if it does not exist, sized for the file's blobs", NULL },
+        OPT_END
+    };
+    gchar **args = NULL;
+    nvramtdb *db = NULL;
+    bool created = false;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    if (rc != RC_OK)
+        return rc;
+    rc = RC_FAIL;
+    created = create && !g_file_test(image_path(args[0]), G_FILE_TEST_EXISTS);
+    r = nvramtdb_open(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, &db);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
+    }
+    /* Register the file's blobs so that start reserves their space, then
+     * write the values as one group. */
+    r = nvramtdb_import_tdb(db, args[1], NVRAMTDB_IMPORT_REGISTER);
+    if (r >= 0)
+        r = nvramtdb_start(db, 0);
+    if (r >= 0)
+        r = nvramtdb_import_tdb(db, args[1], 0);
+    if (r < 0) {
+        lib_error(r);
+        nvramtdb_close(db);
+        if (created)
+            unlink(image_path(args[0]));
+        goto out;
+    }
+    rc = close_image(db);
+    if (rc == RC_OK)
+        printf("%s: %d blob value%s imported from %s\n", args[0], r, r == 1 ? "" : "s",
+               args[1]);
+out:
+    g_strfreev(args);
+    return rc;
+}
+
+/* ---- import-swtpm, export-swtpm (swtpm state; formats in swtpm-state.c) -- */
+
+/* The maxima nvram-tpmd registers for its blobs: nvtpm_permall_max() and
+ * nvtpm_volatilestate_max() (tpm/nvtpm.c explains them).  The tool does
+ * not link libtpms, so the numbers are repeated here. */
+#define SWTPM_IMPORT_PERMALL_MAX  212992u
+#define SWTPM_IMPORT_VOLATILE_MAX 65536u
+/* Largest swtpm state file or linear file read. */
+#define SWTPM_FILE_MAX (16u * 1024 * 1024)
+
+struct swtpm_key_opts {
+    gchar *key_file, *key_format, *pwdfile, *kdf, *cipher;
+};
+
+#define SWTPM_KEY_OPTION_ENTRIES(o)                                                         \
+    { "key", 'k', 0, G_OPTION_ARG_FILENAME, &(o).key_file,                                  \
+      "State encryption key file, as swtpm --key file=FILE", "FILE" },                      \
+    { "key-format", 0, 0, G_OPTION_ARG_STRING, &(o).key_format,                             \
+      "Format of the key file: hex (default) or binary", "FORMAT" },                        \
+    { "pwdfile", 'p', 0, G_OPTION_ARG_FILENAME, &(o).pwdfile,                               \
+      "Passphrase file to derive the key from, as swtpm --key pwdfile=FILE", "FILE" },      \
+    { "kdf", 0, 0, G_OPTION_ARG_STRING, &(o).kdf,                                           \
+      "Key derivation for --pwdfile: pbkdf2 (default) or sha512", "KDF" },                  \
+    { "cipher", 0, 0, G_OPTION_ARG_STRING, &(o).cipher,                                     \
+      "aes-128-cbc (aes-cbc) or aes-256-cbc, as swtpm's mode=", "CIPHER" }
+
+static void swtpm_key_opts_free(struct swtpm_key_opts *o)
+{
+    g_free(o->key_file);
+    g_free(o->key_format);
+    g_free(o->pwdfile);
+    g_free(o->kdf);
+    g_free(o->cipher);
+}
+
+/* Check the key options; RC_OK or RC_USAGE (after a message). */
+static int swtpm_key_opts_check(const struct swtpm_key_opts *o, size_t *cipher_keylen)
+{
+    swtpm_key_format fmt;
+    swtpm_kdf kdf;
+
+    *cipher_keylen = 0;
+    if (o->key_file && o->pwdfile)
+        return usage_error("--key and --pwdfile exclude each other");
+    if (o->key_format && !swtpm_key_format_parse(o->key_format, &fmt))
+        return usage_error("--key-format: '%s' is neither hex nor binary", o->key_format);
+    if (o->key_format && !o->key_file)
+        return usage_error("--key-format needs --key");
+    if (o->kdf && !swtpm_kdf_parse(o->kdf, &kdf))
+        return usage_error("--kdf: '%s' is neither pbkdf2 nor sha512", o->kdf);
+    if (o->kdf && !o->pwdfile)
+        return usage_error("--kdf needs --pwdfile");
+    if (o->cipher && !swtpm_cipher_parse(o->cipher, cipher_keylen))
+        return usage_error("--cipher: '%s' is not aes-cbc, aes-128-cbc or aes-256-cbc",
+                           o->cipher);
+    if (o->cipher && !o->key_file && !o->pwdfile)
+        return usage_error("--cipher needs --key or --pwdfile");
+    return RC_OK;
+}
+
+/* Load the key the options name (false after a message).  @keylen: the
+ * size a passphrase key gets; a key file must match it unless it is 0. */
+static bool swtpm_key_opts_load(const struct swtpm_key_opts *o, size_t keylen, swtpm_key *key)
+{
+    swtpm_key_format fmt = SWTPM_KEY_HEX;
+    swtpm_kdf kdf = SWTPM_KDF_PBKDF2;
+    GError *err = NULL;
+    bool ok;
+
+    if (o->key_format)
+        swtpm_key_format_parse(o->key_format, &fmt);
+    if (o->kdf)
+        swtpm_kdf_parse(o->kdf, &kdf);
+    if (o->key_file)
+        ok = swtpm_key_load(o->key_file, fmt, keylen, key, &err);
+    else
+        ok = swtpm_key_from_pwdfile(o->pwdfile, kdf, keylen ? keylen : 16, key, &err);
+    if (!ok) {
+        error_msg("%s", err->message);
+        g_error_free(err);
+    }
+    return ok;
+}
+
+/* Read a whole swtpm file; *data NULL (and true) if it does not exist. */
+static bool swtpm_read_file(const char *path, bool missing_ok, GBytes **data)
+{
+    gchar *buf = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+    struct stat st;
+
+    *data = NULL;
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT && missing_ok)
+            return true;
+        error_msg("%s: %s", path, g_strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)SWTPM_FILE_MAX) {
+        error_msg("%s: not a regular file of at most %u bytes", path, SWTPM_FILE_MAX);
+        return false;
+    }
+    if (!g_file_get_contents(path, &buf, &len, &err)) {
+        error_msg("%s", err->message);
+        g_error_free(err);
+        return false;
+    }
+    *data = g_bytes_new_take(buf, len);
+    return true;
+}
+
+/* Import @src (a state directory, dir://DIR or file://PATH) into @image. */
+static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
+{
+    struct swtpm_key_opts ko = { 0 };
+    gchar *device = NULL, **args = NULL;
+    gboolean create = FALSE;
+    const GOptionEntry entries[] = {
+        { "device", 'd', 0, G_OPTION_ARG_STRING, &device,
+          "Device id of the TPM on the image (default tpm0)", "ID" },
+        { "create", 'c', 0, G_OPTION_ARG_NONE, &create,
+          "Create IMAGE if it does not exist", NULL },
+        SWTPM_KEY_OPTION_ENTRIES(ko),
+        OPT_END
+    };
+    static const uint32_t maxima[SWTPM_NSTATES] = {
+        SWTPM_IMPORT_PERMALL_MAX, SWTPM_IMPORT_VOLATILE_MAX, SWTPM_IMPORT_VOLATILE_MAX,
+    };
+    GBytes *files[SWTPM_NSTATES] = { NULL }, *linear = NULL;
+    GByteArray *plain[SWTPM_NSTATES] = { NULL };
+    char *where[SWTPM_NSTATES] = { NULL }, *names[SWTPM_NSTATES] = { NULL };
+    struct blob_spec specs[SWTPM_NSTATES];
+    size_t nspecs = 0, cipher_keylen = 0, need = 0;
+    swtpm_key key;
+    bool have_key = false, existed = true;
+    const char *src, *dev;
+    nvramtdb *db = NULL;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    if (rc == RC_OK)
+        rc = swtpm_key_opts_check(&ko, &cipher_keylen);
+    if (rc != RC_OK)
+        goto out;
+    dev = device ? device : "tpm0";
+    if (!*dev || strchr(dev, '/')) {
+        rc = usage_error("--device: '%s' is not a device id", dev);
+        goto out;
+    }
+    rc = RC_FAIL;
+    src = args[1];
+
+    /* 1. read every file */
+    if (g_str_has_prefix(src, "file://")) {
+        swtpm_linear_entry ent[SWTPM_NSTATES];
+        GError *err = NULL;
+        const uint8_t *p;
+        gsize len;
+
+        if (!swtpm_read_file(src + 7, false, &linear))
+            goto out;
+        p = g_bytes_get_data(linear, &len);
+        if (!swtpm_linear_parse(p, len, ent, &err)) {
+            error_msg("%s: %s", src + 7, err->message);
+            g_error_free(err);
+            goto out;
+        }
+        for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+            where[i] = g_strdup_printf("%s (%s)", src + 7, swtpm_state_name(i));
+            if (ent[i].present)
+                files[i] = g_bytes_new_from_bytes(linear, ent[i].offset, ent[i].length);
+        }
+    } else {
+        const char *dir = g_str_has_prefix(src, "dir://") ? src + 6 : src;
+
+        for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+            where[i] = g_strdup_printf("%s/tpm2-00.%s", dir, swtpm_state_name(i));
+            if (!swtpm_read_file(where[i], true, &files[i]))
+                goto out;
+        }
+    }
+    if (!files[SWTPM_PERMALL]) {
+        error_msg("%s: no such file: %s holds no TPM 2 state of swtpm", where[SWTPM_PERMALL],
+                  src);
+        goto out;
+    }
+
+    /* 2. the key, sized for the state when it comes from a passphrase */
+    for (unsigned i = 0; i < SWTPM_NSTATES && !need; i++) {
+        gsize len;
+        const uint8_t *p = files[i] ? g_bytes_get_data(files[i], &len) : NULL;
+
+        if (p)
+            need = swtpm_blob_keylen(p, len);
+    }
+    if (ko.key_file || ko.pwdfile) {
+        if (!swtpm_key_opts_load(&ko, cipher_keylen ? cipher_keylen : need, &key))
+            goto out;
+        have_key = true;
+    }
+
+    /* 3. decode and check everything before the image is touched */
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        GError *err = NULL;
+        const uint8_t *p;
+        gsize len;
+
+        if (!files[i])
+            continue;
+        p = g_bytes_get_data(files[i], &len);
+        if (!swtpm_blob_decode(p, len, have_key ? &key : NULL, &plain[i], NULL, &err)) {
+            error_msg("%s: %s", where[i], err->message);
+            g_error_free(err);
+            goto out;
+        }
+        if (plain[i]->len > maxima[i]) {
+            error_msg("%s: a %s of %u bytes is above the maximum of %" PRIu32, where[i],
+                      swtpm_state_name(i), plain[i]->len, maxima[i]);
+            goto out;
+        }
+    }
+
+    /* 4. write */
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        names[i] = g_strdup_printf("%s/%s", dev, swtpm_state_name(i));
+        if (i != SWTPM_SAVESTATE || plain[i]) {
+            specs[nspecs].name = names[i];
+            specs[nspecs].max_size = maxima[i];
+            nspecs++;
+        }
+    }
+    if (create) {
+        struct stat st;
+
+        existed = g_str_has_prefix(args[0], "mem:") || stat(image_path(args[0]), &st) == 0;
+    }
+    db = open_image(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, specs, nspecs, NULL);
+    if (!db)
+        goto out;
+    /*
+     * Each step is durable before the next, in an order that never pairs
+     * states of two TPMs: the old volatile (and save) state goes first, so
+     * a crash leaves the old permall alone or the new one alone (a TPM
+     * that then needs TPM2_Startup), or the new permall with its own
+     * volatile state.
+     */
+    for (unsigned i = SWTPM_VOLATILESTATE; i < SWTPM_NSTATES; i++) {
+        r = image_has_entry(db, names[i]);
+        if (r > 0)
+            r = nvramtdb_delete(db, names[i], NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+        if (r < 0 && r != -ENOENT) {
+            lib_error(r);
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        if (!plain[i])
+            continue;
+        r = nvramtdb_write(db, names[i], plain[i]->data, plain[i]->len,
+                           NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+        if (r < 0) {
+            lib_error(r);
+            goto out;
+        }
+    }
+    rc = close_image(db);
+    db = NULL;
+    if (rc == RC_OK) {
+        printf("imported %s into %s:", src, args[0]);
+        for (unsigned i = 0; i < SWTPM_NSTATES; i++)
+            if (plain[i])
+                printf(" %s (%u bytes)", names[i], plain[i]->len);
+        printf("\n");
+    }
+out:
+    if (db)
+        nvramtdb_close(db);
+    if (rc != RC_OK && !existed)
+        unlink(image_path(args[0]));     /* ours, and incomplete */
+    if (have_key)
+        OPENSSL_cleanse(&key, sizeof key);
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        if (files[i])
+            g_bytes_unref(files[i]);
+        if (plain[i]) {
+            OPENSSL_cleanse(plain[i]->data, plain[i]->len);
+            g_byte_array_free(plain[i], TRUE);
+        }
+        g_free(where[i]);
+        g_free(names[i]);
+    }
+    if (linear)
+        g_bytes_unref(linear);
+    swtpm_key_opts_free(&ko);
+    g_free(device);
+    g_strfreev(args);
+    return rc;
+}
+
+/* Write @data to a new temporary file in @dir, synced; its name in *tmp. */
+static bool swtpm_write_temp(const char *dir, const char *name, const GByteArray *data,
+                             char **tmp)
+{
+    int fd, err;
+
+    *tmp = g_strdup_printf("%s/.%s.XXXXXX", dir, name);
+    fd = g_mkstemp_full(*tmp, O_RDWR | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        error_msg("%s: %s", *tmp, g_strerror(errno));
+        g_free(*tmp);
+        *tmp = NULL;
+        return false;
+    }
+    err = write_all(fd, data->data, data->len);
+    if (!err && fsync(fd) < 0)
+        err = errno;
+    if (close(fd) < 0 && !err)
+        err = errno;
+    if (err) {
+        error_msg("%s: %s", *tmp, g_strerror(err));
+        unlink(*tmp);
+        g_free(*tmp);
+        *tmp = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Export the TPM blobs of @image as a swtpm state directory. */
+static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
+{
+    struct swtpm_key_opts ko = { 0 };
+    gchar *device = NULL, **args = NULL;
+    gboolean force = FALSE;
+    const GOptionEntry entries[] = {
+        { "device", 'd', 0, G_OPTION_ARG_STRING, &device,
+          "Device id of the TPM on the image (default tpm0)", "ID" },
+        { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
+          "Replace a swtpm state already in DIR", NULL },
+        SWTPM_KEY_OPTION_ENTRIES(ko),
+        OPT_END
+    };
+    GByteArray *blob[SWTPM_NSTATES] = { NULL };
+    char *tmp[SWTPM_NSTATES] = { NULL }, *final[SWTPM_NSTATES] = { NULL };
+    size_t cipher_keylen = 0;
+    swtpm_key key;
+    bool have_key = false;
+    const char *dev, *dir;
+    char *lock_path = NULL;
+    int lock_fd = -1;
+    nvramtdb *db = NULL;
+    int rc;
+
+    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    if (rc == RC_OK)
+        rc = swtpm_key_opts_check(&ko, &cipher_keylen);
+    if (rc != RC_OK)
+        goto out;
+    dev = device ? device : "tpm0";
+    if (!*dev || strchr(dev, '/')) {
+        rc = usage_error("--device: '%s' is not a device id", dev);
+        goto out;
+    }
+    dir = g_str_has_prefix(args[1], "dir://") ? args[1] + 6 : args[1];
+    rc = RC_FAIL;
+    if (ko.key_file || ko.pwdfile) {
+        if (!swtpm_key_opts_load(&ko, cipher_keylen, &key))
+            goto out;
+        have_key = true;
+    }
+
+    /* 1. read and encode everything */
+    db = open_image(args[0], NVRAMTDB_OPEN_READONLY, NULL, 0, NULL);
+    if (!db)
+        goto out;
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        char *name = g_strdup_printf("%s/%s", dev, swtpm_state_name(i));
+        uint8_t *data = NULL;
+        size_t len = 0;
+        GError *err = NULL;
+        int r = nvramtdb_read(db, name, &data, &len);
+
+        g_free(name);
+        if (r == -ENOENT && i != SWTPM_PERMALL)
+            continue;
+        if (r == -ENOENT) {
+            error_msg("%s: no %s/permall on the image: no TPM state to export", args[0], dev);
+            goto out;
+        }
+        if (r < 0) {
+            lib_error(r);
+            goto out;
+        }
+        blob[i] = swtpm_blob_encode(data, len, have_key ? &key : NULL, &err);
+        if (data)
+            OPENSSL_cleanse(data, len);
+        free(data);
+        if (!blob[i]) {
+            error_msg("%s", err->message);
+            g_error_free(err);
+            goto out;
+        }
+    }
+    nvramtdb_close(db);
+    db = NULL;
+
+    /* 2. the directory, locked as swtpm locks it */
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        error_msg("%s: %s", dir, g_strerror(errno));
+        goto out;
+    }
+    lock_path = g_strdup_printf("%s/.lock", dir);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (lock_fd < 0) {
+        error_msg("%s: %s", lock_path, g_strerror(errno));
+        goto out;
+    }
+    {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+        if (fcntl(lock_fd, F_SETLK, &fl) < 0) {
+            error_msg("%s: in use (a swtpm runs on it?): %s", dir, g_strerror(errno));
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++)
+        final[i] = g_strdup_printf("%s/tpm2-00.%s", dir, swtpm_state_name(i));
+    if (!force && access(final[SWTPM_PERMALL], F_OK) == 0) {
+        error_msg("%s: exists (use --force to replace the state in %s)", final[SWTPM_PERMALL],
+                  dir);
+        goto out;
+    }
+
+    /* 3. temporary files, synced; then stale states go and renames follow */
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        char *base = g_path_get_basename(final[i]);
+        bool ok = !blob[i] || swtpm_write_temp(dir, base, blob[i], &tmp[i]);
+
+        g_free(base);
+        if (!ok)
+            goto out;
+    }
+    /* As for import: the old volatile and save states go first (synced),
+     * so that no step pairs a permall with another TPM's volatile state. */
+    for (unsigned i = SWTPM_VOLATILESTATE; i < SWTPM_NSTATES; i++) {
+        if (unlink(final[i]) < 0 && errno != ENOENT) {
+            error_msg("%s: %s", final[i], g_strerror(errno));
+            goto out;
+        }
+    }
+    if (sync_parent_dir(final[SWTPM_PERMALL]) != 0)
+        goto out;
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {   /* permall first */
+        if (tmp[i] && rename(tmp[i], final[i]) < 0) {
+            error_msg("%s: cannot rename into place: %s", final[i], g_strerror(errno));
+            goto out;
+        }
+        g_free(tmp[i]);
+        tmp[i] = NULL;
+    }
+    if (sync_parent_dir(final[SWTPM_PERMALL]) != 0)
+        goto out;
+    printf("exported %s/* of %s to %s%s:", dev, args[0], dir, have_key ? " (encrypted)" : "");
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++)
+        if (blob[i])
+            printf(" tpm2-00.%s (%u bytes)", swtpm_state_name(i), blob[i]->len);
+    printf("\n");
+    rc = RC_OK;
+out:
+    nvramtdb_close(db);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    if (have_key)
+        OPENSSL_cleanse(&key, sizeof key);
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        if (tmp[i]) {
+            unlink(tmp[i]);
+            g_free(tmp[i]);
+        }
+        g_free(final[i]);
+        if (blob[i])
+            g_byte_array_free(blob[i], TRUE);
+    }
+    g_free(lock_path);
+    swtpm_key_opts_free(&ko);
+    g_free(device);
+    g_strfreev(args);
+    return rc;
+}
+
 /* ---- help and dispatch -------------------------------------------------- */
 
 static int cmd_help(const struct command *cmd, int argc, char **argv);
@@ -1030,6 +1602,41 @@ static const struct command commands[] = {
     { "check", "IMAGE", "Verify an image: superblocks, tdb structure, record checksums",
       "Each problem is printed on standard output; the exit status is 1 if\n"
       "any was found.", cmd_check },
+    { "export-tdb", "IMAGE FILE", "Write every blob record to a new standalone tdb file",
+      "FILE is an ordinary tdb that Samba's tdbdump and tdbtool open: one record\n"
+      "per blob, keyed by its name, the value the image's record (32-byte header,\n"
+      "then the payload; see docs/FORMAT.md).  FILE must not exist; it is written\n"
+      "in one transaction and synced, and removed if anything fails.",
+      cmd_export_tdb },
+    { "import-tdb", "IMAGE FILE", "Write the blobs of a tdb file made by export-tdb into an image",
+      "Every record of FILE is checked (key, header and payload checksums) before\n"
+      "anything is written; a damaged file leaves the image unchanged.  The\n"
+      "file's blobs are registered with the maxima their records carry (space\n"
+      "is reserved on IMAGE if missing), then every value is written as one\n"
+      "atomic, durable group.  Records without a value are not written.",
+      cmd_import_tdb },
+    { "import-swtpm", "IMAGE DIR|file://PATH",
+      "Import a swtpm TPM 2 state (directory or linear file) into an image",
+      "Reads tpm2-00.permall, tpm2-00.volatilestate and tpm2-00.savestate of a\n"
+      "swtpm state directory (or the sections of a swtpm linear file, file://PATH)\n"
+      "and stores them as ID/permall, ID/volatilestate (and ID/savestate) of the\n"
+      "device ID (--device, default tpm0), with the maxima nvram-tpmd registers\n"
+      "(212992 and 65536 bytes).  Encrypted state needs its key: --key FILE\n"
+      "(--key-format hex|binary) or --pwdfile FILE\n"
+      "(--kdf pbkdf2|sha512), as given to swtpm --key.  Every file is read, checked\n"
+      "and decrypted before the image is opened: a malformed file, a bad HMAC or a\n"
+      "wrong key leaves the image unchanged.  A volatile state the source lacks is\n"
+      "deleted from the image.  Run it while no nvram-tpmd uses the image.",
+      cmd_import_swtpm },
+    { "export-swtpm", "IMAGE DIR",
+      "Write an image's TPM state as a swtpm state directory",
+      "Writes DIR/tpm2-00.permall (and volatilestate, savestate when the image\n"
+      "has them) in swtpm's format, encrypted with --key FILE or --pwdfile FILE\n"
+      "(--cipher aes-128-cbc|aes-256-cbc), for 'swtpm socket --tpm2 --tpmstate\n"
+      "dir=DIR' (with the same --key).  Each file is written under a temporary\n"
+      "name, synced and renamed into place; DIR is created if needed and locked\n"
+      "as swtpm locks it.  An existing state in DIR is only replaced with --force.",
+      cmd_export_swtpm },
     { "help", "[COMMAND]", "Show help on nvram-tool or on one command", NULL, cmd_help },
 };
 
@@ -1050,7 +1657,7 @@ static void print_usage(FILE *out)
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\n"
             "Options:\n"

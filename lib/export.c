@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * export.c — standalone tdb files: nvramtdb_export_tdb() and
+ * nvramtdb_import_tdb() (nvramtdb.h).
+ *
+ * Owns the format of an export: an ordinary tdb file (TDB_DEFAULT, hash
+ * size 131) with one record per blob, keyed by the blob's name without a
+ * NUL, whose value is the image's record byte for byte (record.h).
+ *
+ * Promises:
+ * - export never replaces a file (O_EXCL), writes every record in one tdb
+ *   transaction, syncs the file and its directory, and removes the file
+ *   if anything fails; it reads the records under the handle's store lock
+ *   after a flush, so the file is one consistent state of the image;
+ * - import never trusts the file: it works on a private in-memory copy
+ *   (tdb's recovery, if one is pending, is applied to the copy; the
+ *   foreign file is never written nor locked), runs the tdb guard on it,
+ *   and checks every key and record in full before it registers or
+ *   writes anything.  The values are committed as one group through the
+ *   store under the store lock (the queue is flushed first, so writes
+ *   accepted before the call are ordered before the import).
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <tdb.h>
+
+#include "error.h"
+#include "internal.h"
+#include "record.h"
+#include "store.h"
+#include "tdbguard.h"
+#include "vfs.h"
+#include "nvramtdb.h"
+
+/* A file is addressed by tdb with 32-bit offsets. */
+#define EXPORT_FILE_MAX UINT32_MAX
+
+typedef struct export_rec {
+    char *name;
+    uint8_t *value;     /* malloc()ed (tdb's or ours) */
+    size_t size;
+    nvt_record_meta meta;
+} export_rec;
+
+static void export_rec_free(gpointer p)
+{
+    export_rec *r = p;
+    g_free(r->name);
+    free(r->value);
+    g_free(r);
+}
+
+/* tdb's latest error line, for messages. */
+typedef struct tdb_msg {
+    char text[256];
+} tdb_msg;
+
+static void file_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void file_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+{
+    tdb_msg *m = tdb_get_logging_private(tdb);
+    if (level > TDB_DEBUG_ERROR || !m)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->text, sizeof m->text, fmt, ap);
+    va_end(ap);
+    g_strchomp(m->text);
+}
+
+static const char *tdb_why(struct tdb_context *tdb, const tdb_msg *m)
+{
+    return m->text[0] ? m->text : tdb_errorstr(tdb);
+}
+
+/* ---- export --------------------------------------------------------- */
+
+/* Every blob record of the image, under the store lock. */
+static int collect_records(nvramtdb *db, GPtrArray *recs)
+{
+    nvt_store *st;
+    int r = nvt_handle_lock_store(db, false, &st);
+    if (r < 0)
+        return r;
+    nvramtdb_entry *entries = NULL;
+    size_t n = 0;
+    r = nvt_store_list(st, &entries, &n);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        export_rec *rec = g_new0(export_rec, 1);
+        rec->name = g_strdup(entries[i].name);
+        g_ptr_array_add(recs, rec);
+        r = nvt_store_fetch_record(st, rec->name, &rec->value, &rec->size);
+        if (r < 0)
+            r = nvt_error_prefix(-r, "%s: cannot export blob %s", nvt_handle_uri(db),
+                                 rec->name);
+    }
+    nvt_handle_unlock_store(db);
+    free(entries);
+    return r;
+}
+
+/* Make the new directory entry durable (best effort: not every file
+ * system lets a directory be opened and synced). */
+static void sync_parent(const char *path)
+{
+    char *copy = g_strdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    g_free(copy);
+}
+
+static int write_file(const char *path, GPtrArray *recs)
+{
+    tdb_msg msg = { "" };
+    struct tdb_logging_context log = { .log_fn = file_log, .log_private = &msg };
+
+    errno = 0;
+    struct tdb_context *tdb = nvt_tdb_open_file(path, TDB_DEFAULT, O_CREAT | O_EXCL | O_RDWR,
+                                                0600, &log);
+    if (!tdb) {
+        int err = errno ? errno : EIO;
+        if (err == EEXIST)
+            return nvt_error(EEXIST, "%s: file exists; refusing to replace it", path);
+        return nvt_error(err, "%s: cannot create the tdb file: %s", path,
+                         msg.text[0] ? msg.text : g_strerror(err));
+    }
+    int r = 0;
+    bool in_txn = tdb_transaction_start(tdb) == 0;
+    if (!in_txn)
+        r = nvt_error(EIO, "%s: cannot start a transaction: %s", path, tdb_why(tdb, &msg));
+    for (guint i = 0; r == 0 && i < recs->len; i++) {
+        export_rec *rec = recs->pdata[i];
+        TDB_DATA key = { .dptr = (unsigned char *)rec->name, .dsize = strlen(rec->name) };
+        TDB_DATA val = { .dptr = rec->value, .dsize = rec->size };
+        if (tdb_store(tdb, key, val, TDB_INSERT) != 0)
+            r = nvt_error(EIO, "%s: storing blob %s failed: %s", path, rec->name,
+                          tdb_why(tdb, &msg));
+    }
+    if (r == 0 && tdb_transaction_commit(tdb) != 0)
+        r = nvt_error(EIO, "%s: commit failed: %s", path, tdb_why(tdb, &msg));
+    else if (r < 0 && in_txn)
+        (void)tdb_transaction_cancel(tdb);
+    if (r == 0 && fsync(tdb_fd(tdb)) != 0)
+        r = nvt_error(errno, "%s: fsync failed: %s", path, g_strerror(errno));
+    if (nvt_tdb_close_file(tdb) != 0 && r == 0)
+        r = nvt_error(EIO, "%s: close failed", path);
+    if (r < 0)
+        unlink(path);
+    else
+        sync_parent(path);
+    return r;
+}
+
+int nvramtdb_export_tdb(nvramtdb *db, const char *path)
+{
+    if (!path || !*path)
+        return nvt_error(EINVAL, "%s: no file to export to", nvt_handle_uri(db));
+    /* Every write accepted before this call is committed first. */
+    int r = nvramtdb_flush(db);
+    if (r < 0)
+        return r;
+    GPtrArray *recs = g_ptr_array_new_with_free_func(export_rec_free);
+    r = collect_records(db, recs);
+    if (r == 0)
+        r = write_file(path, recs);
+    g_ptr_array_free(recs, TRUE);
+    return r;
+}
+
+/* ---- import --------------------------------------------------------- */
+
+typedef struct scan_ctx {
+    const char *path;
+    GPtrArray *recs;
+    int result;
+} scan_ctx;
+
+static int scan_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
+{
+    (void)tdb;
+    scan_ctx *c = opaque;
+    char name[NVRAMTDB_NAME_MAX + 1];
+
+    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX || memchr(key.dptr, '\0', key.dsize)) {
+        char *raw = g_strndup((const char *)key.dptr, MIN(key.dsize, 64));
+        char *shown = g_strescape(raw, NULL);
+        c->result = nvt_error(EBADMSG, "%s: key '%s' is not a blob name", c->path, shown);
+        g_free(shown);
+        g_free(raw);
+        return 1;
+    }
+    memcpy(name, key.dptr, key.dsize);
+    name[key.dsize] = '\0';
+    if (nvt_blob_name_check(name) < 0) {
+        c->result = nvt_error_prefix(EBADMSG, "%s", c->path);
+        return 1;
+    }
+    export_rec *rec = g_new0(export_rec, 1);
+    rec->name = g_strdup(name);
+    g_ptr_array_add(c->recs, rec);
+    int r = nvt_record_decode(name, data.dptr, data.dsize, true, &rec->meta);
+    if (r < 0) {
+        c->result = nvt_error_prefix(EBADMSG, "%s", c->path);
+        return 1;
+    }
+    if (rec->meta.max_size > NVRAMTDB_BLOB_MAX) {
+        c->result = nvt_error(EBADMSG, "%s: blob %s: maximum of %u bytes is above the %u "
+                              "bytes a blob may have", c->path, name, rec->meta.max_size,
+                              NVRAMTDB_BLOB_MAX);
+        return 1;
+    }
+    if (rec->meta.present && rec->meta.length) {
+        rec->value = malloc(rec->meta.length);
+        if (!rec->value) {
+            c->result = nvt_error(ENOMEM, "%s: out of memory reading blob %s", c->path, name);
+            return 1;
+        }
+        memcpy(rec->value, data.dptr + NVT_RECORD_HEADER_SIZE, rec->meta.length);
+        rec->size = rec->meta.length;
+    }
+    return 0;
+}
+
+/* By name: deterministic order, hence deterministic messages. */
+static gint rec_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp((*(export_rec *const *)a)->name, (*(export_rec *const *)b)->name);
+}
+
+/* Open a private copy of the file with tdb and check everything in it. */
+static int scan_file(const char *path, GPtrArray *recs)
+{
+    gchar *bytes = NULL;
+    gsize len = 0;
+    GError *err = NULL;
+    struct stat sb;
+    /* Refuse a huge file before reading it into memory. */
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > EXPORT_FILE_MAX)
+        return nvt_error(EBADMSG, "%s: %llu bytes is too large for a tdb file", path,
+                         (unsigned long long)sb.st_size);
+    if (!g_file_get_contents(path, &bytes, &len, &err)) {
+        int e = err->domain == G_FILE_ERROR && err->code == G_FILE_ERROR_NOENT ? ENOENT : EIO;
+        int r = nvt_error(e, "%s", err->message);
+        g_error_free(err);
+        return r;
+    }
+    if (len > EXPORT_FILE_MAX) {
+        g_free(bytes);
+        return nvt_error(EBADMSG, "%s: %zu bytes is too large for a tdb file", path, len);
+    }
+    nvt_backend *be = nvt_mem_backend_new(bytes, len);
+    g_free(bytes);
+    g_free(be->name);
+    be->name = g_strdup(path);
+
+    bool needs_recovery = false;
+    int r = nvt_tdbguard_check(be, 0, len, &needs_recovery);
+    if (r < 0) {
+        r = nvt_error_prefix(EBADMSG, "%s: not a valid tdb file", path);
+        nvt_be_close(be);
+        return r;
+    }
+    nvt_vfile *vf = nvt_vfile_new(be, 0, len, len, NULL, NULL);
+    tdb_msg msg = { "" };
+    struct tdb_logging_context log = { .log_fn = file_log, .log_private = &msg };
+    /* Read-write on the copy only: a pending recovery is replayed there. */
+    struct tdb_context *tdb = nvt_tdb_open_file(nvt_vfile_path(vf),
+                                                TDB_NOLOCK | TDB_NOMMAP, O_RDWR, 0600, &log);
+    if (!tdb) {
+        r = nvt_error(EBADMSG, "%s: tdb cannot open it: %s", path,
+                      msg.text[0] ? msg.text : "invalid tdb file");
+    } else {
+        if (needs_recovery)
+            r = nvt_tdbguard_walk(be, 0, nvt_vfile_length(vf));
+        scan_ctx c = { .path = path, .recs = recs };
+        if (r == 0 && tdb_traverse_read(tdb, scan_one, &c) < 0 && c.result == 0)
+            r = nvt_error(EBADMSG, "%s: cannot list its records: %s", path,
+                          tdb_why(tdb, &msg));
+        if (r == 0)
+            r = c.result;
+        nvt_tdb_close_file(tdb);
+        g_ptr_array_sort(recs, rec_cmp);
+    }
+    nvt_vfile_free(vf);
+    nvt_be_close(be);
+    return r;
+}
+
+static int import_register(nvramtdb *db, GPtrArray *recs)
+{
+    int r = 0;
+    for (guint i = 0; r == 0 && i < recs->len; i++) {
+        export_rec *rec = recs->pdata[i];
+        r = nvt_handle_register_at_least(db, rec->name, MAX(rec->meta.max_size, 1u));
+    }
+    return r < 0 ? r : (int)recs->len;
+}
+
+static int import_write(nvramtdb *db, const char *path, GPtrArray *recs)
+{
+    /* Writes accepted before this call come first. */
+    int r = nvramtdb_flush(db);
+    if (r < 0)
+        return r;
+    nvt_store *st;
+    r = nvt_handle_lock_store(db, true, &st);
+    if (r < 0)
+        return r;
+    nvt_store_op *ops = g_new0(nvt_store_op, recs->len);
+    size_t n = 0;
+    for (guint i = 0; i < recs->len; i++) {
+        export_rec *rec = recs->pdata[i];
+        if (!rec->meta.present)
+            continue;
+        r = nvt_store_validate(st, rec->name, rec->size, false);
+        if (r < 0) {
+            r = nvt_error_prefix(-r, "%s: cannot import %s", nvt_handle_uri(db), path);
+            goto out;
+        }
+        ops[n].name = rec->name;
+        ops[n].data = rec->value;
+        ops[n].len = rec->size;
+        n++;
+    }
+    if (n) {
+        r = nvt_store_apply(st, ops, n);
+        for (size_t i = 0; i < n; i++) {
+            if (ops[i].result < 0 && r == 0)
+                r = ops[i].result;
+            if (ops[i].result < 0 && ops[i].message && r == ops[i].result)
+                nvt_error(-r, "%s: importing %s: %s", nvt_handle_uri(db), path,
+                          ops[i].message);
+            g_free(ops[i].message);
+        }
+    }
+out:
+    nvt_handle_unlock_store(db);
+    g_free(ops);
+    return r < 0 ? r : (int)n;
+}
+
+int nvramtdb_import_tdb(nvramtdb *db, const char *path, unsigned flags)
+{
+    if (flags & ~NVRAMTDB_IMPORT_REGISTER)
+        return nvt_error(EINVAL, "%s: unknown import flags 0x%x", nvt_handle_uri(db), flags);
+    if (!path || !*path)
+        return nvt_error(EINVAL, "%s: no file to import from", nvt_handle_uri(db));
+    GPtrArray *recs = g_ptr_array_new_with_free_func(export_rec_free);
+    int r = scan_file(path, recs);
+    if (r == 0)
+        r = (flags & NVRAMTDB_IMPORT_REGISTER) ? import_register(db, recs)
+                                               : import_write(db, path, recs);
+    g_ptr_array_free(recs, TRUE);
+    return r;
+}

@@ -1,0 +1,325 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-3.0-or-later
+# swtpm.sh — TPM state moves between the real swtpm and an nvramtdb image
+# (nvram-tool import-swtpm / export-swtpm).
+#
+# What it checks, in order:
+#  1. plain state: swtpm_setup manufactures a TPM with an EK (persistent at
+#     0x81010001); swtpm serves it, tpm2-tools define and write an NV index
+#     and read the EK public; swtpm saves its volatile state and stops;
+#     import-swtpm (permall and volatilestate) into a new image;
+#     nvram-tpmd on the image serves the same NV data and EK public;
+#     export-swtpm to a new directory; swtpm starts on it and serves both
+#     again;
+#  2. the same with an encrypted swtpm state (swtpm_setup --keyfile, swtpm
+#     --key file=...), exported again encrypted with a passphrase (swtpm
+#     --key pwdfile=..., PBKDF2);
+#  3. a swtpm linear file (swtpm_setup --tpmstate file://PATH) imports;
+#  4. malformed files, generated here (truncated header, wrong totlen,
+#     wrong version, TLV length that does not add up, flipped HMAC byte,
+#     wrong key, missing key): import fails with exit 1 and a message
+#     naming the problem, and the image is unchanged (sha256).
+# One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
+# Environment: NVRAM_TOOL, NVRAM_TPMD (set by make check).
+
+set -u
+
+tool=${NVRAM_TOOL:-${top_builddir:-.}/tools/nvram-tool}
+tpmd=${NVRAM_TPMD:-${top_builddir:-.}/tools/nvram-tpmd}
+for f in "$tool" "$tpmd"; do
+    if [ ! -x "$f" ]; then
+        echo "SKIP: $f not found (nvram-tpmd needs libtpms-dev)"
+        exit 77
+    fi
+done
+for t in swtpm swtpm_setup swtpm_ioctl tpm2_startup tpm2_shutdown tpm2_nvdefine \
+         tpm2_nvwrite tpm2_nvread tpm2_readpublic sha256sum od dd; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+        echo "SKIP: $t not found (install swtpm, swtpm-tools and tpm2-tools)"
+        exit 77
+    fi
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvram-swtpm-test.XXXXXX") || exit 99
+swtpm_pid=
+tpmd_pid=
+cleanup() {
+    [ -n "$swtpm_pid" ] && kill -9 "$swtpm_pid" 2>/dev/null
+    [ -n "$tpmd_pid" ] && kill -9 "$tpmd_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+show() { [ -s "$1" ] && tail -n 15 "$1" | sed 's/^/#   /'; return 0; }
+check() {   # check DESCRIPTION CMD...
+    desc=$1
+    shift
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        ok "$desc"
+        return 0
+    fi
+    not_ok "$desc (exit $rc)"
+    show "$tmp/out"
+    show "$tmp/err"
+    return 1
+}
+
+# swtpm_setup without certificates: an empty configuration file.
+: >"$tmp/swtpm_setup.conf"
+XDG_CONFIG_HOME=$tmp
+export XDG_CONFIG_HOME
+
+port=$((20000 + ($$ * 2) % 19990))
+next_port() {
+    port=$((port + 2))
+    [ "$port" -gt 39990 ] && port=20000
+    return 0
+}
+
+# start_swtpm DIR-OR-URI [ARGS...]: swtpm on a TCP pair, TPM started.
+start_swtpm() {
+    uri=$1
+    shift
+    next_port
+    swtpm socket --tpm2 --tpmstate "$uri" --server "type=tcp,port=$port" \
+        --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
+        "$@" >"$tmp/swtpm.log" 2>&1 &
+    swtpm_pid=$!
+    i=0
+    until swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ "$i" -gt 100 ] || ! kill -0 "$swtpm_pid" 2>/dev/null; then
+            show "$tmp/swtpm.log"
+            return 1
+        fi
+        sleep 0.05
+    done
+    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
+    export TPM2TOOLS_TCTI
+}
+
+stop_swtpm() {
+    tpm2_shutdown -c >/dev/null 2>&1
+    swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -s >/dev/null 2>&1 || kill "$swtpm_pid"
+    wait "$swtpm_pid" 2>/dev/null
+    swtpm_pid=
+}
+
+# start_tpmd IMAGE: nvram-tpmd on the image, TPM2_Startup done.
+start_tpmd() {
+    next_port
+    rm -f "$tmp/tpmd.pid"
+    "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
+        --log "file=$tmp/tpmd.log,level=2" 2>"$tmp/tpmd.err" &
+    tpmd_pid=$!
+    i=0
+    until [ -s "$tmp/tpmd.pid" ]; do
+        i=$((i + 1))
+        if [ "$i" -gt 100 ] || ! kill -0 "$tpmd_pid" 2>/dev/null; then
+            show "$tmp/tpmd.err"
+            return 1
+        fi
+        sleep 0.05
+    done
+    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
+    export TPM2TOOLS_TCTI
+    tpm2_startup -c >/dev/null 2>&1
+    return 0
+}
+
+stop_tpmd() {
+    tpm2_shutdown -c >/dev/null 2>&1
+    kill -TERM "$tpmd_pid" 2>/dev/null
+    wait "$tpmd_pid" 2>/dev/null
+    tpmd_pid=
+}
+
+NV=0x1500016
+EK=0x81010001
+
+# read_both TAG: read the NV index and the EK public into $tmp/nv.TAG and
+# $tmp/ek.TAG.
+read_both() {
+    tpm2_nvread "$NV" -C o -s 32 -o "$tmp/nv.$1" >/dev/null 2>"$tmp/err" &&
+        tpm2_readpublic -c "$EK" -o "$tmp/ek.$1" >/dev/null 2>>"$tmp/err"
+}
+
+# same WHAT TAG: compare with the reference read on swtpm.
+same() {
+    if cmp -s "$tmp/nv.ref" "$tmp/nv.$2" && cmp -s "$tmp/ek.ref" "$tmp/ek.$2"; then
+        ok "$1 serves the NV index and EK public written on swtpm"
+    else
+        not_ok "$1 serves the NV index and EK public written on swtpm"
+        show "$tmp/err"
+    fi
+}
+
+# round_trip NAME SETUP-ARGS -- SWTPM-ARGS -- IMPORT-ARGS -- EXPORT-ARGS -- SWTPM2-ARGS
+round_trip() {
+    name=$1
+    shift
+    setup_args=
+    while [ "$1" != -- ]; do setup_args="$setup_args $1"; shift; done
+    shift
+    swtpm_args=
+    while [ "$1" != -- ]; do swtpm_args="$swtpm_args $1"; shift; done
+    shift
+    import_args=
+    while [ "$1" != -- ]; do import_args="$import_args $1"; shift; done
+    shift
+    export_args=
+    while [ "$1" != -- ]; do export_args="$export_args $1"; shift; done
+    shift
+    swtpm2_args="$*"
+    st=$tmp/$name.state
+    img=$tmp/$name.img
+    out=$tmp/$name.out
+    mkdir -p "$st"
+    # shellcheck disable=SC2086
+    check "$name: swtpm_setup manufactures a TPM 2 with an EK" \
+        swtpm_setup --tpm2 --tpmstate "$st" --createek --overwrite \
+        --config "$tmp/swtpm_setup.conf" $setup_args || return 1
+    # shellcheck disable=SC2086
+    if ! start_swtpm "dir=$st" $swtpm_args; then
+        not_ok "$name: swtpm starts"
+        return 1
+    fi
+    head -c 32 /dev/urandom >"$tmp/nvdata"
+    check "$name: NV index defined and written on swtpm" sh -c \
+        "tpm2_nvdefine $NV -C o -s 32 -a 'ownerread|ownerwrite' &&
+         tpm2_nvwrite $NV -C o -i '$tmp/nvdata'"
+    check "$name: NV index and EK public read on swtpm" read_both ref
+    # a saved volatile state too (swtpm_ioctl -v), as swtpm keeps it
+    check "$name: swtpm stores its volatile state" \
+        swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -v
+    stop_swtpm
+    cmp -s "$tmp/nvdata" "$tmp/nv.ref" || not_ok "$name: NV data read back on swtpm"
+    # shellcheck disable=SC2086
+    check "$name: import-swtpm into a new image" "$tool" import-swtpm --create "$img" "$st" \
+        $import_args || return 1
+    if grep -q "tpm0/permall" "$tmp/out" && grep -q "tpm0/volatilestate" "$tmp/out"; then
+        ok "$name: permall and volatilestate imported"
+    else
+        not_ok "$name: permall and volatilestate imported"
+        show "$tmp/out"
+    fi
+    if start_tpmd "$img"; then
+        check "$name: NV index and EK public read on nvram-tpmd" read_both tpmd
+        stop_tpmd
+        same "$name: nvram-tpmd" tpmd
+    else
+        not_ok "$name: nvram-tpmd starts on the imported image"
+    fi
+    # shellcheck disable=SC2086
+    check "$name: export-swtpm to a new directory" "$tool" export-swtpm "$img" "$out" \
+        $export_args || return 1
+    # shellcheck disable=SC2086
+    if start_swtpm "dir=$out" $swtpm2_args; then
+        check "$name: NV index and EK public read on swtpm after export" read_both back
+        stop_swtpm
+        same "$name: swtpm on the exported state" back
+    else
+        not_ok "$name: swtpm starts on the exported state"
+    fi
+    return 0
+}
+
+# ---- 1, 2: round trips ---------------------------------------------------------
+round_trip plain -- -- -- -- 
+
+echo 0x000102030405060708090a0b0c0d0e0f >"$tmp/key.hex"
+printf 'a passphrase\n' >"$tmp/pwd"
+round_trip encrypted --keyfile "$tmp/key.hex" -- --key "file=$tmp/key.hex" -- \
+    --key "$tmp/key.hex" -- --pwdfile "$tmp/pwd" -- --key "pwdfile=$tmp/pwd"
+enc=$tmp/encrypted.state/tpm2-00.permall
+if [ -f "$enc" ] && [ "$(od -An -tx1 -j5 -N1 "$enc" | tr -d ' ')" = 01 ]; then
+    ok "swtpm_setup --keyfile wrote an encrypted permall"
+else
+    not_ok "swtpm_setup --keyfile wrote an encrypted permall"
+fi
+
+# ---- 3: linear file ----------------------------------------------------------------
+if swtpm_setup --tpm2 --tpmstate "file://$tmp/linear.bin" --createek --overwrite \
+        --config "$tmp/swtpm_setup.conf" >"$tmp/out" 2>&1; then
+    check "import-swtpm of a linear file (file://)" \
+        "$tool" import-swtpm --create "$tmp/linear.img" "file://$tmp/linear.bin"
+    if start_tpmd "$tmp/linear.img"; then
+        check "nvram-tpmd reads the EK of the linear file" \
+            tpm2_readpublic -c "$EK" -o "$tmp/ek.linear"
+        stop_tpmd
+    else
+        not_ok "nvram-tpmd starts on the image from the linear file"
+    fi
+else
+    echo "ok - # SKIP linear file: swtpm_setup does not take file:// here"
+    show "$tmp/out"
+fi
+
+# ---- 4: malformed files --------------------------------------------------------------
+img=$tmp/plain.img
+plain=$tmp/plain.state/tpm2-00.permall
+if [ ! -f "$img" ] || [ ! -f "$plain" ] || [ ! -f "$enc" ]; then
+    not_ok "malformed-file checks need the states of the round trips"
+else
+    # put_byte FILE OFFSET HEX
+    put_byte() { printf "\\$(printf '%03o' "0x$3")" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
+    bad() { mkdir -p "$tmp/bad/$1"; cp "$2" "$tmp/bad/$1/tpm2-00.permall"; echo "$tmp/bad/$1/tpm2-00.permall"; }
+
+    f=$(bad truncated "$plain"); head -c 7 "$plain" >"$f"
+    f=$(bad totlen "$plain"); put_byte "$f" 9 "$(od -An -tx1 -j9 -N1 "$plain" | tr -d ' ' | tr 0-9a-f 1-9a-f0)"
+    f=$(bad version "$plain"); put_byte "$f" 0 03; put_byte "$f" 1 03
+    f=$(bad tlvlen "$plain"); put_byte "$f" 12 7f
+    f=$(bad hmac "$enc")
+    ctlen=$(od -An -tu4 --endian=big -j12 -N4 "$enc" | tr -d ' ')
+    hoff=$((10 + 6 + ctlen + 6 + 5))
+    put_byte "$f" "$hoff" "$(od -An -tx1 -j"$hoff" -N1 "$enc" | tr -d ' ' | tr 0-9a-f 1-9a-f0)"
+    bad wrongkey "$enc" >/dev/null
+    bad nokey "$enc" >/dev/null
+    echo 0x0f0e0d0c0b0a09080706050403020100 >"$tmp/wrong.hex"
+
+    before=$(sha256sum <"$img")
+    for case in "truncated:truncated header" "totlen:length mismatch" \
+                "version:unsupported blob version" "tlvlen:TLV tag" \
+                "hmac:HMAC check failed" "wrongkey:HMAC check failed" \
+                "nokey:is encrypted"; do
+        name=${case%%:*}
+        want=${case#*:}
+        set --
+        case $name in
+        hmac) set -- --key "$tmp/key.hex" ;;
+        wrongkey) set -- --key "$tmp/wrong.hex" ;;
+        esac
+        "$tool" import-swtpm "$img" "$tmp/bad/$name" "$@" >"$tmp/out" 2>"$tmp/err"
+        rc=$?
+        after=$(sha256sum <"$img")
+        if [ "$rc" -eq 1 ] && grep -q "$want" "$tmp/err" && [ "$before" = "$after" ]; then
+            ok "malformed ($name): exit 1, '$want', image unchanged"
+        else
+            not_ok "malformed ($name): exit $rc, image $([ "$before" = "$after" ] && echo unchanged || echo CHANGED)"
+            show "$tmp/err"
+        fi
+    done
+    if [ -f "$tmp/linear.bin" ]; then
+        head -c 100 "$tmp/linear.bin" >"$tmp/short.bin"
+        "$tool" import-swtpm "$img" "file://$tmp/short.bin" >"$tmp/out" 2>"$tmp/err"
+        rc=$?
+        after=$(sha256sum <"$img")
+        if [ "$rc" -eq 1 ] && grep -q "linear file header" "$tmp/err" && [ "$before" = "$after" ]; then
+            ok "malformed (truncated linear file): exit 1, image unchanged"
+        else
+            not_ok "malformed (truncated linear file): exit $rc"
+            show "$tmp/err"
+        fi
+    fi
+fi
+
+echo "# $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || exit 1
+exit 0

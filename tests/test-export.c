@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * test-export: standalone tdb files — nvramtdb_export_tdb() writes every
+ * blob record to a new tdb file, nvramtdb_import_tdb() brings them back
+ * into another image identical, refuses damaged files before writing
+ * anything, and export never replaces an existing file.
+ */
+#include "config.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static const tu_blob blobs[] = {
+    { "tpm0/permall", 8192 },
+    { "tpm0/volatilestate", 4096 },
+    { "efi0/vars", 2048 },
+    { "efi0/empty", 512 },
+};
+#define NBLOBS (sizeof blobs / sizeof blobs[0])
+
+static nvramtdb *start_mem(const tu_blob *b, size_t n)
+{
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, b, n, &rc);
+    if (!db)
+        g_error("start failed: %d %s", rc, nvramtdb_last_error());
+    return db;
+}
+
+/* permall full, volatilestate 1000 bytes, vars empty value, empty: none. */
+static nvramtdb *source_image(uint8_t *permall, uint8_t *vol)
+{
+    nvramtdb *db = start_mem(blobs, NBLOBS);
+    tu_fill(permall, 8192, 1);
+    tu_fill(vol, 1000, 2);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", permall, 8192, 0, NULL, NULL));
+    TU_OK(nvramtdb_write(db, "tpm0/volatilestate", vol, 1000, NVRAMTDB_ASYNC, NULL, NULL));
+    TU_OK(nvramtdb_write(db, "efi0/vars", NULL, 0, NVRAMTDB_ASYNC, NULL, NULL));
+    return db;
+}
+
+static void assert_same_list(nvramtdb *a, nvramtdb *b)
+{
+    nvramtdb_entry *ea, *eb;
+    size_t na, nb;
+    TU_OK(nvramtdb_list(a, &ea, &na));
+    TU_OK(nvramtdb_list(b, &eb, &nb));
+    g_assert_cmpuint(na, ==, nb);
+    for (size_t i = 0; i < na; i++) {
+        g_assert_cmpstr(ea[i].name, ==, eb[i].name);
+        g_assert_cmpuint(ea[i].present, ==, eb[i].present);
+        g_assert_cmpuint(ea[i].size, ==, eb[i].size);
+        g_assert_cmpuint(ea[i].max_size, ==, eb[i].max_size);
+        g_assert_cmpuint(ea[i].crc32c, ==, eb[i].crc32c);
+    }
+    free(ea);
+    free(eb);
+}
+
+static void test_round_trip(void)
+{
+    uint8_t permall[8192], vol[1000];
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "export.tdb", NULL);
+    nvramtdb *src = source_image(permall, vol);
+    TU_OK(nvramtdb_export_tdb(src, path));
+
+    size_t len;
+    uint8_t *file = tu_read_file(path, &len);
+    g_assert_cmpuint(len, >, 8192);
+    g_assert_cmpmem(file, 9, "TDB file\n", 9);
+    for (size_t i = 0; i < NBLOBS; i++)
+        g_assert_cmpint(tu_memfind(file, len, blobs[i].name, strlen(blobs[i].name), NULL),
+                        >=, 0);
+    g_assert_cmpint(tu_memfind(file, len, permall, sizeof permall, NULL), >=, 0);
+    g_free(file);
+    struct stat sb;
+    g_assert_cmpint(stat(path, &sb), ==, 0);
+    g_assert_cmpuint(sb.st_mode & 0777, ==, 0600);
+
+    /* A fresh image: register from the file, start, import. */
+    nvramtdb *dst;
+    TU_OK(nvramtdb_open("mem:", 0, &dst));
+    TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, NVRAMTDB_IMPORT_REGISTER), (int)NBLOBS);
+    TU_OK(nvramtdb_start(dst, 0));
+    TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 3);
+    tu_assert_blob(dst, "tpm0/permall", permall, sizeof permall);
+    tu_assert_blob(dst, "tpm0/volatilestate", vol, sizeof vol);
+    tu_assert_blob(dst, "efi0/vars", NULL, 0);
+    tu_assert_blob(dst, "efi0/empty", NULL, -1);
+    assert_same_list(src, dst);
+    tu_assert_healthy(dst);
+
+    /* Importing again rewrites the same values. */
+    TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 3);
+    tu_assert_blob(dst, "tpm0/permall", permall, sizeof permall);
+    /* Registering after start is refused. */
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, path, NVRAMTDB_IMPORT_REGISTER), -EALREADY,
+                    "already started");
+    nvramtdb_close(dst);
+    nvramtdb_close(src);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
+static void test_export_refuses_existing_path(void)
+{
+    uint8_t permall[8192], vol[1000];
+    char *dir = tu_tmpdir();
+    char *path = tu_write_file(dir, "taken.tdb", "precious", 8);
+    nvramtdb *src = source_image(permall, vol);
+    TU_ASSERT_ERROR(nvramtdb_export_tdb(src, path), -EEXIST, "taken.tdb", "exists");
+    TU_ASSERT_FILE_UNCHANGED(path, "precious", 8);
+    /* Not started: refused, nothing created. */
+    char *other = g_build_filename(dir, "other.tdb", NULL);
+    nvramtdb *idle;
+    TU_OK(nvramtdb_open("mem:", 0, &idle));
+    TU_ASSERT_ERROR(nvramtdb_export_tdb(idle, other), -EINVAL, "not started");
+    g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
+    nvramtdb_close(idle);
+    nvramtdb_close(src);
+    g_free(other);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
+static void test_corrupt_record_changes_nothing(void)
+{
+    uint8_t permall[8192], vol[1000];
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "export.tdb", NULL);
+    nvramtdb *src = source_image(permall, vol);
+    TU_OK(nvramtdb_export_tdb(src, path));
+    nvramtdb_close(src);
+
+    /* Flip one byte inside volatilestate's payload. */
+    size_t len;
+    uint8_t *file = tu_read_file(path, &len);
+    long at = tu_memfind(file, len, vol, sizeof vol, NULL);
+    g_assert_cmpint(at, >=, 0);
+    file[at + 500] ^= 0x40;
+    g_free(tu_write_file(dir, "export.tdb", file, len));
+    g_free(file);
+
+    /* The target already has other values: they must survive. */
+    nvramtdb *dst = start_mem(blobs, NBLOBS);
+    uint8_t old[100];
+    tu_fill(old, sizeof old, 7);
+    TU_OK(nvramtdb_write(dst, "tpm0/permall", old, sizeof old, 0, NULL, NULL));
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, path, 0), -EBADMSG, "tpm0/volatilestate",
+                    "checksum");
+    tu_assert_blob(dst, "tpm0/permall", old, sizeof old);
+    tu_assert_blob(dst, "tpm0/volatilestate", NULL, -1);
+    tu_assert_blob(dst, "efi0/vars", NULL, -1);
+    nvramtdb *fresh;
+    TU_OK(nvramtdb_open("mem:", 0, &fresh));
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, path, NVRAMTDB_IMPORT_REGISTER), -EBADMSG,
+                    "checksum");
+    nvramtdb_close(fresh);
+
+    /* Not a tdb at all. */
+    char *junk = tu_write_file(dir, "junk.tdb", "hello, world\n", 13);
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, junk, 0), -EBADMSG, "junk.tdb");
+    tu_assert_blob(dst, "tpm0/permall", old, sizeof old);
+    nvramtdb_close(dst);
+    g_free(junk);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
+static void test_import_needs_room(void)
+{
+    uint8_t permall[8192], vol[1000];
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "export.tdb", NULL);
+    nvramtdb *src = source_image(permall, vol);
+    TU_OK(nvramtdb_export_tdb(src, path));
+    nvramtdb_close(src);
+
+    /* permall registered too small, volatilestate not at all: nothing
+     * is written. */
+    static const tu_blob small[] = { { "tpm0/permall", 100 }, { "tpm0/volatilestate", 4096 },
+                                     { "efi0/vars", 2048 } };
+    nvramtdb *dst = start_mem(small, 3);
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, path, 0), -EFBIG, "tpm0/permall");
+    tu_assert_blob(dst, "efi0/vars", NULL, -1);
+    nvramtdb_close(dst);
+
+    static const tu_blob some[] = { { "tpm0/permall", 8192 }, { "efi0/vars", 2048 } };
+    dst = start_mem(some, 2);
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, path, 0), -ENOENT, "tpm0/volatilestate");
+    tu_assert_blob(dst, "tpm0/permall", NULL, -1);
+    nvramtdb_close(dst);
+
+    char *missing = g_build_filename(dir, "missing.tdb", NULL);
+    nvramtdb *fresh;
+    TU_OK(nvramtdb_open("mem:", 0, &fresh));
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, missing, NVRAMTDB_IMPORT_REGISTER), -ENOENT,
+                    "missing.tdb");
+    TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, path, 0), -EINVAL, "not started");
+    nvramtdb_close(fresh);
+    g_free(missing);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/export/round-trip", test_round_trip);
+    g_test_add_func("/export/refuses-existing-path", test_export_refuses_existing_path);
+    g_test_add_func("/export/corrupt-record-changes-nothing", test_corrupt_record_changes_nothing);
+    g_test_add_func("/export/import-needs-room", test_import_needs_room);
+    return g_test_run();
+}
