@@ -60,29 +60,9 @@ static void export_rec_free(gpointer p)
     g_free(r);
 }
 
-/* tdb's latest error line, for messages. */
-typedef struct tdb_msg {
-    char text[256];
-} tdb_msg;
-
-static void file_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void file_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+static const char *tdb_why(struct tdb_context *tdb, const char *msg)
 {
-    tdb_msg *m = tdb_get_logging_private(tdb);
-    if (level > TDB_DEBUG_ERROR || !m)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->text, sizeof m->text, fmt, ap);
-    va_end(ap);
-    g_strchomp(m->text);
-}
-
-static const char *tdb_why(struct tdb_context *tdb, const tdb_msg *m)
-{
-    return m->text[0] ? m->text : tdb_errorstr(tdb);
+    return msg[0] ? msg : tdb_errorstr(tdb);
 }
 
 /* ---- export --------------------------------------------------------- */
@@ -126,8 +106,8 @@ static void sync_parent(const char *path)
 
 static int write_file(const char *path, GPtrArray *recs)
 {
-    tdb_msg msg = { "" };
-    struct tdb_logging_context log = { .log_fn = file_log, .log_private = &msg };
+    char msg[NVT_TDB_MSG_SIZE] = "";
+    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = msg };
 
     errno = 0;
     struct tdb_context *tdb = nvt_tdb_open_file(path, TDB_DEFAULT, O_CREAT | O_EXCL | O_RDWR,
@@ -137,22 +117,22 @@ static int write_file(const char *path, GPtrArray *recs)
         if (err == EEXIST)
             return nvt_error(EEXIST, "%s: file exists; refusing to replace it", path);
         return nvt_error(err, "%s: cannot create the tdb file: %s", path,
-                         msg.text[0] ? msg.text : g_strerror(err));
+                         msg[0] ? msg : g_strerror(err));
     }
     int r = 0;
     bool in_txn = tdb_transaction_start(tdb) == 0;
     if (!in_txn)
-        r = nvt_error(EIO, "%s: cannot start a transaction: %s", path, tdb_why(tdb, &msg));
+        r = nvt_error(EIO, "%s: cannot start a transaction: %s", path, tdb_why(tdb, msg));
     for (guint i = 0; r == 0 && i < recs->len; i++) {
         export_rec *rec = recs->pdata[i];
         TDB_DATA key = { .dptr = (unsigned char *)rec->name, .dsize = strlen(rec->name) };
         TDB_DATA val = { .dptr = rec->value, .dsize = rec->size };
         if (tdb_store(tdb, key, val, TDB_INSERT) != 0)
             r = nvt_error(EIO, "%s: storing blob %s failed: %s", path, rec->name,
-                          tdb_why(tdb, &msg));
+                          tdb_why(tdb, msg));
     }
     if (r == 0 && tdb_transaction_commit(tdb) != 0)
-        r = nvt_error(EIO, "%s: commit failed: %s", path, tdb_why(tdb, &msg));
+        r = nvt_error(EIO, "%s: commit failed: %s", path, tdb_why(tdb, msg));
     else if (r < 0 && in_txn)
         (void)tdb_transaction_cancel(tdb);
     if (r == 0 && fsync(tdb_fd(tdb)) != 0)
@@ -276,21 +256,21 @@ static int scan_file(const char *path, GPtrArray *recs)
         return r;
     }
     nvt_vfile *vf = nvt_vfile_new(be, 0, len, len, NULL, NULL);
-    tdb_msg msg = { "" };
-    struct tdb_logging_context log = { .log_fn = file_log, .log_private = &msg };
+    char msg[NVT_TDB_MSG_SIZE] = "";
+    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = msg };
     /* Read-write on the copy only: a pending recovery is replayed there. */
     struct tdb_context *tdb = nvt_tdb_open_file(nvt_vfile_path(vf),
                                                 TDB_NOLOCK | TDB_NOMMAP, O_RDWR, 0600, &log);
     if (!tdb) {
         r = nvt_error(EBADMSG, "%s: tdb cannot open it: %s", path,
-                      msg.text[0] ? msg.text : "invalid tdb file");
+                      msg[0] ? msg : "invalid tdb file");
     } else {
         if (needs_recovery)
             r = nvt_tdbguard_walk(be, 0, nvt_vfile_length(vf));
         scan_ctx c = { .path = path, .recs = recs };
         if (r == 0 && tdb_traverse_read(tdb, scan_one, &c) < 0 && c.result == 0)
             r = nvt_error(EBADMSG, "%s: cannot list its records: %s", path,
-                          tdb_why(tdb, &msg));
+                          tdb_why(tdb, msg));
         if (r == 0)
             r = c.result;
         nvt_tdb_close_file(tdb);

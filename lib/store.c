@@ -45,7 +45,7 @@ struct nvt_store {
     GHashTable *index;         /* name -> blob_entry */
     int failed;                /* sticky error once the tdb cannot be reopened */
     char failed_msg[512];
-    char tdb_msg[256];         /* tdb's latest error log line */
+    char tdb_msg[NVT_TDB_MSG_SIZE]; /* tdb's latest error log line */
     uint64_t commits;          /* tdb transactions */
     uint64_t groups;           /* groups committed (either mode) */
 };
@@ -87,19 +87,16 @@ static TDB_DATA key_of(const char *name)
 
 /* ---- tdb plumbing --------------------------------------------------- */
 
-static void tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
 {
-    nvt_store *st = tdb_get_logging_private(tdb);
-    if (level > TDB_DEBUG_ERROR || !st)
+    char *buf = tdb_get_logging_private(tdb);
+    if (level > TDB_DEBUG_ERROR || !buf)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st->tdb_msg, sizeof st->tdb_msg, fmt, ap);
+    vsnprintf(buf, NVT_TDB_MSG_SIZE, fmt, ap);
     va_end(ap);
-    g_strchomp(st->tdb_msg);
+    g_strchomp(buf);
 }
 
 static const char *tdb_why(nvt_store *st)
@@ -128,7 +125,7 @@ static int tdb_errno(nvt_store *st)
 static void tdb_detach(nvt_store *st);
 static int tdb_attach(nvt_store *st, int open_flags)
 {
-    struct tdb_logging_context log = { .log_fn = tdb_log, .log_private = st };
+    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = st->tdb_msg };
     bool needs_recovery = false;
 
     st->tdb_msg[0] = '\0';

@@ -26,6 +26,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>  /* tdb.h needs mode_t */
+
+#include <tdb.h>
 
 #include "backend.h"
 #include "image.h"
@@ -118,8 +121,12 @@ int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, siz
  * which vfs.c passes straight to libc, or a vfile over a private copy),
  * serialised with the store's own opens: tdb keeps a process-wide list
  * of open databases.  Hash size: tdb's default.  errno is kept. */
-struct tdb_context;
-struct tdb_logging_context;
+/* tdb log callback: keeps tdb's latest error line in the buffer given as
+ * log_private (NVT_TDB_MSG_SIZE bytes), for error messages. */
+#define NVT_TDB_MSG_SIZE 256
+void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
                                       unsigned mode, const struct tdb_logging_context *log);
 int nvt_tdb_close_file(struct tdb_context *tdb);

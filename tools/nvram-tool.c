@@ -325,6 +325,13 @@ fail:
     return NULL;
 }
 
+/* Read-only commands: a shared lock, or none with --force-share. */
+static nvramtdb *open_for_reading(const char *uri, gboolean force_share)
+{
+    return open_image(uri, NVRAMTDB_OPEN_READONLY | (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0),
+                      NULL, 0, NULL);
+}
+
 /* Close a handle that wrote; a failure here means the writes may be lost. */
 static int close_image(nvramtdb *db)
 {
@@ -620,8 +627,7 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
-                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    db = open_for_reading(args[0], force_share);
     if (!db)
         goto out;
     r = nvramtdb_get_info(db, &info);
@@ -747,8 +753,7 @@ static int cmd_list(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
-                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    db = open_for_reading(args[0], force_share);
     if (!db)
         goto out;
     r = nvramtdb_list(db, &list, &count);
@@ -838,8 +843,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
         error_msg("%s: the output file is the image", output);
         goto out;
     }
-    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
-                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    db = open_for_reading(args[0], force_share);
     if (!db)
         goto out;
     /* Read before touching the output: a bad blob leaves it alone. */
@@ -985,8 +989,7 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
-                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    db = open_for_reading(args[0], force_share);
     if (!db)
         goto out;
     r = nvramtdb_check(db, report_problem, NULL);
@@ -1021,8 +1024,7 @@ static int cmd_export_tdb(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_image(args[0], NVRAMTDB_OPEN_READONLY |
-                    (force_share ? NVRAMTDB_OPEN_FORCE_SHARE : 0), NULL, 0, NULL);
+    db = open_for_reading(args[0], force_share);
     if (!db)
         goto out;
     r = nvramtdb_export_tdb(db, args[1]);
