@@ -30,6 +30,9 @@
 
 #define VFS_PATH_PREFIX "nvramtdb-vfs:"
 #define VFS_DEV 0x6e767274u  /* "nvrt": one device number for all vfiles */
+/* Journal mode keeps pages read from the image in memory, so that tdb's
+ * lookups in a commit cost no system call: up to this many pages. */
+#define CLEAN_CACHE_MAX_PAGES 4096u
 
 struct nvt_vfile {
     nvt_backend *be;
@@ -47,6 +50,7 @@ struct nvt_vfile {
     /* journal mode */
     nvt_journal *journal;
     GHashTable *wal;           /* page -> newest journaled copy, not yet in place */
+    GHashTable *clean;         /* page -> copy equal to what is in place (a cache) */
     GHashTable *staged;        /* page -> copy written by the current group */
     uint64_t group_length;     /* length when the group began */
     uint64_t persisted_length; /* length the superblock holds */
@@ -121,6 +125,8 @@ void nvt_vfile_free(nvt_vfile *vf)
         g_hash_table_destroy(vf->staged);
     if (vf->wal)
         g_hash_table_destroy(vf->wal);
+    if (vf->clean)
+        g_hash_table_destroy(vf->clean);
     g_free(vf);
 }
 
@@ -217,9 +223,35 @@ static int set_length(nvt_vfile *vf, uint64_t len)
 }
 
 /* Read [off, off + len) of the region, staged pages first. */
+/* The clean copy of @page, read from the image into the cache if there
+ * is room; NULL if it cannot be cached. */
+static const uint8_t *cached_page(nvt_vfile *vf, uint64_t page)
+{
+    uint8_t *p = g_hash_table_lookup(vf->clean, &page);
+    if (p || g_hash_table_size(vf->clean) >= CLEAN_CACHE_MAX_PAGES ||
+        (page + 1) * NVT_PAGE_SIZE > vf->capacity)
+        return p;
+    p = g_malloc(NVT_PAGE_SIZE);
+    if (nvt_be_pread(vf->be, p, NVT_PAGE_SIZE, vf->base + page * NVT_PAGE_SIZE) < 0) {
+        g_free(p);
+        return NULL;
+    }
+    g_hash_table_insert(vf->clean, g_memdup2(&page, sizeof page), p);
+    return p;
+}
+
+/* Writes that go straight to the image make cached copies stale. */
+static void forget_pages(nvt_vfile *vf, uint64_t off, size_t len)
+{
+    if (!vf->clean || !len)
+        return;
+    for (uint64_t page = off / NVT_PAGE_SIZE; page <= (off + len - 1) / NVT_PAGE_SIZE; page++)
+        g_hash_table_remove(vf->clean, &page);
+}
+
 static int region_read(nvt_vfile *vf, uint8_t *buf, size_t len, uint64_t off)
 {
-    if (!vf->staged && (!vf->wal || g_hash_table_size(vf->wal) == 0))
+    if (!vf->journal)
         return nvt_be_pread(vf->be, buf, len, vf->base + off);
     while (len) {
         uint64_t page = off / NVT_PAGE_SIZE, in = off % NVT_PAGE_SIZE;
@@ -227,6 +259,8 @@ static int region_read(nvt_vfile *vf, uint8_t *buf, size_t len, uint64_t off)
         const uint8_t *p = vf->staged ? g_hash_table_lookup(vf->staged, &page) : NULL;
         if (!p && vf->wal)
             p = g_hash_table_lookup(vf->wal, &page);
+        if (!p && vf->clean)
+            p = cached_page(vf, page);
         if (p) {
             memcpy(buf, p + in, n);
         } else {
@@ -262,6 +296,8 @@ static int stage_write(nvt_vfile *vf, const uint8_t *buf, size_t len, uint64_t o
         uint8_t *p = g_hash_table_lookup(vf->staged, &page);
         if (!p) {
             const uint8_t *cur = vf->wal ? g_hash_table_lookup(vf->wal, &page) : NULL;
+            if (!cur && vf->clean)
+                cur = cached_page(vf, page);
             if (cur) {
                 p = g_memdup2(cur, NVT_PAGE_SIZE);
             } else {
@@ -295,6 +331,8 @@ static ssize_t vf_pwrite(nvt_vfile *vf, const void *buf, size_t len, uint64_t of
         if (r < 0)
             return fail(-r);
     }
+    if (!vf->staged)
+        forget_pages(vf, off, len);
     int r = vf->staged ? stage_write(vf, buf, len, off)
                        : nvt_be_pwrite(vf->be, buf, len, vf->base + off);
     if (r < 0) {
@@ -352,6 +390,7 @@ void nvt_vfile_set_journal(nvt_vfile *vf, nvt_journal *j)
 {
     vf->journal = j;
     vf->wal = page_table();
+    vf->clean = page_table();
     vf->persisted_length = vf->length;
 }
 
@@ -421,7 +460,19 @@ int nvt_vfile_checkpoint(nvt_vfile *vf)
     }
     if (n)
         vf->flushes++;
-    g_hash_table_remove_all(vf->wal);
+    /* In place now: the journaled copies become the clean cache. */
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, vf->wal);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        g_hash_table_iter_steal(&it);
+        if (g_hash_table_size(vf->clean) < CLEAN_CACHE_MAX_PAGES) {
+            g_hash_table_replace(vf->clean, k, v);
+        } else {
+            g_free(k);
+            g_free(v);
+        }
+    }
     nvt_journal_restart(vf->journal);
     vf->checkpoints++;
     return 0;
@@ -466,6 +517,7 @@ int nvt_vfile_group_commit(nvt_vfile *vf)
     g_hash_table_iter_init(&it, staged);
     while (g_hash_table_iter_next(&it, &k, &v)) {
         g_hash_table_iter_steal(&it);
+        g_hash_table_remove(vf->clean, k);
         g_hash_table_replace(vf->wal, k, v);
     }
     g_hash_table_destroy(staged);
