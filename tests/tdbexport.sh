@@ -6,43 +6,8 @@
 # nothing.  Exit 0 pass, 1 fail, 77 skip.  Environment: NVRAM_TOOL,
 # TDBDUMP (tdbdump's path; empty skips the tdb-tools checks), NVT_VALGRIND.
 
-set -u
-
-tool=${NVRAM_TOOL:-${top_builddir:-.}/tools/nvram-tool}
-if [ ! -x "$tool" ]; then
-    echo "SKIP: nvram-tool not found at $tool (set NVRAM_TOOL)"
-    exit 77
-fi
-run=
-if [ -n "${NVT_VALGRIND:-}" ]; then
-    run="${top_builddir:-.}/libtool --mode=execute $NVT_VALGRIND"
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvram-tdbexport.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-show() { [ -s "$1" ] && sed 's/^/#   /' "$1"; return 0; }
-nt() {
-    $run "$tool" "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-}
-expect() {
-    want=$1 desc=$2
-    shift 2
-    nt "$@"
-    if [ "$rc" -eq "$want" ]; then
-        ok "$desc"
-        return 0
-    fi
-    not_ok "$desc (exit $rc, expected $want)"
-    show "$tmp/err"
-    return 1
-}
+tmp_name=nvram-tdbexport
+. "$(dirname "$0")/toollib.sh"
 
 img=$tmp/src.img
 names="tpm0/permall tpm0/volatilestate efi0/vars efi0/unused"

@@ -6,49 +6,8 @@
 # 0 pass, 1 fail, 77 skip.  Environment: NVRAM_TOOL (the built tool),
 # top_builddir, NVT_VALGRIND (optional, set by make check-valgrind).
 
-set -u
-
-tool=${NVRAM_TOOL:-${top_builddir:-.}/tools/nvram-tool}
-if [ ! -x "$tool" ]; then
-    echo "SKIP: nvram-tool not found at $tool (set NVRAM_TOOL)"
-    exit 77
-fi
-# Word splitting of $run is wanted: it may be "libtool --mode=execute valgrind ...".
-run=
-if [ -n "${NVT_VALGRIND:-}" ]; then
-    run="${top_builddir:-.}/libtool --mode=execute $NVT_VALGRIND"
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvram-tool-test.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-# Show a file's lines as comments, to explain a failure.
-show() { [ -s "$1" ] && sed 's/^/#   /' "$1"; return 0; }
-
-# nt ARGS...: run the tool; stdout in $tmp/out, stderr in $tmp/err, status in $rc.
-nt() {
-    $run "$tool" "$@" >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-}
-
-# expect STATUS DESCRIPTION ARGS...: run the tool and check its exit status.
-expect() {
-    want=$1 desc=$2
-    shift 2
-    nt "$@"
-    if [ "$rc" -eq "$want" ]; then
-        ok "$desc"
-        return 0
-    fi
-    not_ok "$desc (exit $rc, expected $want)"
-    show "$tmp/err"
-    return 1
-}
+tmp_name=nvram-tool-test
+. "$(dirname "$0")/toollib.sh"
 
 # check DESCRIPTION COMMAND...: a shell condition as one check.
 check() {
