@@ -298,6 +298,18 @@ static bool run_inline(nvt_queue *q, const char *name, const void *data, size_t 
     return true;
 }
 
+static request *request_new(req_kind kind, const char *name, bool wait,
+                            nvramtdb_completion_fn *cb, void *opaque)
+{
+    request *r = g_new0(request, 1);
+    r->kind = kind;
+    r->name = g_strdup(name);
+    r->wait = wait;
+    r->cb = cb;
+    r->opaque = opaque;
+    return r;
+}
+
 int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
                     bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque)
 {
@@ -306,9 +318,7 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
         run_inline(q, name, data, len, is_delete, &result))
         return result;
 
-    request *r = g_new0(request, 1);
-    r->kind = is_delete ? REQ_DELETE : REQ_WRITE;
-    r->name = g_strdup(name);
+    request *r = request_new(is_delete ? REQ_DELETE : REQ_WRITE, name, wait, cb, opaque);
     if (len) {
         r->data = malloc(len);
         if (!r->data) {
@@ -318,9 +328,6 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
         memcpy(r->data, data, len);
     }
     r->len = len;
-    r->cb = cb;
-    r->opaque = opaque;
-    r->wait = wait;
     int res = submit(q, r);
     if (res < 0 || !wait)
         return res;
@@ -332,12 +339,7 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
 int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,
                    void *opaque, uint8_t **data, size_t *len)
 {
-    request *r = g_new0(request, 1);
-    r->kind = REQ_READ;
-    r->name = g_strdup(name);
-    r->cb = cb;
-    r->opaque = opaque;
-    r->wait = wait;
+    request *r = request_new(REQ_READ, name, wait, cb, opaque);
     int res = submit(q, r);
     if (res < 0 || !wait)
         return res;
@@ -353,9 +355,7 @@ int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completio
 
 int nvt_queue_flush(nvt_queue *q)
 {
-    request *r = g_new0(request, 1);
-    r->kind = REQ_FLUSH;
-    r->wait = true;
+    request *r = request_new(REQ_FLUSH, NULL, true, NULL, NULL);
     int res = submit(q, r);
     if (res < 0)
         return res;
