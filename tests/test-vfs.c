@@ -16,24 +16,8 @@
 #include <utime.h>
 
 #include "testutil.h"
+#include "vfs-calls.h"
 #include "vfs.h"
-
-/* The replacements tdb's objects call (lib/tdb-redefine.syms). */
-int nvt_vfs_open(const char *path, int flags, ...);
-int nvt_vfs_close(int fd);
-ssize_t nvt_vfs_read(int fd, void *buf, size_t len);
-ssize_t nvt_vfs_write(int fd, const void *buf, size_t len);
-ssize_t nvt_vfs_pread(int fd, void *buf, size_t len, off_t off);
-ssize_t nvt_vfs_pwrite(int fd, const void *buf, size_t len, off_t off);
-off_t nvt_vfs_lseek(int fd, off_t off, int whence);
-int nvt_vfs_fstat(int fd, struct stat *st);
-int nvt_vfs_ftruncate(int fd, off_t len);
-int nvt_vfs_fcntl(int fd, int cmd, ...);
-int nvt_vfs_fdatasync(int fd);
-int nvt_vfs_posix_fallocate(int fd, off_t off, off_t len);
-void *nvt_vfs_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
-int nvt_vfs_utime(const char *path, const struct utimbuf *times);
-char *nvt_vfs_getenv(const char *name);
 
 typedef struct fixture {
     nvt_backend *be;
