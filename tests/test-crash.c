@@ -86,15 +86,6 @@ static int do_step(nvramtdb *db, const step *s)
 
 /* ---- sweep configurations ----------------------------------------------- */
 
-typedef enum commit_mode {
-    COMMIT_JOURNAL,      /* the default: one journal record and one flush */
-    COMMIT_STOCK,        /* NVRAMTDB_OPEN_STOCK_COMMIT: tdb transactions */
-    N_COMMITS,
-} commit_mode;
-
-static const char *const commit_names[N_COMMITS] = { "journal", "stock-commit" };
-static const unsigned commit_flags[N_COMMITS] = { 0, NVRAMTDB_OPEN_STOCK_COMMIT };
-
 /* What a torn write may leave in a sector: kept, dropped or garbage
  * (DESIGN.md section 7), or with atomic sectors kept or dropped only. */
 typedef enum disk_model {

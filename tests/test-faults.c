@@ -59,17 +59,6 @@
  * test log, the test is marked failed, and the other tests still run.
  */
 
-/* ---- commit modes ------------------------------------------------------- */
-
-typedef enum commit_mode {
-    COMMIT_JOURNAL,      /* the default: one journal record and one flush */
-    COMMIT_STOCK,        /* NVRAMTDB_OPEN_STOCK_COMMIT: tdb transactions */
-    N_COMMITS,
-} commit_mode;
-
-static const char *const commit_names[N_COMMITS] = { "journal", "stock-commit" };
-static const unsigned commit_flags[N_COMMITS] = { 0, NVRAMTDB_OPEN_STOCK_COMMIT };
-
 /* ---- requests with their completions ------------------------------------ */
 
 typedef struct completion {

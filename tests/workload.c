@@ -67,6 +67,9 @@ char *value_describe(const value *v)
     return g_strdup_printf("%u bytes (pattern %u)", v->len, v->seed);
 }
 
+const char *const commit_names[N_COMMITS] = { "journal", "stock-commit" };
+const unsigned commit_flags[N_COMMITS] = { 0, NVRAMTDB_OPEN_STOCK_COMMIT };
+
 void seen_read(nvramtdb *db, int blob, seen *s)
 {
     s->data = NULL;

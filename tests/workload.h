@@ -48,6 +48,16 @@ char *value_describe(const value *v);
 /* Free the cached value bytes (at exit, for valgrind). */
 void free_values(void);
 
+/* The two commit paths every sweep runs. */
+typedef enum commit_mode {
+    COMMIT_JOURNAL,      /* the default: one journal record and one flush */
+    COMMIT_STOCK,        /* NVRAMTDB_OPEN_STOCK_COMMIT: tdb transactions */
+    N_COMMITS,
+} commit_mode;
+
+extern const char *const commit_names[N_COMMITS];
+extern const unsigned commit_flags[N_COMMITS];
+
 /* What a read of a blob returned. */
 typedef struct seen {
     int rc;
