@@ -23,6 +23,14 @@ int nvt_be_resize(nvt_backend *be, uint64_t size)
     return 0;
 }
 
+int nvt_be_pwrite_durable(nvt_backend *be, const void *buf, size_t len, uint64_t off)
+{
+    if (be->ops->pwrite_durable)
+        return be->ops->pwrite_durable(be, buf, len, off);
+    int r = nvt_be_pwrite(be, buf, len, off);
+    return r < 0 ? r : nvt_be_flush(be);
+}
+
 int nvt_be_lock(nvt_backend *be, bool exclusive)
 {
     return be->ops->lock ? be->ops->lock(be, exclusive) : 0;
@@ -54,6 +62,11 @@ static int borrow_pread(nvt_backend *be, void *buf, size_t len, uint64_t off)
 static int borrow_pwrite(nvt_backend *be, const void *buf, size_t len, uint64_t off)
 {
     return nvt_be_pwrite(inner_of(be), buf, len, off);
+}
+
+static int borrow_pwrite_durable(nvt_backend *be, const void *buf, size_t len, uint64_t off)
+{
+    return nvt_be_pwrite_durable(inner_of(be), buf, len, off);
 }
 
 static int borrow_flush(nvt_backend *be)
@@ -92,6 +105,7 @@ static const nvt_backend_ops borrow_ops = {
     .resize = borrow_resize,
     .lock = borrow_lock,
     .close = borrow_close,
+    .pwrite_durable = borrow_pwrite_durable,
 };
 
 nvt_backend *nvt_be_borrow(nvt_backend *inner)

@@ -359,6 +359,87 @@ static void test_file_readonly(void)
     tmpdir_clear(&t);
 }
 
+/* pwrite_durable: whole aligned pages go through a second (O_DIRECT)
+ * descriptor when nothing buffered is unflushed; anything else takes the
+ * pwrite + fdatasync path.  Either way the bytes read back at once through
+ * the ordinary descriptor (including pages it had cached), survive a
+ * reopen, and the image's lock is kept.  Run on the temporary directory
+ * and on /dev/shm (tmpfs, with O_DIRECT only since Linux 6.6). */
+static void durable_writes_in(const char *parent)
+{
+    char *tmpl = g_build_filename(parent, "nvt-durable-XXXXXX", NULL);
+    char *dir = g_mkdtemp(tmpl);
+    g_assert_nonnull(dir);
+    char *path = g_build_filename(dir, "image", NULL);
+    uint8_t *page = g_aligned_alloc(2, 4096, 4096), *back = g_malloc(3 * 4096);
+    uint8_t odd[100];
+
+    nvt_backend *be = open_file(path, NVT_FILE_CREATE);
+    g_assert_cmpint(nvt_be_lock(be, true), ==, 0);
+    g_assert_cmpint(nvt_be_resize(be, 64 * 1024), ==, 0);
+    /* Cache page 1 through the ordinary descriptor first. */
+    g_assert_cmpint(nvt_be_pread(be, back, 4096, 4096), ==, 0);
+    fill(page, 8192, 11);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, page, 8192, 4096), ==, 0);   /* aligned */
+    g_assert_cmpint(nvt_be_pread(be, back, 8192, 4096), ==, 0);
+    g_assert_cmpmem(back, 8192, page, 8192);
+    /* A buffered write left unflushed, then an aligned durable write. */
+    fill(odd, sizeof odd, 5);
+    g_assert_cmpint(nvt_be_pwrite(be, odd, sizeof odd, 20000), ==, 0);
+    fill(page, 4096, 23);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, page, 4096, 12288), ==, 0);
+    /* Unaligned range and unaligned memory. */
+    g_assert_cmpint(nvt_be_pwrite_durable(be, page + 1, 4096, 32769), ==, 0);
+    nvt_backend *other = open_file(path, 0);
+    g_assert_cmpint(nvt_be_lock(other, false), ==, -EBUSY);
+    nvt_be_close(other);
+    nvt_be_close(be);
+
+    be = open_file(path, NVT_FILE_READONLY);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, page, 4096, 0), ==, -EROFS);
+    fill(page, 8192, 11);
+    g_assert_cmpint(nvt_be_pread(be, back, 8192, 4096), ==, 0);
+    g_assert_cmpmem(back, 8192, page, 8192);
+    g_assert_cmpint(nvt_be_pread(be, back, sizeof odd, 20000), ==, 0);
+    g_assert_cmpmem(back, sizeof odd, odd, sizeof odd);
+    fill(page, 4096, 23);
+    g_assert_cmpint(nvt_be_pread(be, back, 4096, 12288), ==, 0);
+    g_assert_cmpmem(back, 4096, page, 4096);
+    g_assert_cmpint(nvt_be_pread(be, back, 4096, 32769), ==, 0);
+    g_assert_cmpmem(back, 4096, page + 1, 4096);
+    nvt_be_close(be);
+
+    g_aligned_free(page);
+    g_free(back);
+    g_unlink(path);
+    g_assert_cmpint(g_rmdir(dir), ==, 0);
+    g_free(path);
+    g_free(tmpl);
+}
+
+static void test_file_durable_writes(void)
+{
+    durable_writes_in(g_get_tmp_dir());
+    if (g_file_test("/dev/shm", G_FILE_TEST_IS_DIR))
+        durable_writes_in("/dev/shm");
+}
+
+/* Backends without their own pwrite_durable get pwrite + flush. */
+static void test_durable_write_default(void)
+{
+    nvt_backend *be = nvt_fault_backend_new(nvt_mem_backend_new(NULL, 0));
+    uint8_t buf[64];
+    fill(buf, sizeof buf, 9);
+    g_assert_cmpint(nvt_be_resize(be, 4096), ==, 0);
+    uint64_t ops = nvt_fault_op_count(be);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, buf, sizeof buf, 10), ==, 0);
+    g_assert_cmpuint(nvt_fault_op_count(be), ==, ops + 2);  /* one write, one flush */
+    /* A cut at that flush fails the durable write. */
+    nvt_fault_arm(be, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_FLUSH, 1, 0);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, buf, sizeof buf, 10), ==, -EIO);
+    nvt_be_close(be);
+}
+
 /* OFD locks belong to the open file description, so two opens in one
  * process conflict just as two processes would. */
 static void test_file_lock_conflict(void)
@@ -873,6 +954,8 @@ int main(int argc, char **argv)
     g_test_add_func("/backend/fault/over-file", test_fault_over_file);
     g_test_add_func("/backend/fault/new-fails", test_fault_new_fails);
     g_test_add_func("/backend/fault/inner-flush-fails", test_fault_inner_flush_fails);
+    g_test_add_func("/backend/file/durable-writes", test_file_durable_writes);
+    g_test_add_func("/backend/durable-write-default", test_durable_write_default);
 
     return g_test_run();
 }
