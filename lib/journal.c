@@ -4,13 +4,18 @@
  *
  * Record layout (records follow each other from the ring's start, each
  * beginning on a 4096-byte boundary):
- *   0  magic "NVTJRNL2"        8  u32 version (1)   12 u32 page count n
- *   16 u64 epoch               24 u64 sequence (1 for the epoch's first)
+ *   0  magic "NVTJRNL2"        8  u32 version (2; 1 is still read)
+ *   12 u32 entry count n       16 u64 epoch
+ *   24 u64 sequence (1 for the epoch's first)
  *   32 uuid[16]                48 u64 tdb length after the group
- *   56 u32 CRC32C of the page list and the page data
+ *   56 u32 CRC32C of everything from byte 64 to the end of the data
  *   60 u32 CRC32C of bytes 0..59
- *   64 u64 page numbers [n]
- *   then, from the next 4096-byte boundary, n pages of 4096 bytes.
+ * Version 2: 64 n entries {u64 page, u32 offset, u32 length}, then their
+ *   bytes back to back; the record is padded to a 4096-byte multiple.
+ *   An entry changes bytes [offset, offset+length) of a tdb page, so a
+ *   commit that changes a few bytes of a page logs a few bytes, not 4096.
+ * Version 1: 64 u64 page numbers [n], then from the next 4096-byte
+ *   boundary n whole pages.
  */
 #include "config.h"
 
@@ -36,6 +41,10 @@ struct nvt_journal {
     uint64_t run_records;
     uint64_t run_bytes;
     uint64_t run_tdb_length;
+    /* Record buffer, reused: page-aligned for O_DIRECT; the padding after
+     * a record's data is left as it is (no CRC covers it, nothing reads it). */
+    uint8_t *buf;
+    uint64_t buf_size;
 };
 
 static void put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -51,14 +60,20 @@ static uint64_t align_page(uint64_t n)
     return (n + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE * NVT_PAGE_SIZE;
 }
 
-static uint64_t data_start(uint32_t n)
+#define ENTRY_SIZE 16u
+
+/* Version 1: where the page data starts. */
+static uint64_t v1_data_start(uint32_t n)
 {
     return align_page(NVT_JOURNAL_HEADER_SIZE + 8ull * n);
 }
 
+/* The largest record a group of @n pages can need (every page whole);
+ * a version 1 record of n pages is never larger. */
 static uint64_t record_size(uint32_t n)
 {
-    return data_start(n) + (uint64_t)n * NVT_PAGE_SIZE;
+    return align_page(NVT_JOURNAL_HEADER_SIZE + (uint64_t)ENTRY_SIZE * n) +
+           (uint64_t)n * NVT_PAGE_SIZE;
 }
 
 uint64_t nvt_journal_length_for(uint32_t pages)
@@ -79,38 +94,97 @@ static uint64_t random_epoch(void)
     return (uint64_t)g_random_int() << 32 | g_random_int();
 }
 
-/* Read and validate the record at ring offset @at; on success return its
- * whole bytes (g_malloc) and fill n/epoch/seq/tdb_length. */
-static uint8_t *read_record(nvt_journal *j, uint64_t at, uint32_t *n, uint64_t *epoch,
-                            uint64_t *seq, uint64_t *tdb_len)
+/* A validated record read into memory. */
+typedef struct record {
+    uint8_t *buf;           /* the whole record (g_free) */
+    uint64_t size;          /* bytes it occupies in the ring */
+    uint32_t version, n;
+    uint64_t epoch, seq, tdb_length;
+} record;
+
+/* Entry @i of @rec: page, byte range within it, and the bytes. */
+static void record_entry(const record *rec, uint32_t i, uint64_t *page, uint32_t *offset,
+                         uint32_t *length, const uint8_t **data)
+{
+    const uint8_t *e = rec->buf + NVT_JOURNAL_HEADER_SIZE;
+    if (rec->version == 1) {
+        *page = le64(e + 8ull * i);
+        *offset = 0;
+        *length = NVT_PAGE_SIZE;
+        *data = rec->buf + v1_data_start(rec->n) + (uint64_t)i * NVT_PAGE_SIZE;
+        return;
+    }
+    const uint8_t *d = e + (uint64_t)ENTRY_SIZE * rec->n;
+    for (uint32_t k = 0; k < i; k++)
+        d += le32(e + ENTRY_SIZE * k + 12);
+    e += (uint64_t)ENTRY_SIZE * i;
+    *page = le64(e);
+    *offset = le32(e + 8);
+    *length = le32(e + 12);
+    *data = d;
+}
+
+/* Read and validate the record at ring offset @at; false if there is no
+ * valid record there. */
+static bool read_record(nvt_journal *j, uint64_t at, record *rec)
 {
     uint8_t hdr[NVT_JOURNAL_HEADER_SIZE];
 
+    memset(rec, 0, sizeof *rec);
     if (at + sizeof hdr > j->length ||
         nvt_be_pread(j->be, hdr, sizeof hdr, j->offset + at) < 0)
-        return NULL;
-    if (memcmp(hdr, NVT_JOURNAL_MAGIC, 8) != 0 || le32(hdr + 8) != 1 ||
-        le32(hdr + 60) != nvt_crc32c(0, hdr, 60) || memcmp(hdr + 32, j->uuid, 16) != 0)
-        return NULL;
-    *n = le32(hdr + 12);
-    *epoch = le64(hdr + 16);
-    *seq = le64(hdr + 24);
-    *tdb_len = le64(hdr + 48);
-    if (*n == 0 || *n > nvt_journal_capacity(j->length) || at + record_size(*n) > j->length)
-        return NULL;
-    uint64_t size = record_size(*n);
-    uint8_t *buf = g_malloc(size);
-    if (nvt_be_pread(j->be, buf, size, j->offset + at) < 0) {
-        g_free(buf);
-        return NULL;
+        return false;
+    if (memcmp(hdr, NVT_JOURNAL_MAGIC, 8) != 0 || le32(hdr + 60) != nvt_crc32c(0, hdr, 60) ||
+        memcmp(hdr + 32, j->uuid, 16) != 0)
+        return false;
+    rec->version = le32(hdr + 8);
+    rec->n = le32(hdr + 12);
+    rec->epoch = le64(hdr + 16);
+    rec->seq = le64(hdr + 24);
+    rec->tdb_length = le64(hdr + 48);
+    uint32_t n = rec->n;
+    if ((rec->version != 1 && rec->version != 2) || n == 0 ||
+        (rec->version == 1 && n > nvt_journal_capacity(j->length)) ||
+        (uint64_t)ENTRY_SIZE * n > j->length ||
+        at + (rec->version == 1 ? v1_data_start(n) : NVT_JOURNAL_HEADER_SIZE +
+              (uint64_t)ENTRY_SIZE * n) > j->length)
+        return false;
+
+    uint64_t body;  /* bytes after the header that the CRC covers */
+    if (rec->version == 1) {
+        rec->size = v1_data_start(n) + (uint64_t)n * NVT_PAGE_SIZE;
+        body = rec->size - NVT_JOURNAL_HEADER_SIZE;
+    } else {
+        /* The entry table says how long the data is; it is checked by the
+         * CRC only after reading, so bound every field first. */
+        uint64_t table = (uint64_t)ENTRY_SIZE * n, data = 0;
+        uint8_t *entries = g_malloc(table);
+        bool ok = nvt_be_pread(j->be, entries, table, j->offset + at + sizeof hdr) == 0;
+        for (uint32_t i = 0; ok && i < n; i++) {
+            uint32_t off = le32(entries + ENTRY_SIZE * i + 8);
+            uint32_t len = le32(entries + ENTRY_SIZE * i + 12);
+            ok = len > 0 && off < NVT_PAGE_SIZE && len <= NVT_PAGE_SIZE - off;
+            data += len;
+        }
+        g_free(entries);
+        if (!ok)
+            return false;
+        body = table + data;
+        rec->size = align_page(NVT_JOURNAL_HEADER_SIZE + body);
     }
-    uint32_t crc = nvt_crc32c(0, buf + NVT_JOURNAL_HEADER_SIZE, 8ull * *n);
-    crc = nvt_crc32c(crc, buf + data_start(*n), (uint64_t)*n * NVT_PAGE_SIZE);
-    if (crc != le32(hdr + 56)) {
-        g_free(buf);
-        return NULL;
+    if (at + rec->size > j->length)
+        return false;
+    rec->buf = g_malloc(rec->size);
+    if (nvt_be_pread(j->be, rec->buf, rec->size, j->offset + at) < 0 ||
+        (rec->version == 1
+             ? nvt_crc32c(nvt_crc32c(0, rec->buf + NVT_JOURNAL_HEADER_SIZE, 8ull * n),
+                          rec->buf + v1_data_start(n), (uint64_t)n * NVT_PAGE_SIZE)
+             : nvt_crc32c(0, rec->buf + NVT_JOURNAL_HEADER_SIZE, body)) != le32(hdr + 56)) {
+        g_free(rec->buf);
+        rec->buf = NULL;
+        return false;
     }
-    return buf;
+    return true;
 }
 
 int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
@@ -128,18 +202,17 @@ int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
     /* The run: valid records from the start, one epoch, consecutive. */
     uint64_t at = 0, run_epoch = 0;
     for (;;) {
-        uint32_t n;
-        uint64_t epoch, seq, tdb_len;
-        uint8_t *rec = read_record(j, at, &n, &epoch, &seq, &tdb_len);
-        if (!rec)
+        record rec;
+        if (!read_record(j, at, &rec))
             break;
-        g_free(rec);
-        if (j->run_records == 0 ? seq != 1 : (epoch != run_epoch || seq != j->run_records + 1))
+        g_free(rec.buf);
+        if (j->run_records == 0 ? rec.seq != 1
+                                : (rec.epoch != run_epoch || rec.seq != j->run_records + 1))
             break;
-        run_epoch = epoch;
+        run_epoch = rec.epoch;
         j->run_records++;
-        j->run_tdb_length = tdb_len;
-        at += record_size(n);
+        j->run_tdb_length = rec.tdb_length;
+        at += rec.size;
     }
     j->run_bytes = at;
     /* A crash can only tear the newest record: a later record of the same
@@ -167,6 +240,8 @@ int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
 
 void nvt_journal_free(nvt_journal *j)
 {
+    if (j)
+        g_aligned_free(j->buf);
     g_free(j);
 }
 
@@ -181,59 +256,86 @@ int nvt_journal_replay(nvt_journal *j, nvt_journal_page_fn *fn, void *opaque)
 {
     uint64_t at = 0;
     for (uint64_t k = 0; k < j->run_records; k++) {
-        uint32_t n;
-        uint64_t epoch, seq, tdb_len;
-        uint8_t *rec = read_record(j, at, &n, &epoch, &seq, &tdb_len);
-        if (!rec)
+        record rec;
+        if (!read_record(j, at, &rec))
             return nvt_error(EIO, "%s: journal record %llu changed while being replayed",
                              j->be->name, (unsigned long long)k + 1);
         int r = 0;
-        for (uint32_t i = 0; r == 0 && i < n; i++)
-            r = fn(opaque, le64(rec + NVT_JOURNAL_HEADER_SIZE + 8ull * i),
-                   rec + data_start(n) + (uint64_t)i * NVT_PAGE_SIZE);
-        g_free(rec);
+        for (uint32_t i = 0; r == 0 && i < rec.n; i++) {
+            uint64_t page;
+            uint32_t offset, length;
+            const uint8_t *data;
+            record_entry(&rec, i, &page, &offset, &length, &data);
+            r = fn(opaque, page, offset, data, length);
+        }
+        g_free(rec.buf);
         if (r < 0)
             return r;
-        at += record_size(n);
+        at += rec.size;
     }
     return 0;
 }
 
-int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
-                       uint32_t n, uint64_t tdb_length)
+int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint32_t n,
+                               uint64_t tdb_length)
 {
     if (n == 0)
         return 0;
-    uint64_t size = record_size(n);
+    uint64_t body = (uint64_t)ENTRY_SIZE * n;
+    for (uint32_t i = 0; i < n; i++) {
+        g_return_val_if_fail(e[i].length > 0 && e[i].offset < NVT_PAGE_SIZE &&
+                             e[i].length <= NVT_PAGE_SIZE - e[i].offset, -EINVAL);
+        body += e[i].length;
+    }
+    uint64_t size = align_page(NVT_JOURNAL_HEADER_SIZE + body);
     if (size > j->length)
-        return nvt_error(E2BIG, "%s: a commit of %u pages exceeds the journal's %u",
-                         j->be->name, n, nvt_journal_max_pages(j));
-    if (!nvt_journal_fits(j, n))
+        return nvt_error(E2BIG, "%s: a commit of %u changes (%llu bytes) exceeds the "
+                         "journal's %llu bytes", j->be->name, n, (unsigned long long)size,
+                         (unsigned long long)j->length);
+    if (j->head + size > j->length)
         return nvt_error(ENOSPC, "%s: journal ring full (checkpoint first)", j->be->name);
-    uint8_t *buf = g_malloc(size);
-    memset(buf, 0, data_start(n));  /* header, page list, padding */
+    if (j->buf_size < size) {
+        g_aligned_free(j->buf);
+        j->buf = g_aligned_alloc0(1, size, NVT_PAGE_SIZE);
+        j->buf_size = size;
+    }
+    uint8_t *buf = j->buf;
     memcpy(buf, NVT_JOURNAL_MAGIC, 8);
-    put_le32(buf + 8, 1);
+    put_le32(buf + 8, 2);
     put_le32(buf + 12, n);
     put_le64(buf + 16, j->epoch);
     put_le64(buf + 24, j->next_seq);
     memcpy(buf + 32, j->uuid, 16);
     put_le64(buf + 48, tdb_length);
-    for (uint32_t i = 0; i < n; i++) {
-        put_le64(buf + NVT_JOURNAL_HEADER_SIZE + 8ull * i, pages[i]);
-        memcpy(buf + data_start(n) + (uint64_t)i * NVT_PAGE_SIZE, data[i], NVT_PAGE_SIZE);
+    uint8_t *entry = buf + NVT_JOURNAL_HEADER_SIZE, *data = entry + (uint64_t)ENTRY_SIZE * n;
+    for (uint32_t i = 0; i < n; i++, entry += ENTRY_SIZE) {
+        put_le64(entry, e[i].page);
+        put_le32(entry + 8, e[i].offset);
+        put_le32(entry + 12, e[i].length);
+        memcpy(data, e[i].data, e[i].length);
+        data += e[i].length;
     }
-    uint32_t crc = nvt_crc32c(0, buf + NVT_JOURNAL_HEADER_SIZE, 8ull * n);
-    put_le32(buf + 56, nvt_crc32c(crc, buf + data_start(n), (uint64_t)n * NVT_PAGE_SIZE));
+    put_le32(buf + 56, nvt_crc32c(0, buf + NVT_JOURNAL_HEADER_SIZE, body));
     put_le32(buf + 60, nvt_crc32c(0, buf, 60));
-    int r = nvt_be_pwrite(j->be, buf, size, j->offset + j->head);
-    g_free(buf);
+    int r = nvt_be_pwrite_durable(j->be, buf, size, j->offset + j->head);
     if (r < 0)
         return r;
     j->head += size;
     j->next_seq++;
     j->records++;
     return 0;
+}
+
+int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
+                       uint32_t n, uint64_t tdb_length)
+{
+    nvt_journal_extent *e = g_new(nvt_journal_extent, n ? n : 1);
+    for (uint32_t i = 0; i < n; i++)
+        e[i] = (nvt_journal_extent){ .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
+                                     .data = data[i] };
+    int r = nvt_journal_append_extents(j, e, n, tdb_length);
+    g_free(e);
+    return r;
 }
 
 bool nvt_journal_fits(const nvt_journal *j, uint32_t n)

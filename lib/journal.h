@@ -3,9 +3,11 @@
  * journal.h — one-flush atomic commits of page sets (a write-ahead log).
  *
  * The journal region is a ring written from its start.  Each group commit
- * appends one record: a header, the tdb-region page numbers it changes
- * and their new contents, covered by CRC32Cs and tagged with the image's
- * UUID, an epoch and a sequence number.  The record is flushed once and
+ * appends one record: a header and the byte ranges of tdb-region pages it
+ * changes with their new contents (a whole page the first time a page is
+ * logged after a restart, only the changed bytes after that), covered by
+ * CRC32Cs and tagged with the image's UUID, an epoch and a sequence number.  The record is written durably
+ * in one backend call (a single O_DIRECT+RWF_DSYNC write on files) and
  * the commit is durable.  The pages are not written in place then: the
  * VFS keeps the newest version of each page in memory and serves reads
  * from it, so a page rewritten by many commits reaches its home location
@@ -53,17 +55,33 @@ void nvt_journal_free(nvt_journal *j);
 /* Whether recovery has records to replay; *tdb_length gets the tdb
  * length the last of them records. */
 bool nvt_journal_pending(const nvt_journal *j, uint64_t *tdb_length);
-typedef int nvt_journal_page_fn(void *opaque, uint64_t page, const uint8_t *data);
-/* Call @fn for each page of each record of the run, in commit order. */
+/* Bytes [offset, offset + length) of tdb-region page @page get @data. */
+typedef int nvt_journal_page_fn(void *opaque, uint64_t page, uint32_t offset,
+                                const uint8_t *data, uint32_t length);
+/* Call @fn for each change of each record of the run, in commit order. */
 int nvt_journal_replay(nvt_journal *j, nvt_journal_page_fn *fn, void *opaque);
 
 /* Whether a record of @n pages fits in the rest of the ring; when it
  * does not, make a checkpoint and call nvt_journal_restart() first. */
 bool nvt_journal_fits(const nvt_journal *j, uint32_t n);
-/* Append a record (not flushed: the caller flushes once).  @data[i] holds
- * the new contents of page @pages[i].  -E2BIG: larger than the whole
- * ring; -ENOSPC only if the ring is full (a caller's mistake) or the
- * backend says so. */
+/* One change in a record: bytes [offset, offset + length) of a page
+ * (0 < length, offset + length <= NVT_PAGE_SIZE). */
+typedef struct nvt_journal_extent {
+    uint64_t page;
+    uint32_t offset, length;
+    const uint8_t *data;
+} nvt_journal_extent;
+/* Append a record of @n changes and make it durable, with every earlier
+ * write, in one backend call (nvt_be_pwrite_durable): the commit point.
+ * A record of changes to k distinct pages is never larger than the one
+ * nvt_journal_fits(j, k) allows for.  The first change to a page after a
+ * restart must be the whole page (replay starts from the pages in place,
+ * which a torn checkpoint may have damaged); later ones may be parts.
+ * -E2BIG: larger than the whole ring; -ENOSPC only if the ring is full
+ * (a caller's mistake) or the backend says so. */
+int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint32_t n,
+                               uint64_t tdb_length);
+/* The same with whole pages: @data[i] is the new page @pages[i]. */
 int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
                        uint32_t n, uint64_t tdb_length);
 /* After a checkpoint: start again at the ring's beginning (no I/O). */

@@ -373,7 +373,8 @@ static void vfile_create(nvt_store *st)
         nvt_vfile_set_journal(st->vf, st->journal);
 }
 
-static int replay_check(void *opaque, uint64_t page, const uint8_t *data)
+static int replay_check(void *opaque, uint64_t page, uint32_t offset G_GNUC_UNUSED,
+                        const uint8_t *data G_GNUC_UNUSED, uint32_t length G_GNUC_UNUSED)
 {
     nvt_store *st = opaque;
     if (page >= st->img->sb.tdb_capacity / NVT_PAGE_SIZE)
@@ -382,11 +383,12 @@ static int replay_check(void *opaque, uint64_t page, const uint8_t *data)
     return 0;
 }
 
-static int replay_page(void *opaque, uint64_t page, const uint8_t *data)
+static int replay_page(void *opaque, uint64_t page, uint32_t offset, const uint8_t *data,
+                       uint32_t length)
 {
     nvt_store *st = opaque;
-    return nvt_be_pwrite(st->be, data, NVT_PAGE_SIZE,
-                         st->img->sb.tdb_offset + page * NVT_PAGE_SIZE);
+    return nvt_be_pwrite(st->be, data, length,
+                         st->img->sb.tdb_offset + page * NVT_PAGE_SIZE + offset);
 }
 
 /* Replay the newest journal record (its in-place writes may be missing or

@@ -34,6 +34,11 @@
 /* Journal mode keeps pages read from the image in memory, so that tdb's
  * lookups in a commit cost no system call: up to this many pages. */
 #define CLEAN_CACHE_MAX_PAGES 4096u
+/* Changed runs of a page closer than this are logged as one extent: an
+ * extent's table entry costs 16 bytes. */
+#define DELTA_MERGE_GAP 32u
+/* A page with more changed runs than this is logged whole. */
+#define DELTA_MAX_RUNS 16u
 
 struct nvt_vfile {
     nvt_backend *be;
@@ -459,6 +464,76 @@ int nvt_vfile_checkpoint(nvt_vfile *vf)
     return 0;
 }
 
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+/* Append to @out the extents in which page @now differs from @before
+ * (both NVT_PAGE_SIZE bytes); false if it is better logged whole.  Skips
+ * equal 64-byte blocks, then scans 8-byte words; byte precision only at a
+ * run's two ends. */
+static bool page_delta(uint64_t page, const uint8_t *now, const uint8_t *before, GArray *out)
+{
+    guint first = out->len;
+    uint32_t i = 0, bytes = 0;
+    while (i < NVT_PAGE_SIZE) {
+        if (i % 64 == 0 && memcmp(now + i, before + i, 64) == 0) {
+            i += 64;
+            continue;
+        }
+        if (load64(now + i) == load64(before + i)) {
+            i += 8;
+            continue;
+        }
+        uint32_t start = i, last = i;  /* words holding the run's ends */
+        uint32_t k = i + 8, same = 0;
+        for (; k < NVT_PAGE_SIZE && same < DELTA_MERGE_GAP; k += 8) {
+            if (load64(now + k) == load64(before + k)) {
+                same += 8;
+            } else {
+                same = 0;
+                last = k;
+            }
+        }
+        while (now[start] == before[start])
+            start++;
+        uint32_t end = last + 8;
+        while (now[end - 1] == before[end - 1])
+            end--;
+        nvt_journal_extent e = { .page = page, .offset = start, .length = end - start,
+                                 .data = now + start };
+        g_array_append_val(out, e);
+        bytes += e.length;
+        if (out->len - first > DELTA_MAX_RUNS || bytes > NVT_PAGE_SIZE / 2) {
+            g_array_set_size(out, first);
+            return false;
+        }
+        i = k;
+    }
+    return true;
+}
+
+/* The extents of a group: whole pages for pages not journaled since the
+ * last checkpoint (replay starts from the page in place, which a torn
+ * checkpoint may have damaged), only the changed bytes for the others. */
+static GArray *group_extents(nvt_vfile *vf, const uint64_t *pages, const uint8_t **data,
+                             uint32_t n)
+{
+    GArray *ext = g_array_sized_new(FALSE, FALSE, sizeof(nvt_journal_extent), n);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *before = g_hash_table_lookup(vf->wal, &pages[i]);
+        if (before && page_delta(pages[i], data[i], before, ext))
+            continue;
+        nvt_journal_extent whole = { .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
+                                     .data = data[i] };
+        g_array_append_val(ext, whole);
+    }
+    return ext;
+}
+
 int nvt_vfile_group_commit(nvt_vfile *vf)
 {
     GHashTable *staged = vf->staged;
@@ -476,10 +551,14 @@ int nvt_vfile_group_commit(nvt_vfile *vf)
                           nvt_journal_max_pages(vf->journal));
         else if (!nvt_journal_fits(vf->journal, n))
             r = nvt_vfile_checkpoint(vf);
-        if (r == 0)
-            r = nvt_journal_append(vf->journal, pages, data, n, length);
-        if (r == 0)
-            r = nvt_be_flush(vf->be);
+        if (r == 0) {
+            /* After the checkpoint: it empties the set of journaled pages. */
+            GArray *ext = group_extents(vf, pages, data, n);
+            if (ext->len)
+                r = nvt_journal_append_extents(vf->journal, (nvt_journal_extent *)ext->data,
+                                               ext->len, length);
+            g_array_free(ext, TRUE);
+        }
         if (r == 0)
             vf->flushes++;
         else if (r != -E2BIG)

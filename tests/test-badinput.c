@@ -1219,11 +1219,13 @@ static void test_recovery_valid_read_write(const void *d G_GNUC_UNUSED)
  * carry a "valid" record with any page numbers, contents and tdb length.
  * Records are made with the library's own encoder (nvt_journal_append) on a
  * copy of the image, so these tests follow the format; the few fields
- * edited by hand are the ones docs/FORMAT.md fixes: version at 8, page
- * count at 12, the header CRC in the header's last 4 bytes. */
+ * edited by hand are the ones docs/FORMAT.md fixes: version at 8, entry
+ * count at 12, the CRCs in the header's last 8 bytes, the version 2 entry
+ * table {u64 page, u32 offset, u32 length} at 64 followed by the data. */
 
 #define JRNL_VERSION_OFS 8
 #define JRNL_COUNT_OFS 12
+#define JRNL_ENTRY_SIZE 16
 
 static bool have_journal(const golden *g)
 {
@@ -1406,7 +1408,7 @@ static void put_ignored_record(const golden *g, uint8_t *b, int how)
     uint8_t *r = b + g->journal_offset;
     switch (how) {
     case 0:  /* torn: the last byte of its page differs from the CRC'd one */
-        r[2 * NVT_PAGE_SIZE - 1] ^= 1;
+        r[NVT_JOURNAL_HEADER_SIZE + JRNL_ENTRY_SIZE + NVT_PAGE_SIZE - 1] ^= 1;
         break;
     case 1:  /* another image's record: nothing to change */
         break;
@@ -1414,17 +1416,24 @@ static void put_ignored_record(const golden *g, uint8_t *b, int how)
         put32(r + JRNL_COUNT_OFS, 0xffffffffu);
         seal_journal_header(g, b);
         break;
-    default: /* an unknown record version, header CRC valid */
+    case 3:  /* an unknown record version, header CRC valid */
         put32(r + JRNL_VERSION_OFS, 77);
         seal_journal_header(g, b);
+        break;
+    case 4:  /* an entry reaching past its page (offset 1, length 4096) */
+        put32(r + NVT_JOURNAL_HEADER_SIZE + 8, 1);
+        break;
+    default: /* an entry of length 0 */
+        put32(r + NVT_JOURNAL_HEADER_SIZE + 12, 0);
         break;
     }
 }
 
 static void test_journal_invalid_records_ignored(const void *d G_GNUC_UNUSED)
 {
-    static const char *const what[] = { "torn", "foreign uuid", "huge page count", "version" };
-    for (int how = 0; how < 4; how++) {
+    static const char *const what[] = { "torn", "foreign uuid", "huge page count", "version",
+                                        "entry past its page", "empty entry" };
+    for (int how = 0; how < (int)G_N_ELEMENTS(what); how++) {
         golden g;
         golden_build(&g);
         if (!have_journal(&g)) {
@@ -1447,6 +1456,91 @@ static void test_journal_invalid_records_ignored(const void *d G_GNUC_UNUSED)
         }
         golden_free(&g);
     }
+}
+
+/* Write at the start of @b's ring a version 1 record (whole pages, the
+ * layout of nvramtdb 0.1's first releases) of one page, by hand. */
+static void put_v1_record(const golden *g, uint8_t *b, uint64_t page, const uint8_t *data)
+{
+    uint8_t *r = b + g->journal_offset;
+    memset(r, 0, 2 * NVT_PAGE_SIZE);
+    memcpy(r, NVT_JOURNAL_MAGIC, 8);
+    put32(r + JRNL_VERSION_OFS, 1);
+    put32(r + JRNL_COUNT_OFS, 1);
+    put32(r + 16, 0x1234);  /* epoch */
+    put32(r + 24, 1);       /* sequence */
+    memcpy(r + 32, g->uuid, 16);
+    put32(r + 48, (uint32_t)g->tdb_len);
+    put32(r + 64, (uint32_t)page);
+    memcpy(r + NVT_PAGE_SIZE, data, NVT_PAGE_SIZE);
+    put32(r + 56, nvt_crc32c(nvt_crc32c(0, r + 64, 8), r + NVT_PAGE_SIZE, NVT_PAGE_SIZE));
+    seal_journal_header(g, b);
+}
+
+/* Open @b read-only: permall must read as corrupt (the replayed record
+ * flipped a payload byte) and the other blob intact. */
+static void expect_permall_damaged_by_replay(const golden *g, const uint8_t *b)
+{
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(b, g->len), NVRAMTDB_OPEN_READONLY, NULL, 0,
+                            &rc);
+    TU_OK(rc);
+    expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
+    tu_assert_blob(db, gblobs[VARS].name, g->value[VARS], gblobs[VARS].len);
+    nvramtdb_close(db);
+}
+
+/* Records of the earlier whole-page layout (version 1) still replay. */
+static void test_journal_version1_record_replays(const void *d G_GNUC_UNUSED)
+{
+    golden g;
+    golden_build(&g);
+    if (!have_journal(&g)) {
+        golden_free(&g);
+        return;
+    }
+    size_t at = g.payload[PERMALL] + 300;
+    uint64_t page = (at - TDB_BASE) / NVT_PAGE_SIZE;
+    uint8_t data[NVT_PAGE_SIZE];
+    memcpy(data, g.bytes + TDB_BASE + page * NVT_PAGE_SIZE, NVT_PAGE_SIZE);
+    data[at - TDB_BASE - page * NVT_PAGE_SIZE] ^= 0x04;
+    put_v1_record(&g, g.bytes, page, data);
+    expect_permall_damaged_by_replay(&g, g.bytes);
+    golden_free(&g);
+}
+
+/* A record of one partial entry replays exactly those bytes in place: a
+ * one-byte entry at the right offset is seen, the rest of the page kept. */
+static void test_journal_partial_entry_replays(const void *d G_GNUC_UNUSED)
+{
+    golden g;
+    golden_build(&g);
+    if (!have_journal(&g)) {
+        golden_free(&g);
+        return;
+    }
+    size_t at = g.payload[PERMALL] + 300;
+    uint8_t flipped = g.bytes[at] ^ 0x04;
+    nvt_journal_extent e = { .page = (at - TDB_BASE) / NVT_PAGE_SIZE,
+                             .offset = (uint32_t)((at - TDB_BASE) % NVT_PAGE_SIZE),
+                             .length = 1, .data = &flipped };
+    nvt_backend *be = nvt_mem_backend_new(g.bytes, g.len);
+    nvt_journal *j;
+    TU_OK(nvt_journal_open(be, g.journal_offset, g.journal_length, g.uuid, &j));
+    TU_OK(nvt_journal_append_extents(j, &e, 1, g.tdb_len));
+    nvt_journal_free(j);
+    size_t len;
+    const uint8_t *img = nvt_mem_backend_data(be, &len);
+    /* One entry of one byte, as FORMAT.md lays it out. */
+    const uint8_t *r = img + g.journal_offset;
+    g_assert_cmpuint(r[JRNL_VERSION_OFS], ==, 2);
+    g_assert_cmpuint(r[JRNL_COUNT_OFS], ==, 1);
+    g_assert_cmpuint(r[NVT_JOURNAL_HEADER_SIZE + 8], ==, e.offset & 0xff);
+    g_assert_cmpuint(r[NVT_JOURNAL_HEADER_SIZE + 12], ==, 1);
+    g_assert_cmpuint(r[NVT_JOURNAL_HEADER_SIZE + JRNL_ENTRY_SIZE], ==, flipped);
+    expect_permall_damaged_by_replay(&g, img);
+    nvt_be_close(be);
+    golden_free(&g);
 }
 
 /* The image a crash before close leaves (the commits live in the journal
@@ -2168,6 +2262,8 @@ int main(int argc, char **argv)
     add("/badinput/journal/replayed-damage-detected", test_journal_replayed_damage_detected);
     add("/badinput/journal/invalid-records-ignored", test_journal_invalid_records_ignored);
     add("/badinput/journal/pending-run-replays", test_journal_pending_run_replays);
+    add("/badinput/journal/version1-record-replays", test_journal_version1_record_replays);
+    add("/badinput/journal/partial-entry-replays", test_journal_partial_entry_replays);
 
     add("/badinput/foreign/random-bytes", test_foreign_random);
     add("/badinput/foreign/small-text-file", test_foreign_small_text);
