@@ -273,6 +273,18 @@ static ssize_t vf_pread(nvt_vfile *vf, void *buf, size_t len, uint64_t off)
     return (ssize_t)len;
 }
 
+/* A staged page carries, after its NVT_PAGE_SIZE bytes, the span of it
+ * the group wrote: the only bytes that can differ from the version it was
+ * copied from, so the only ones group_commit compares. */
+typedef struct written_span {
+    uint32_t lo, hi;
+} written_span;
+
+static written_span *span_of(uint8_t *staged_page)
+{
+    return (written_span *)(void *)(staged_page + NVT_PAGE_SIZE);
+}
+
 /* Copy a write into the staged pages of the current group. */
 static int stage_write(nvt_vfile *vf, const uint8_t *buf, size_t len, uint64_t off)
 {
@@ -284,18 +296,22 @@ static int stage_write(nvt_vfile *vf, const uint8_t *buf, size_t len, uint64_t o
             const uint8_t *cur = vf->wal ? g_hash_table_lookup(vf->wal, &page) : NULL;
             if (!cur && vf->clean)
                 cur = cached_page(vf, page);
+            p = g_malloc(NVT_PAGE_SIZE + sizeof(written_span));
             if (cur) {
-                p = g_memdup2(cur, NVT_PAGE_SIZE);
+                memcpy(p, cur, NVT_PAGE_SIZE);
             } else {
-                p = g_malloc(NVT_PAGE_SIZE);
                 int r = nvt_be_pread(vf->be, p, NVT_PAGE_SIZE, vf->base + page * NVT_PAGE_SIZE);
                 if (r < 0) {
                     g_free(p);
                     return r;
                 }
             }
+            *span_of(p) = (written_span){ .lo = NVT_PAGE_SIZE, .hi = 0 };
             g_hash_table_insert(vf->staged, g_memdup2(&page, sizeof page), p);
         }
+        written_span *w = span_of(p);
+        w->lo = MIN(w->lo, (uint32_t)in);
+        w->hi = MAX(w->hi, (uint32_t)(in + n));
         memcpy(p + in, buf, n);
         buf += n;
         off += n;
@@ -472,14 +488,16 @@ static inline uint64_t load64(const uint8_t *p)
 }
 
 /* Append to @out the extents in which page @now differs from @before
- * (both NVT_PAGE_SIZE bytes); false if it is better logged whole.  Skips
+ * (both NVT_PAGE_SIZE bytes, equal outside @w); false if it is better
+ * logged whole.  Skips
  * equal 64-byte blocks, then scans 8-byte words; byte precision only at a
  * run's two ends. */
-static bool page_delta(uint64_t page, const uint8_t *now, const uint8_t *before, GArray *out)
+static bool page_delta(uint64_t page, const uint8_t *now, const uint8_t *before,
+                       written_span w, GArray *out)
 {
     guint first = out->len;
-    uint32_t i = 0, bytes = 0;
-    while (i < NVT_PAGE_SIZE) {
+    uint32_t i = w.lo / 64 * 64, stop = MIN((w.hi + 63) / 64 * 64, NVT_PAGE_SIZE), bytes = 0;
+    while (i < stop) {
         if (i % 64 == 0 && memcmp(now + i, before + i, 64) == 0) {
             i += 64;
             continue;
@@ -525,7 +543,7 @@ static GArray *group_extents(nvt_vfile *vf, const uint64_t *pages, const uint8_t
     GArray *ext = g_array_sized_new(FALSE, FALSE, sizeof(nvt_journal_extent), n);
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *before = g_hash_table_lookup(vf->wal, &pages[i]);
-        if (before && page_delta(pages[i], data[i], before, ext))
+        if (before && page_delta(pages[i], data[i], before, *span_of((uint8_t *)data[i]), ext))
             continue;
         nvt_journal_extent whole = { .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
                                      .data = data[i] };
