@@ -11,8 +11,10 @@
  * byte of the response), median and 99th percentile; ops/s is commands
  * over the wall-clock time of their phases.  Flushes per command are not
  * visible from outside the server process, so they are counted with
- * strace (fsync, fdatasync, msync, sync_file_range, syncfs) in separate,
- * untimed runs after the measurements; without strace the column says so.
+ * strace (fsync, fdatasync, msync, sync_file_range, syncfs, and pwritev2:
+ * nvram-tpmd's journal commits are one pwritev2 with RWF_DSYNC, a write
+ * and a flush in one call) in separate, untimed runs after the
+ * measurements; without strace the column says so.
  *
  * The servers, each started by the benchmark on state in a fresh
  * directory under --dir:
@@ -555,7 +557,7 @@ static double count_flushes(server *s, int op, const char *dir)
     char *out = g_strdup_printf("%s/strace-%s-%d.txt", dir, kind_name[s->kind], op);
     char *pid = g_strdup_printf("%d", (int)s->pid);
     char *argv[] = { "strace", "-f", "-c", "-o", out, "-e",
-                     "trace=fsync,fdatasync,msync,sync_file_range,syncfs", "-p", pid, NULL };
+                     "trace=fsync,fdatasync,msync,sync_file_range,syncfs,pwritev2", "-p", pid, NULL };
     double result = -1;
     int err[2], st = 0;
     pid_t tr;
@@ -861,8 +863,8 @@ int main(int argc, char **argv)
         printf("  flushes/cmd: not counted (%s)\n",
                opt_connect ? "--connect" : opt_no_strace ? "--no-strace" : "strace not found");
     else
-        printf("  flushes/cmd: fsync+fdatasync+msync+sync_file_range+syncfs calls of the "
-               "server (strace -f -c), over %d commands\n", STRACE_OPS);
+        printf("  flushes/cmd: fsync+fdatasync+msync+sync_file_range+syncfs+pwritev2 (RWF_DSYNC) "
+               "calls of the server (strace -f -c), over %d commands\n", STRACE_OPS);
 
     /* Ratios of medians: ours against each swtpm backend (< 1: ours faster). */
     if (nsrv > 1 && srv[0]->kind == OURS) {

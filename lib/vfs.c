@@ -514,6 +514,8 @@ static bool page_delta(uint64_t page, const uint8_t *now, const uint8_t *before,
             } else {
                 same = 0;
                 last = k;
+                if (bytes + (k - start) > NVT_PAGE_SIZE / 2)
+                    break;  /* rewritten wholesale: no need to find the end */
             }
         }
         while (now[start] == before[start])
