@@ -1235,6 +1235,17 @@ static bool have_journal(const golden *g)
     return false;
 }
 
+/* Build the golden image; false (test skipped, nothing to free) if it has
+ * no journal. */
+static bool golden_with_journal(golden *g)
+{
+    golden_build(g);
+    if (have_journal(g))
+        return true;
+    golden_free(g);
+    return false;
+}
+
 /* Write, at the start of @b's journal ring, a valid record of @n pages
  * (numbers @pages, contents @data) restoring a tdb of @tdb_len bytes,
  * tagged with @uuid. */
@@ -1337,11 +1348,8 @@ static void install_hostile_recovery(const golden *g, uint8_t *page, size_t off)
 static void test_journal_installs_hostile_recovery(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!have_journal(&g)) {
-        golden_free(&g);
+    if (!golden_with_journal(&g))
         return;
-    }
     journal_page_edit(&g, g.bytes, TDB_BASE + g.recovery, install_hostile_recovery);
     imgfile f;
     imgfile_new(&f, g.bytes, g.len);
@@ -1367,11 +1375,8 @@ static void flip_in_page(const golden *g G_GNUC_UNUSED, uint8_t *page, size_t of
 static void test_journal_replayed_damage_detected(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!have_journal(&g)) {
-        golden_free(&g);
+    if (!golden_with_journal(&g))
         return;
-    }
     journal_page_edit(&g, g.bytes, g.payload[PERMALL] + 300, flip_in_page);
     imgfile f;
     imgfile_new(&f, g.bytes, g.len);
@@ -1435,11 +1440,8 @@ static void test_journal_invalid_records_ignored(const void *d G_GNUC_UNUSED)
                                         "entry past its page", "empty entry" };
     for (int how = 0; how < (int)G_N_ELEMENTS(what); how++) {
         golden g;
-        golden_build(&g);
-        if (!have_journal(&g)) {
-            golden_free(&g);
+        if (!golden_with_journal(&g))
             return;
-        }
         g_test_message("%s record", what[how]);
         put_ignored_record(&g, g.bytes, how);
         for (int ro = 1; ro >= 0; ro--) {
@@ -1494,11 +1496,8 @@ static void expect_permall_damaged_by_replay(const golden *g, const uint8_t *b)
 static void test_journal_version1_record_replays(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!have_journal(&g)) {
-        golden_free(&g);
+    if (!golden_with_journal(&g))
         return;
-    }
     size_t at = g.payload[PERMALL] + 300;
     uint64_t page = (at - TDB_BASE) / NVT_PAGE_SIZE;
     uint8_t data[NVT_PAGE_SIZE];
@@ -1514,11 +1513,8 @@ static void test_journal_version1_record_replays(const void *d G_GNUC_UNUSED)
 static void test_journal_partial_entry_replays(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!have_journal(&g)) {
-        golden_free(&g);
+    if (!golden_with_journal(&g))
         return;
-    }
     size_t at = g.payload[PERMALL] + 300;
     uint8_t flipped = g.bytes[at] ^ 0x04;
     nvt_journal_extent e = { .page = (at - TDB_BASE) / NVT_PAGE_SIZE,
