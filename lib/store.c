@@ -313,6 +313,18 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
     return 0;
 }
 
+/* Write every journaled page in place and clear the ring (flushed), so
+ * that writes outside the journal are safe and no replay can undo them. */
+static int empty_journal(nvt_store *st)
+{
+    int r = nvt_vfile_checkpoint(st->vf);
+    if (r == 0)
+        r = nvt_journal_clear(st->journal);
+    if (r == 0)
+        r = nvt_be_flush(st->be);
+    return r;
+}
+
 /* Apply @ops in one tdb transaction, made atomic on disk by the journal
  * when there is one (tdb's own protocol trusts sectors to be written
  * whole; a journal record is checksummed instead).  A transaction too
@@ -329,9 +341,15 @@ static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *
         } else {
             err = -nvt_vfile_group_commit(st->vf);
             if (err == E2BIG) {
-                /* Nothing reached the image; tdb's view is rebuilt. */
+                /* Nothing reached the image.  Writes outside the journal
+                 * need it empty (FORMAT.md): earlier groups go in place
+                 * and the ring is cleared, or reads would come from their
+                 * older page copies and a recovery would replay those
+                 * over this transaction.  tdb's view is then rebuilt. */
+                err = -empty_journal(st);
                 tdb_detach(st);
-                err = tdb_attach(st, O_RDWR) < 0 ? EIO : tdb_txn(st, ops, n);
+                if (err == 0)
+                    err = tdb_attach(st, O_RDWR) < 0 ? EIO : tdb_txn(st, ops, n);
             }
         }
     } else {
@@ -463,11 +481,12 @@ int nvt_store_checkpoint(nvt_store *st)
 {
     if (!st->journal || store_usable(st) < 0)
         return 0;
-    int r = st->journal_mode ? nvt_vfile_checkpoint(st->vf) : nvt_be_flush(st->be);
-    if (r == 0)
+    int r = st->journal_mode ? empty_journal(st) : nvt_be_flush(st->be);
+    if (r == 0 && !st->journal_mode) {
         r = nvt_journal_clear(st->journal);
-    if (r == 0)
-        r = nvt_be_flush(st->be);
+        if (r == 0)
+            r = nvt_be_flush(st->be);
+    }
     if (r < 0)
         nvt_error_prefix(r, "%s: checkpoint at close failed (the journal replays at the next "
                          "open)", st->be->name);

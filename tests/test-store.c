@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "image.h"
+#include "journal.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -157,6 +159,86 @@ static void test_failed_commit_recovers_stock(void)
     failed_commit_recovers(NVRAMTDB_OPEN_STOCK_COMMIT);
 }
 
+/*
+ * A reservation whose second transaction (rewriting every record at its
+ * maximum) is too large for the journal runs as a stock tdb transaction,
+ * after the first one went through the journal.  Writes outside the
+ * journal need it empty (docs/FORMAT.md): otherwise reads would be served
+ * from the journaled copies of pages the transaction rewrote in place,
+ * and a crash would replay those older copies over it.  The image is
+ * formatted by hand with a journal of 16 pages: dev/y (a new blob) fits
+ * a record on its own, dev/x and dev/y together do not.
+ */
+static void test_reservation_outside_small_journal(void)
+{
+    static const tu_blob old_set[] = { { "dev/x", 36 * 1024 } };
+    static const tu_blob new_set[] = { { "dev/x", 36 * 1024 }, { "dev/y", 16 * 1024 } };
+    nvt_blob_spec spec = { "dev/x", 36 * 1024 };
+    uint8_t *tdb;
+    uint64_t len;
+    TU_OK(nvt_store_build_fresh(&spec, 1, &tdb, &len));
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    uint64_t journal = 16 * 4096, size = 8 * 1024 * 1024;
+    TU_OK(nvt_be_resize(be, size));
+    nvt_image *img;
+    TU_OK(nvt_image_format(be, size, tdb, len, journal, &img));
+    nvt_image_free(img);
+    g_free(tdb);
+
+    int rc;
+    nvramtdb *db = tu_start(nvt_be_borrow(be), 0, old_set, 1, &rc);
+    TU_OK(rc);
+    uint8_t *x = g_malloc(old_set[0].max_size);
+    tu_fill(x, old_set[0].max_size, 7);
+    TU_OK(nvramtdb_write(db, "dev/x", x, old_set[0].max_size, NVRAMTDB_WAIT_COMPLETION,
+                         NULL, NULL));
+    TU_OK(nvramtdb_close(db));
+
+    /* Start with dev/y added, and stop as a crash would: no close. */
+    db = tu_start(nvt_be_borrow(be), 0, new_set, 2, &rc);
+    TU_OK(rc);
+    tu_assert_blob(db, "dev/x", x, old_set[0].max_size);
+    tu_assert_healthy(db);
+    size_t crashed_len;
+    uint8_t *crashed = tu_mem_copy(be, &crashed_len);
+    TU_OK(nvramtdb_close(db));
+    /* The rule the fallback must keep: nothing left in the ring that a
+     * recovery would replay over the stock transaction's in-place writes. */
+    nvt_backend *copy = nvt_mem_backend_new(crashed, crashed_len);
+    TU_OK(nvt_image_open(copy, &img));
+    nvt_journal *j;
+    TU_OK(nvt_journal_open(copy, img->sb.journal_offset, img->sb.journal_length, img->sb.uuid,
+                           &j));
+    g_assert_false(nvt_journal_pending(j, NULL));
+    nvt_journal_free(j);
+    nvt_image_free(img);
+    nvt_be_close(copy);
+
+    /* The space the reservation made must really be there: both blobs
+     * rewritten at their maxima many times, in one group and alone. */
+    uint8_t *y = g_malloc(new_set[1].max_size);
+    db = tu_start(nvt_mem_backend_new(crashed, crashed_len), 0, new_set, 2, &rc);
+    TU_OK(rc);
+    tu_assert_blob(db, "dev/x", x, old_set[0].max_size);
+    tu_assert_healthy(db);
+    for (uint32_t round = 0; round < 20; round++) {
+        tu_fill(x, old_set[0].max_size, 100 + round);
+        tu_fill(y, new_set[1].max_size, 200 + round);
+        unsigned flags = round % 2 ? NVRAMTDB_WAIT_COMPLETION : NVRAMTDB_ASYNC;
+        TU_OK(nvramtdb_write(db, "dev/x", x, old_set[0].max_size, flags, NULL, NULL));
+        TU_OK(nvramtdb_write(db, "dev/y", y, new_set[1].max_size, flags, NULL, NULL));
+        TU_OK(nvramtdb_flush(db));
+    }
+    tu_assert_blob(db, "dev/x", x, old_set[0].max_size);
+    tu_assert_blob(db, "dev/y", y, new_set[1].max_size);
+    tu_assert_healthy(db);
+    TU_OK(nvramtdb_close(db));
+    g_free(crashed);
+    g_free(x);
+    g_free(y);
+    nvt_be_close(be);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -167,5 +249,7 @@ int main(int argc, char **argv)
     g_test_add_func("/store/stock-commit-four-flushes", test_stock_commit_costs_four_flushes);
     g_test_add_func("/store/failed-commit-recovers/journal", test_failed_commit_recovers_journal);
     g_test_add_func("/store/failed-commit-recovers/stock", test_failed_commit_recovers_stock);
+    g_test_add_func("/store/reservation-outside-small-journal",
+                    test_reservation_outside_small_journal);
     return g_test_run();
 }
