@@ -214,15 +214,21 @@ static void G_GNUC_PRINTF(2, 3) logm(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* "nvram-tpmd: MESSAGE" on stderr, whatever the log's destination. */
+static void G_GNUC_PRINTF(1, 0) vprint_stderr(const char *fmt, va_list ap)
+{
+    fputs("nvram-tpmd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 /* A failure before serving: always on stderr, and in the log file. */
 static void G_GNUC_PRINTF(1, 2) fatal(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("nvram-tpmd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vprint_stderr(fmt, ap);
     va_end(ap);
     if (log_to_file) {
         va_start(ap, fmt);
@@ -382,9 +388,7 @@ static int G_GNUC_PRINTF(1, 2) usage_error(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("nvram-tpmd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vprint_stderr(fmt, ap);
     va_end(ap);
     fputs("Try 'nvram-tpmd --help' for more information.\n", stderr);
     return RC_USAGE;
