@@ -35,6 +35,10 @@
 enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 
 #define OPT_END { NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL }
+/* --force-share of the commands that only read; @verb starts its help. */
+#define FORCE_SHARE_ENTRY(var, verb)                                    \
+    { "force-share", 'U', 0, G_OPTION_ARG_NONE, &(var),                 \
+      verb " an image in use by a writer (best effort)", NULL }
 
 struct command;
 typedef int command_fn(const struct command *cmd, int argc, char **argv);
@@ -332,6 +336,29 @@ static nvramtdb *open_for_reading(const char *uri, gboolean force_share)
                       NULL, 0, NULL);
 }
 
+/*
+ * The start of a command that only reads the image args[0]: parse @argv
+ * (exactly @nargs arguments) against @entries, which hold *@force_share,
+ * and open the image for reading.  RC_OK with *args and *db set, or the
+ * exit status after a message, with nothing left to free.
+ */
+static int start_reading(const struct command *cmd, const GOptionEntry *entries,
+                         const gboolean *force_share, int argc, char **argv, int nargs,
+                         char ***args, nvramtdb **db)
+{
+    int rc = parse_options(cmd, entries, argc, argv, nargs, nargs, args);
+
+    if (rc != RC_OK)
+        return rc;
+    *db = open_for_reading((*args)[0], *force_share);
+    if (!*db) {
+        g_strfreev(*args);
+        *args = NULL;
+        return RC_FAIL;
+    }
+    return RC_OK;
+}
+
 /* Close a handle that wrote; a failure here means the writes may be lost. */
 static int close_image(nvramtdb *db)
 {
@@ -612,8 +639,7 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
     gboolean json = FALSE, force_share = FALSE;
     const GOptionEntry entries[] = {
         { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print a JSON object", NULL },
-        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
-          "Inspect an image in use by a writer (best effort)", NULL },
+        FORCE_SHARE_ENTRY(force_share, "Inspect"),
         OPT_END
     };
     gchar **args = NULL;
@@ -623,13 +649,10 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
     uint64_t data_free;
     int rc, r;
 
-    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    rc = start_reading(cmd, entries, &force_share, argc, argv, 1, &args, &db);
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_for_reading(args[0], force_share);
-    if (!db)
-        goto out;
     r = nvramtdb_get_info(db, &info);
     if (r < 0) {
         lib_error(r);
@@ -739,8 +762,7 @@ static int cmd_list(const struct command *cmd, int argc, char **argv)
         { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "Print a JSON array", NULL },
         { "all", 'a', 0, G_OPTION_ARG_NONE, &all,
           "Also show blobs that have space reserved but no value", NULL },
-        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
-          "Inspect an image in use by a writer (best effort)", NULL },
+        FORCE_SHARE_ENTRY(force_share, "Inspect"),
         OPT_END
     };
     gchar **args = NULL;
@@ -749,13 +771,10 @@ static int cmd_list(const struct command *cmd, int argc, char **argv)
     size_t count = 0;
     int rc, r;
 
-    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    rc = start_reading(cmd, entries, &force_share, argc, argv, 1, &args, &db);
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    db = open_for_reading(args[0], force_share);
-    if (!db)
-        goto out;
     r = nvramtdb_list(db, &list, &count);
     if (r < 0) {
         lib_error(r);
@@ -820,8 +839,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
           "Write to FILE instead of standard output", "FILE" },
         { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
           "Write binary data even to a terminal", NULL },
-        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
-          "Read an image in use by a writer (best effort)", NULL },
+        FORCE_SHARE_ENTRY(force_share, "Read"),
         OPT_END
     };
     nvramtdb *db = NULL;
@@ -977,21 +995,16 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
 {
     gboolean force_share = FALSE;
     const GOptionEntry entries[] = {
-        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
-          "Check an image in use by a writer (best effort)", NULL },
+        FORCE_SHARE_ENTRY(force_share, "Check"),
         OPT_END
     };
     gchar **args = NULL;
     nvramtdb *db;
     int rc, r;
 
-    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    rc = start_reading(cmd, entries, &force_share, argc, argv, 1, &args, &db);
     if (rc != RC_OK)
         return rc;
-    rc = RC_FAIL;
-    db = open_for_reading(args[0], force_share);
-    if (!db)
-        goto out;
     r = nvramtdb_check(db, report_problem, NULL);
     if (r < 0)
         lib_error(r);
@@ -1001,7 +1014,6 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
         printf("%s: ok\n", args[0]);
     rc = r == 0 ? RC_OK : RC_FAIL;
     nvramtdb_close(db);
-out:
     g_strfreev(args);
     return rc;
 }
@@ -1012,28 +1024,19 @@ static int cmd_export_tdb(const struct command *cmd, int argc, char **argv)
 {
     gboolean force_share = FALSE;
     const GOptionEntry entries[] = {
-        { "force-share", 'U', 0, G_OPTION_ARG_NONE, &force_share,
-          "Export an image in use by a writer (best effort)", NULL },
+        FORCE_SHARE_ENTRY(force_share, "Export"),
         OPT_END
     };
     gchar **args = NULL;
     nvramtdb *db;
     int rc, r;
 
-    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
+    rc = start_reading(cmd, entries, &force_share, argc, argv, 2, &args, &db);
     if (rc != RC_OK)
         return rc;
-    rc = RC_FAIL;
-    db = open_for_reading(args[0], force_share);
-    if (!db)
-        goto out;
     r = nvramtdb_export_tdb(db, args[1]);
-    if (r < 0)
-        lib_error(r);
-    else
-        rc = RC_OK;
+    rc = r < 0 ? lib_error(r) : RC_OK;
     nvramtdb_close(db);
-out:
     g_strfreev(args);
     return rc;
 }
