@@ -1097,24 +1097,15 @@ out:
 /* Largest swtpm state file or linear file read. */
 #define SWTPM_FILE_MAX (16u * 1024 * 1024)
 
-struct swtpm_key_opts {
+/* The options import-swtpm and export-swtpm share. */
+struct swtpm_opts {
+    gchar *device;
     gchar *key_file, *key_format, *pwdfile, *kdf, *cipher;
 };
 
-#define SWTPM_KEY_OPTION_ENTRIES(o)                                                         \
-    { "key", 'k', 0, G_OPTION_ARG_FILENAME, &(o).key_file,                                  \
-      "State encryption key file, as swtpm --key file=FILE", "FILE" },                      \
-    { "key-format", 0, 0, G_OPTION_ARG_STRING, &(o).key_format,                             \
-      "Format of the key file: hex (default) or binary", "FORMAT" },                        \
-    { "pwdfile", 'p', 0, G_OPTION_ARG_FILENAME, &(o).pwdfile,                               \
-      "Passphrase file to derive the key from, as swtpm --key pwdfile=FILE", "FILE" },      \
-    { "kdf", 0, 0, G_OPTION_ARG_STRING, &(o).kdf,                                           \
-      "Key derivation for --pwdfile: pbkdf2 (default) or sha512", "KDF" },                  \
-    { "cipher", 0, 0, G_OPTION_ARG_STRING, &(o).cipher,                                     \
-      "aes-128-cbc (aes-cbc) or aes-256-cbc, as swtpm's mode=", "CIPHER" }
-
-static void swtpm_key_opts_free(struct swtpm_key_opts *o)
+static void swtpm_opts_free(struct swtpm_opts *o)
 {
+    g_free(o->device);
     g_free(o->key_file);
     g_free(o->key_format);
     g_free(o->pwdfile);
@@ -1123,7 +1114,7 @@ static void swtpm_key_opts_free(struct swtpm_key_opts *o)
 }
 
 /* Check the key options; RC_OK or RC_USAGE (after a message). */
-static int swtpm_key_opts_check(const struct swtpm_key_opts *o, size_t *cipher_keylen)
+static int swtpm_key_opts_check(const struct swtpm_opts *o, size_t *cipher_keylen)
 {
     swtpm_key_format fmt;
     swtpm_kdf kdf;
@@ -1147,9 +1138,51 @@ static int swtpm_key_opts_check(const struct swtpm_key_opts *o, size_t *cipher_k
     return RC_OK;
 }
 
+/*
+ * Parse the arguments of import-swtpm and export-swtpm, IMAGE and the
+ * swtpm state, into @o.  Both take --device, then the command's own
+ * option @own, then the key options.  The key options are checked and
+ * *dev is the device id (--device, or tpm0).  RC_OK with *args set, or
+ * RC_USAGE after a message, with nothing left to free but @o.
+ */
+static int parse_swtpm_options(const struct command *cmd, const GOptionEntry *own,
+                               int argc, char **argv, struct swtpm_opts *o,
+                               char ***args, const char **dev, size_t *cipher_keylen)
+{
+    const GOptionEntry entries[] = {
+        { "device", 'd', 0, G_OPTION_ARG_STRING, &o->device,
+          "Device id of the TPM on the image (default tpm0)", "ID" },
+        *own,
+        { "key", 'k', 0, G_OPTION_ARG_FILENAME, &o->key_file,
+          "State encryption key file, as swtpm --key file=FILE", "FILE" },
+        { "key-format", 0, 0, G_OPTION_ARG_STRING, &o->key_format,
+          "Format of the key file: hex (default) or binary", "FORMAT" },
+        { "pwdfile", 'p', 0, G_OPTION_ARG_FILENAME, &o->pwdfile,
+          "Passphrase file to derive the key from, as swtpm --key pwdfile=FILE", "FILE" },
+        { "kdf", 0, 0, G_OPTION_ARG_STRING, &o->kdf,
+          "Key derivation for --pwdfile: pbkdf2 (default) or sha512", "KDF" },
+        { "cipher", 0, 0, G_OPTION_ARG_STRING, &o->cipher,
+          "aes-128-cbc (aes-cbc) or aes-256-cbc, as swtpm's mode=", "CIPHER" },
+        OPT_END
+    };
+    int rc = parse_options(cmd, entries, argc, argv, 2, 2, args);
+
+    if (rc != RC_OK)
+        return rc;
+    rc = swtpm_key_opts_check(o, cipher_keylen);
+    *dev = o->device ? o->device : "tpm0";
+    if (rc == RC_OK && (!**dev || strchr(*dev, '/')))
+        rc = usage_error("--device: '%s' is not a device id", *dev);
+    if (rc != RC_OK) {
+        g_strfreev(*args);
+        *args = NULL;
+    }
+    return rc;
+}
+
 /* Load the key the options name (false after a message).  @keylen: the
  * size a passphrase key gets; a key file must match it unless it is 0. */
-static bool swtpm_key_opts_load(const struct swtpm_key_opts *o, size_t keylen, swtpm_key *key)
+static bool swtpm_key_opts_load(const struct swtpm_opts *o, size_t keylen, swtpm_key *key)
 {
     swtpm_key_format fmt = SWTPM_KEY_HEX;
     swtpm_kdf kdf = SWTPM_KDF_PBKDF2;
@@ -1202,16 +1235,11 @@ static bool swtpm_read_file(const char *path, bool missing_ok, GBytes **data)
 /* Import @src (a state directory, dir://DIR or file://PATH) into @image. */
 static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
 {
-    struct swtpm_key_opts ko = { 0 };
-    gchar *device = NULL, **args = NULL;
+    struct swtpm_opts so = { 0 };
+    gchar **args = NULL;
     gboolean create = FALSE;
-    const GOptionEntry entries[] = {
-        { "device", 'd', 0, G_OPTION_ARG_STRING, &device,
-          "Device id of the TPM on the image (default tpm0)", "ID" },
-        { "create", 'c', 0, G_OPTION_ARG_NONE, &create,
-          "Create IMAGE if it does not exist", NULL },
-        SWTPM_KEY_OPTION_ENTRIES(ko),
-        OPT_END
+    const GOptionEntry create_entry = {
+        "create", 'c', 0, G_OPTION_ARG_NONE, &create, "Create IMAGE if it does not exist", NULL
     };
     static const uint32_t maxima[SWTPM_NSTATES] = {
         SWTPM_IMPORT_PERMALL_MAX, SWTPM_IMPORT_VOLATILE_MAX, SWTPM_IMPORT_VOLATILE_MAX,
@@ -1227,16 +1255,9 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     nvramtdb *db = NULL;
     int rc, r;
 
-    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
-    if (rc == RC_OK)
-        rc = swtpm_key_opts_check(&ko, &cipher_keylen);
+    rc = parse_swtpm_options(cmd, &create_entry, argc, argv, &so, &args, &dev, &cipher_keylen);
     if (rc != RC_OK)
         goto out;
-    dev = device ? device : "tpm0";
-    if (!*dev || strchr(dev, '/')) {
-        rc = usage_error("--device: '%s' is not a device id", dev);
-        goto out;
-    }
     rc = RC_FAIL;
     src = args[1];
 
@@ -1283,8 +1304,8 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
         if (p)
             need = swtpm_blob_keylen(p, len);
     }
-    if (ko.key_file || ko.pwdfile) {
-        if (!swtpm_key_opts_load(&ko, cipher_keylen ? cipher_keylen : need, &key))
+    if (so.key_file || so.pwdfile) {
+        if (!swtpm_key_opts_load(&so, cipher_keylen ? cipher_keylen : need, &key))
             goto out;
         have_key = true;
     }
@@ -1381,8 +1402,7 @@ out:
     }
     if (linear)
         g_bytes_unref(linear);
-    swtpm_key_opts_free(&ko);
-    g_free(device);
+    swtpm_opts_free(&so);
     g_strfreev(args);
     return rc;
 }
@@ -1419,16 +1439,11 @@ static bool swtpm_write_temp(const char *dir, const char *name, const GByteArray
 /* Export the TPM blobs of @image as a swtpm state directory. */
 static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
 {
-    struct swtpm_key_opts ko = { 0 };
-    gchar *device = NULL, **args = NULL;
+    struct swtpm_opts so = { 0 };
+    gchar **args = NULL;
     gboolean force = FALSE;
-    const GOptionEntry entries[] = {
-        { "device", 'd', 0, G_OPTION_ARG_STRING, &device,
-          "Device id of the TPM on the image (default tpm0)", "ID" },
-        { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
-          "Replace a swtpm state already in DIR", NULL },
-        SWTPM_KEY_OPTION_ENTRIES(ko),
-        OPT_END
+    const GOptionEntry force_entry = {
+        "force", 'f', 0, G_OPTION_ARG_NONE, &force, "Replace a swtpm state already in DIR", NULL
     };
     GByteArray *blob[SWTPM_NSTATES] = { NULL };
     char *tmp[SWTPM_NSTATES] = { NULL }, *final[SWTPM_NSTATES] = { NULL };
@@ -1441,20 +1456,13 @@ static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
     nvramtdb *db = NULL;
     int rc;
 
-    rc = parse_options(cmd, entries, argc, argv, 2, 2, &args);
-    if (rc == RC_OK)
-        rc = swtpm_key_opts_check(&ko, &cipher_keylen);
+    rc = parse_swtpm_options(cmd, &force_entry, argc, argv, &so, &args, &dev, &cipher_keylen);
     if (rc != RC_OK)
         goto out;
-    dev = device ? device : "tpm0";
-    if (!*dev || strchr(dev, '/')) {
-        rc = usage_error("--device: '%s' is not a device id", dev);
-        goto out;
-    }
     dir = g_str_has_prefix(args[1], "dir://") ? args[1] + 6 : args[1];
     rc = RC_FAIL;
-    if (ko.key_file || ko.pwdfile) {
-        if (!swtpm_key_opts_load(&ko, cipher_keylen, &key))
+    if (so.key_file || so.pwdfile) {
+        if (!swtpm_key_opts_load(&so, cipher_keylen, &key))
             goto out;
         have_key = true;
     }
@@ -1572,8 +1580,7 @@ out:
             g_byte_array_free(blob[i], TRUE);
     }
     g_free(lock_path);
-    swtpm_key_opts_free(&ko);
-    g_free(device);
+    swtpm_opts_free(&so);
     g_strfreev(args);
     return rc;
 }
