@@ -367,6 +367,17 @@ static int close_image(nvramtdb *db)
     return r < 0 ? lib_error(r) : RC_OK;
 }
 
+/* Write @value as @name's value, durable on return; false after a message. */
+static bool write_durably(nvramtdb *db, const char *name, const GByteArray *value)
+{
+    int r = nvramtdb_write(db, name, value->data, value->len, NVRAMTDB_WAIT_COMPLETION,
+                           NULL, NULL);
+
+    if (r < 0)
+        lib_error(r);
+    return r >= 0;
+}
+
 /* Whether @name is on the image (with or without a value): 1, 0 or -errno. */
 static int image_has_entry(nvramtdb *db, const char *name)
 {
@@ -939,12 +950,8 @@ static int cmd_import(const struct command *cmd, int argc, char **argv)
             goto out;
         }
     }
-    r = nvramtdb_write(db, args[1], value->data, value->len,
-                       NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
-    if (r < 0) {
-        lib_error(r);
+    if (!write_durably(db, args[1], value))
         goto out;
-    }
     rc = close_image(db);
     db = NULL;
 out:
@@ -1365,14 +1372,8 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
         }
     }
     for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
-        if (!plain[i])
-            continue;
-        r = nvramtdb_write(db, names[i], plain[i]->data, plain[i]->len,
-                           NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
-        if (r < 0) {
-            lib_error(r);
+        if (plain[i] && !write_durably(db, names[i], plain[i]))
             goto out;
-        }
     }
     rc = close_image(db);
     db = NULL;
