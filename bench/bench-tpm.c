@@ -71,22 +71,14 @@
 
 #include <glib.h>
 
+#include "tpm2-cmd.h"
+
 #define NV_COUNTER  0x01500020u
 #define NV_DATA     0x01500021u
 #define DATA_SIZE   1024u           /* MAX_NV_BUFFER_SIZE of libtpms */
 #define STRACE_OPS  100
 
-/* TPM 2.0 constants (Part 2 of the specification). */
-#define TPM_ST_NO_SESSIONS 0x8001u
-#define TPM_ST_SESSIONS    0x8002u
-#define TPM_RH_OWNER       0x40000001u
-#define TPM_RS_PW          0x40000009u
-#define TPM_ALG_SHA256     0x000bu
-#define TPM_CC_NV_DEFINE   0x0000012au
-#define TPM_CC_NV_INCREMENT 0x00000134u
-#define TPM_CC_NV_WRITE    0x00000137u
-#define TPM_CC_NV_READ     0x0000014eu
-#define TPM_CC_STARTUP     0x00000144u
+/* TPM 2.0 constants besides those of tpm2-cmd.h (Part 2 of the specification). */
 #define TPM_RC_INITIALIZE  0x00000100u
 #define TPMA_NV_OWNERWRITE (1u << 1)
 #define TPMA_NV_AUTHWRITE  (1u << 2)
@@ -154,110 +146,6 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- building commands -------------------------------------------------- */
-
-typedef struct cmdbuf {
-    uint8_t b[DATA_SIZE + 128];
-    size_t n;
-} cmdbuf;
-
-static void put8(cmdbuf *c, uint8_t v)
-{
-    c->b[c->n++] = v;
-}
-
-static void put16(cmdbuf *c, uint16_t v)
-{
-    put8(c, (uint8_t)(v >> 8));
-    put8(c, (uint8_t)v);
-}
-
-static void put32(cmdbuf *c, uint32_t v)
-{
-    put16(c, (uint16_t)(v >> 16));
-    put16(c, (uint16_t)v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Header with a placeholder size, fixed by finish(). */
-static void begin(cmdbuf *c, uint16_t tag, uint32_t cc)
-{
-    c->n = 0;
-    put16(c, tag);
-    put32(c, 0);
-    put32(c, cc);
-}
-
-/* An authorization area with one password session, empty password. */
-static void password_session(cmdbuf *c)
-{
-    put32(c, 9);            /* authorizationSize */
-    put32(c, TPM_RS_PW);
-    put16(c, 0);            /* nonce */
-    put8(c, 0);             /* sessionAttributes */
-    put16(c, 0);            /* hmac (the password) */
-}
-
-static void finish(cmdbuf *c)
-{
-    c->b[2] = (uint8_t)(c->n >> 24);
-    c->b[3] = (uint8_t)(c->n >> 16);
-    c->b[4] = (uint8_t)(c->n >> 8);
-    c->b[5] = (uint8_t)c->n;
-}
-
-static void cmd_nv_define(cmdbuf *c, uint32_t index, uint32_t attrs, uint16_t size)
-{
-    begin(c, TPM_ST_SESSIONS, TPM_CC_NV_DEFINE);
-    put32(c, TPM_RH_OWNER);
-    password_session(c);
-    put16(c, 0);            /* auth of the index */
-    put16(c, 14);           /* TPM2B_NV_PUBLIC */
-    put32(c, index);
-    put16(c, TPM_ALG_SHA256);
-    put32(c, attrs);
-    put16(c, 0);            /* authPolicy */
-    put16(c, size);
-    finish(c);
-}
-
-static void cmd_nv_increment(cmdbuf *c)
-{
-    begin(c, TPM_ST_SESSIONS, TPM_CC_NV_INCREMENT);
-    put32(c, TPM_RH_OWNER);
-    put32(c, NV_COUNTER);
-    password_session(c);
-    finish(c);
-}
-
-static void cmd_nv_write(cmdbuf *c, const uint8_t *data)
-{
-    begin(c, TPM_ST_SESSIONS, TPM_CC_NV_WRITE);
-    put32(c, TPM_RH_OWNER);
-    put32(c, NV_DATA);
-    password_session(c);
-    put16(c, DATA_SIZE);
-    memcpy(c->b + c->n, data, DATA_SIZE);
-    c->n += DATA_SIZE;
-    put16(c, 0);            /* offset */
-    finish(c);
-}
-
-static void cmd_nv_read(cmdbuf *c, uint32_t index, uint16_t size)
-{
-    begin(c, TPM_ST_SESSIONS, TPM_CC_NV_READ);
-    put32(c, TPM_RH_OWNER);
-    put32(c, index);
-    password_session(c);
-    put16(c, size);
-    put16(c, 0);
-    finish(c);
-}
-
 /* ---- talking to a server ------------------------------------------------ */
 
 static int connect_port(int port)
@@ -293,22 +181,22 @@ static void io_all(server *s, bool wr, uint8_t *buf, size_t len)
 }
 
 /* Send @c, read the response into @resp; returns the response code. */
-static uint32_t transact(server *s, cmdbuf *c, uint8_t *resp, size_t cap, size_t *len)
+static uint32_t transact(server *s, tpm2_cmdbuf *c, uint8_t *resp, size_t cap, size_t *len)
 {
     uint32_t size;
 
     io_all(s, true, c->b, c->n);
     io_all(s, false, resp, 10);
-    size = get32(resp + 2);
+    size = tpm2_get32(resp + 2);
     if (size < 10 || size > cap)
         die("%s: bad response size %" PRIu32, kind_name[s->kind], size);
     io_all(s, false, resp + 10, size - 10);
     if (len)
         *len = size;
-    return get32(resp + 6);
+    return tpm2_get32(resp + 6);
 }
 
-static void expect_ok(server *s, cmdbuf *c, const char *what)
+static void expect_ok(server *s, tpm2_cmdbuf *c, const char *what)
 {
     uint8_t resp[4096];
     uint32_t rc = transact(s, c, resp, sizeof(resp), NULL);
@@ -332,14 +220,14 @@ static void next_data(server *s)
 /* One command of @op; returns its latency. */
 static uint64_t run_op(server *s, int op)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     uint64_t t0;
 
     if (op == OP_INC) {
-        cmd_nv_increment(&c);
+        tpm2_cmd_nv_increment(&c, TPM2_RH_OWNER, NV_COUNTER);
     } else {
         next_data(s);
-        cmd_nv_write(&c, s->last);
+        tpm2_cmd_nv_write(&c, TPM2_RH_OWNER, NV_DATA, s->last, DATA_SIZE, 0);
     }
     t0 = now_ns();
     expect_ok(s, &c, op_name[op]);
@@ -491,21 +379,19 @@ static void start_server(server *s, const char *dir, const char *tpmd)
 /* Define the two indices (the servers ran Startup already). */
 static void prepare(server *s)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     uint32_t auth = TPMA_NV_OWNERWRITE | TPMA_NV_AUTHWRITE | TPMA_NV_OWNERREAD |
                     TPMA_NV_AUTHREAD | TPMA_NV_NO_DA;
     uint8_t resp[64];
     uint32_t rc;
 
-    begin(&c, TPM_ST_NO_SESSIONS, TPM_CC_STARTUP);
-    put16(&c, 0);           /* TPM_SU_CLEAR: harmless if already started */
-    finish(&c);
+    tpm2_cmd_startup(&c);   /* harmless if already started */
     rc = transact(s, &c, resp, sizeof(resp), NULL);
     if (rc != 0 && rc != TPM_RC_INITIALIZE)
         die("%s: Startup failed: 0x%" PRIx32, kind_name[s->kind], rc);
-    cmd_nv_define(&c, NV_COUNTER, auth | TPMA_NV_COUNTER, 8);
+    tpm2_cmd_nv_define(&c, NV_COUNTER, auth | TPMA_NV_COUNTER, 8);
     expect_ok(s, &c, "NV_DefineSpace (counter)");
-    cmd_nv_define(&c, NV_DATA, auth, DATA_SIZE);
+    tpm2_cmd_nv_define(&c, NV_DATA, auth, DATA_SIZE);
     expect_ok(s, &c, "NV_DefineSpace (1 KiB)");
 }
 
@@ -633,14 +519,14 @@ static double ops_per_s(server *s, int op)
 
 static bool verify(server *s)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     uint8_t resp[2048];
     size_t len;
     uint32_t rc;
     uint64_t value = 0;
     bool ok = true;
 
-    cmd_nv_read(&c, NV_COUNTER, 8);
+    tpm2_cmd_nv_read(&c, TPM2_RH_OWNER, NV_COUNTER, 8, 0);
     rc = transact(s, &c, resp, sizeof(resp), &len);
     /* response: header, parameterSize, TPM2B (u16 size, data), session */
     if (rc != 0 || len < 10 + 4 + 2 + 8) {
@@ -655,7 +541,7 @@ static bool verify(server *s)
                 kind_name[s->kind], value, s->increments);
         ok = false;
     }
-    cmd_nv_read(&c, NV_DATA, DATA_SIZE);
+    tpm2_cmd_nv_read(&c, TPM2_RH_OWNER, NV_DATA, DATA_SIZE, 0);
     rc = transact(s, &c, resp, sizeof(resp), &len);
     if (rc != 0 || len < 16 + DATA_SIZE || memcmp(resp + 16, s->last, DATA_SIZE) != 0) {
         fprintf(stderr, "bench-tpm: %s: the 1 KiB index does not hold the last data written\n",

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
  * test-tpm.c — the libtpms device of tpm/nvtpm.h, driven with raw TPM 2.0
- * command bytes (marshalled by the small helpers below, with the empty
- * password session TPM_RS_PW where a command needs authorisation).
+ * command bytes (marshalled with tpm/tpm2-cmd.h and the helpers below,
+ * with the empty password session TPM_RS_PW where a command needs
+ * authorisation).
  *
  * Checked: Startup and GetRandom on a new (manufactured) TPM; NV indices
  * defined, written, read and incremented; everything still there after
@@ -32,18 +33,11 @@
 
 #include "nvtpm.h"
 #include "testutil.h"
+#include "tpm2-cmd.h"
 
-/* ---- TPM 2.0 constants used here ----------------------------------------- */
-#define ST_NO_SESSIONS 0x8001
-#define ST_SESSIONS    0x8002
-
-#define CC_NV_DefineSpace    0x0000012a
+/* ---- TPM 2.0 constants used here (besides those of tpm2-cmd.h) ---------- */
 #define CC_CreatePrimary     0x00000131
-#define CC_NV_Increment      0x00000134
-#define CC_NV_Write          0x00000137
-#define CC_Startup           0x00000144
 #define CC_Shutdown          0x00000145
-#define CC_NV_Read           0x0000014e
 #define CC_NV_ReadPublic     0x00000169
 #define CC_StartAuthSession  0x00000176
 #define CC_GetRandom         0x0000017b
@@ -55,11 +49,8 @@
 #define RC_NV_UNINITIALIZED 0x14a
 #define RC_RETRY            0x922
 
-#define RH_OWNER 0x40000001
 #define RH_NULL  0x40000007
-#define RS_PW    0x40000009
 
-#define ALG_SHA256 0x000b
 #define ALG_NULL   0x0010
 #define ALG_ECDSA  0x0018
 #define ALG_RSA    0x0001
@@ -73,203 +64,85 @@
 
 #define NV_INDEX_BASE 0x01500000u
 
-/* ---- marshalling --------------------------------------------------------- */
+/* ---- marshalling (the commands tpm2-cmd.h does not build) ----------------- */
 
-typedef struct cmdbuf {
-    uint8_t b[NVTPM_BUFFER_MAX];
-    size_t n;
-} cmdbuf;
+/* Commands up to the largest the device takes. */
+G_STATIC_ASSERT(TPM2_CMD_MAX == NVTPM_BUFFER_MAX);
 
-static void put8(cmdbuf *c, uint8_t v)
+static void cmd_shutdown(tpm2_cmdbuf *c)
 {
-    g_assert_cmpuint(c->n + 1, <=, sizeof c->b);
-    c->b[c->n++] = v;
+    tpm2_cmd_begin(c, TPM2_ST_NO_SESSIONS, CC_Shutdown);
+    tpm2_put16(c, TPM2_SU_CLEAR);
+    tpm2_cmd_end(c);
 }
 
-static void put16(cmdbuf *c, uint16_t v)
+static void cmd_get_random(tpm2_cmdbuf *c, uint16_t n)
 {
-    put8(c, (uint8_t)(v >> 8));
-    put8(c, (uint8_t)v);
+    tpm2_cmd_begin(c, TPM2_ST_NO_SESSIONS, CC_GetRandom);
+    tpm2_put16(c, n);
+    tpm2_cmd_end(c);
 }
 
-static void put32(cmdbuf *c, uint32_t v)
+static void cmd_nv_read_public(tpm2_cmdbuf *c, uint32_t index)
 {
-    put16(c, (uint16_t)(v >> 16));
-    put16(c, (uint16_t)v);
-}
-
-static void put_bytes(cmdbuf *c, const void *p, size_t n)
-{
-    g_assert_cmpuint(c->n + n, <=, sizeof c->b);
-    memcpy(c->b + c->n, p, n);
-    c->n += n;
-}
-
-static void cmd_begin(cmdbuf *c, uint16_t tag, uint32_t cc)
-{
-    c->n = 0;
-    put16(c, tag);
-    put32(c, 0);                /* size, patched by cmd_end() */
-    put32(c, cc);
-}
-
-static void cmd_end(cmdbuf *c)
-{
-    c->b[2] = (uint8_t)(c->n >> 24);
-    c->b[3] = (uint8_t)(c->n >> 16);
-    c->b[4] = (uint8_t)(c->n >> 8);
-    c->b[5] = (uint8_t)c->n;
-}
-
-/* Authorisation area with one password session and an empty password. */
-static void put_pw_session(cmdbuf *c)
-{
-    put32(c, 9);                /* authorizationSize */
-    put32(c, RS_PW);
-    put16(c, 0);                /* nonce */
-    put8(c, 0);                 /* sessionAttributes */
-    put16(c, 0);                /* hmac = password */
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void cmd_startup(cmdbuf *c)
-{
-    cmd_begin(c, ST_NO_SESSIONS, CC_Startup);
-    put16(c, 0);                /* TPM_SU_CLEAR */
-    cmd_end(c);
-}
-
-static void cmd_shutdown(cmdbuf *c)
-{
-    cmd_begin(c, ST_NO_SESSIONS, CC_Shutdown);
-    put16(c, 0);                /* TPM_SU_CLEAR */
-    cmd_end(c);
-}
-
-static void cmd_get_random(cmdbuf *c, uint16_t n)
-{
-    cmd_begin(c, ST_NO_SESSIONS, CC_GetRandom);
-    put16(c, n);
-    cmd_end(c);
-}
-
-static void cmd_nv_define(cmdbuf *c, uint32_t index, uint32_t attributes, uint16_t size)
-{
-    cmd_begin(c, ST_SESSIONS, CC_NV_DefineSpace);
-    put32(c, RH_OWNER);
-    put_pw_session(c);
-    put16(c, 0);                /* auth: empty */
-    put16(c, 14);               /* TPM2B_NV_PUBLIC.size */
-    put32(c, index);
-    put16(c, ALG_SHA256);
-    put32(c, attributes);
-    put16(c, 0);                /* authPolicy: empty */
-    put16(c, size);
-    cmd_end(c);
-}
-
-static void cmd_nv_write(cmdbuf *c, uint32_t index, const void *data, uint16_t len,
-                         uint16_t offset)
-{
-    cmd_begin(c, ST_SESSIONS, CC_NV_Write);
-    put32(c, index);            /* authHandle: the index itself */
-    put32(c, index);
-    put_pw_session(c);
-    put16(c, len);
-    put_bytes(c, data, len);
-    put16(c, offset);
-    cmd_end(c);
-}
-
-static void cmd_nv_read(cmdbuf *c, uint32_t index, uint16_t len, uint16_t offset)
-{
-    cmd_begin(c, ST_SESSIONS, CC_NV_Read);
-    put32(c, index);
-    put32(c, index);
-    put_pw_session(c);
-    put16(c, len);
-    put16(c, offset);
-    cmd_end(c);
-}
-
-static void cmd_nv_increment(cmdbuf *c, uint32_t index)
-{
-    cmd_begin(c, ST_SESSIONS, CC_NV_Increment);
-    put32(c, index);
-    put32(c, index);
-    put_pw_session(c);
-    cmd_end(c);
-}
-
-static void cmd_nv_read_public(cmdbuf *c, uint32_t index)
-{
-    cmd_begin(c, ST_NO_SESSIONS, CC_NV_ReadPublic);
-    put32(c, index);
-    cmd_end(c);
+    tpm2_cmd_begin(c, TPM2_ST_NO_SESSIONS, CC_NV_ReadPublic);
+    tpm2_put32(c, index);
+    tpm2_cmd_end(c);
 }
 
 /* An unsalted, unbound HMAC session. */
-static void cmd_start_auth_session(cmdbuf *c)
+static void cmd_start_auth_session(tpm2_cmdbuf *c)
 {
     static const uint8_t nonce[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
-    cmd_begin(c, ST_NO_SESSIONS, CC_StartAuthSession);
-    put32(c, RH_NULL);          /* tpmKey */
-    put32(c, RH_NULL);          /* bind */
-    put16(c, sizeof nonce);
-    put_bytes(c, nonce, sizeof nonce);
-    put16(c, 0);                /* encryptedSalt */
-    put8(c, 0);                 /* TPM_SE_HMAC */
-    put16(c, ALG_NULL);         /* symmetric */
-    put16(c, ALG_SHA256);       /* authHash */
-    cmd_end(c);
+    tpm2_cmd_begin(c, TPM2_ST_NO_SESSIONS, CC_StartAuthSession);
+    tpm2_put32(c, RH_NULL);         /* tpmKey */
+    tpm2_put32(c, RH_NULL);         /* bind */
+    tpm2_put16(c, sizeof nonce);
+    tpm2_put_bytes(c, nonce, sizeof nonce);
+    tpm2_put16(c, 0);               /* encryptedSalt */
+    tpm2_put8(c, 0);                /* TPM_SE_HMAC */
+    tpm2_put16(c, ALG_NULL);        /* symmetric */
+    tpm2_put16(c, TPM2_ALG_SHA256); /* authHash */
+    tpm2_cmd_end(c);
 }
 
 /* A signing primary key in the null hierarchy: RSA 2048 (the largest
  * objects, for the volatile state's size) or ECC P-256. */
-static void cmd_create_primary(cmdbuf *c, bool rsa)
+static void cmd_create_primary(tpm2_cmdbuf *c, bool rsa)
 {
-    cmd_begin(c, ST_SESSIONS, CC_CreatePrimary);
-    put32(c, RH_NULL);
-    put_pw_session(c);
-    put16(c, 4);                /* inSensitive: */
-    put16(c, 0);                /*   userAuth */
-    put16(c, 0);                /*   data */
+    tpm2_cmd_begin(c, TPM2_ST_SESSIONS, CC_CreatePrimary);
+    tpm2_put32(c, RH_NULL);
+    tpm2_put_pw_session(c);
+    tpm2_put16(c, 4);               /* inSensitive: */
+    tpm2_put16(c, 0);               /*   userAuth */
+    tpm2_put16(c, 0);               /*   data */
     size_t at = c->n;
-    put16(c, 0);                /* inPublic.size, patched below */
-    put16(c, rsa ? ALG_RSA : ALG_ECC);
-    put16(c, ALG_SHA256);
-    put32(c, 0x00040072);       /* fixedTPM fixedParent sensitiveDataOrigin userWithAuth sign */
-    put16(c, 0);                /* authPolicy */
-    put16(c, ALG_NULL);         /* symmetric */
+    tpm2_put16(c, 0);               /* inPublic.size, patched below */
+    tpm2_put16(c, rsa ? ALG_RSA : ALG_ECC);
+    tpm2_put16(c, TPM2_ALG_SHA256);
+    tpm2_put32(c, 0x00040072);      /* fixedTPM fixedParent sensitiveDataOrigin userWithAuth sign */
+    tpm2_put16(c, 0);               /* authPolicy */
+    tpm2_put16(c, ALG_NULL);        /* symmetric */
     if (rsa) {
-        put16(c, ALG_RSASSA);   /* scheme */
-        put16(c, ALG_SHA256);
-        put16(c, 2048);         /* keyBits */
-        put32(c, 0);            /* exponent: default */
-        put16(c, 0);            /* unique */
+        tpm2_put16(c, ALG_RSASSA);  /* scheme */
+        tpm2_put16(c, TPM2_ALG_SHA256);
+        tpm2_put16(c, 2048);        /* keyBits */
+        tpm2_put32(c, 0);           /* exponent: default */
+        tpm2_put16(c, 0);           /* unique */
     } else {
-        put16(c, ALG_ECDSA);    /* scheme */
-        put16(c, ALG_SHA256);
-        put16(c, ECC_NIST_P256);
-        put16(c, ALG_NULL);     /* kdf */
-        put16(c, 0);            /* unique.x */
-        put16(c, 0);            /* unique.y */
+        tpm2_put16(c, ALG_ECDSA);   /* scheme */
+        tpm2_put16(c, TPM2_ALG_SHA256);
+        tpm2_put16(c, ECC_NIST_P256);
+        tpm2_put16(c, ALG_NULL);    /* kdf */
+        tpm2_put16(c, 0);           /* unique.x */
+        tpm2_put16(c, 0);           /* unique.y */
     }
     uint16_t size = (uint16_t)(c->n - at - 2);
     c->b[at] = (uint8_t)(size >> 8);
     c->b[at + 1] = (uint8_t)size;
-    put16(c, 0);                /* outsideInfo */
-    put32(c, 0);                /* creationPCR: no selection */
-    cmd_end(c);
+    tpm2_put16(c, 0);               /* outsideInfo */
+    tpm2_put32(c, 0);               /* creationPCR: no selection */
+    tpm2_cmd_end(c);
 }
 
 /* ---- running commands ---------------------------------------------------- */
@@ -284,7 +157,7 @@ typedef struct rsp {
  * TPM_RC_RETRY is retried, as a TSS does: the first DA-protected
  * authorisation after Startup answers it once, after recording in NV that
  * DA protection is in use (libtpms's USE_DA_USED). */
-static uint32_t xfer(nvtpm *t, const cmdbuf *c, rsp *r)
+static uint32_t xfer(nvtpm *t, const tpm2_cmdbuf *c, rsp *r)
 {
     uint32_t rc;
     int tries = 0;
@@ -295,8 +168,8 @@ static uint32_t xfer(nvtpm *t, const cmdbuf *c, rsp *r)
         TU_OK(nvtpm_execute(t, c->b, c->n, &r->buf, &r->len));
         g_assert_nonnull(r->buf);
         g_assert_cmpuint(r->len, >=, 10);
-        g_assert_cmpuint(get32(r->buf + 2), ==, r->len);
-        rc = get32(r->buf + 6);
+        g_assert_cmpuint(tpm2_get32(r->buf + 2), ==, r->len);
+        rc = tpm2_get32(r->buf + 6);
     } while (rc == RC_RETRY && ++tries < 3);
     return rc;
 }
@@ -306,62 +179,62 @@ static uint32_t xfer(nvtpm *t, const cmdbuf *c, rsp *r)
     do {                                                                              \
         uint32_t rc_ = xfer((t), (c), (r));                                           \
         if (rc_ != RC_SUCCESS)                                                        \
-            g_error("command 0x%08x answered 0x%03x, expected success", get32((c)->b + 6), \
-                    rc_);                                                             \
+            g_error("command 0x%08x answered 0x%03x, expected success",               \
+                    tpm2_get32((c)->b + 6), rc_);                                     \
     } while (0)
 
 static void startup(nvtpm *t, rsp *r)
 {
-    cmdbuf c;
-    cmd_startup(&c);
+    tpm2_cmdbuf c;
+    tpm2_cmd_startup(&c);
     XFER_OK(t, &c, r);
 }
 
 static void shutdown_clear(nvtpm *t, rsp *r)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     cmd_shutdown(&c);
     XFER_OK(t, &c, r);
 }
 
 static void nv_define(nvtpm *t, rsp *r, uint32_t index, uint32_t attributes, uint16_t size)
 {
-    cmdbuf c;
-    cmd_nv_define(&c, index, attributes, size);
+    tpm2_cmdbuf c;
+    tpm2_cmd_nv_define(&c, index, attributes, size);
     XFER_OK(t, &c, r);
 }
 
 static void nv_write(nvtpm *t, rsp *r, uint32_t index, const void *data, uint16_t len)
 {
-    cmdbuf c;
-    cmd_nv_write(&c, index, data, len, 0);
+    tpm2_cmdbuf c;
+    tpm2_cmd_nv_write(&c, index, index, data, len, 0);
     XFER_OK(t, &c, r);
 }
 
 /* Read @len bytes of @index and compare them with @expect. */
 static void nv_assert(nvtpm *t, rsp *r, uint32_t index, const void *expect, uint16_t len)
 {
-    cmdbuf c;
-    cmd_nv_read(&c, index, len, 0);
+    tpm2_cmdbuf c;
+    tpm2_cmd_nv_read(&c, index, index, len, 0);
     XFER_OK(t, &c, r);
     g_assert_cmpuint(r->len, >=, 16u + len);
-    g_assert_cmpuint(get16(r->buf + 14), ==, len);
+    g_assert_cmpuint(tpm2_get16(r->buf + 14), ==, len);
     g_assert_cmpmem(r->buf + 16, len, expect, len);
 }
 
 static uint64_t nv_counter(nvtpm *t, rsp *r, uint32_t index)
 {
-    cmdbuf c;
-    cmd_nv_read(&c, index, 8, 0);
+    tpm2_cmdbuf c;
+    tpm2_cmd_nv_read(&c, index, index, 8, 0);
     XFER_OK(t, &c, r);
-    g_assert_cmpuint(get16(r->buf + 14), ==, 8);
-    return (uint64_t)get32(r->buf + 16) << 32 | get32(r->buf + 20);
+    g_assert_cmpuint(tpm2_get16(r->buf + 14), ==, 8);
+    return (uint64_t)tpm2_get32(r->buf + 16) << 32 | tpm2_get32(r->buf + 20);
 }
 
 static void nv_increment(nvtpm *t, rsp *r, uint32_t index)
 {
-    cmdbuf c;
-    cmd_nv_increment(&c, index);
+    tpm2_cmdbuf c;
+    tpm2_cmd_nv_increment(&c, index, index);
     XFER_OK(t, &c, r);
 }
 
@@ -462,7 +335,7 @@ static uint32_t blob_size(nvtpm *t, const char *name, bool *present)
 
 static void test_startup_get_random(fixture *f, gconstpointer data)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     bool present;
 
     /* The TPM was manufactured at power-on: its state is in the image. */
@@ -477,21 +350,21 @@ static void test_startup_get_random(fixture *f, gconstpointer data)
     startup(f->t, &f->r);
     g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
     g_assert_cmpuint(f->r.len, ==, 10 + 2 + 8);
-    g_assert_cmpuint(get16(f->r.buf + 10), ==, 8);
+    g_assert_cmpuint(tpm2_get16(f->r.buf + 10), ==, 8);
     g_test_message("fresh TPM: permall %u bytes", blob_size(f->t, "tpm0/permall", NULL));
 }
 
 static void test_nv_round_trip(fixture *f, gconstpointer data)
 {
     uint8_t value[64];
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     power_up(f);
     nv_define(f->t, &f->r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value);
     cmd_nv_read_public(&c, NV_INDEX_BASE);
     XFER_OK(f->t, &c, &f->r);
-    g_assert_cmphex(get32(f->r.buf + 12), ==, NV_INDEX_BASE);
-    g_assert_cmpuint(get16(f->r.buf + 24), ==, sizeof value);
+    g_assert_cmphex(tpm2_get32(f->r.buf + 12), ==, NV_INDEX_BASE);
+    g_assert_cmpuint(tpm2_get16(f->r.buf + 24), ==, sizeof value);
 
     tu_fill(value, sizeof value, 1);
     nv_write(f->t, &f->r, NV_INDEX_BASE, value, sizeof value);
@@ -505,11 +378,11 @@ static void test_nv_round_trip(fixture *f, gconstpointer data)
 static void test_nv_increment(fixture *f, gconstpointer data)
 {
     const uint32_t index = NV_INDEX_BASE + 1;
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     power_up(f);
     nv_define(f->t, &f->r, index, NT_COUNTER | NV_AUTHWRITE | NV_AUTHREAD, 8);
-    cmd_nv_read(&c, index, 8, 0);
+    tpm2_cmd_nv_read(&c, index, index, 8, 0);
     g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_NV_UNINITIALIZED);
 
     nv_increment(f->t, &f->r, index);
@@ -524,7 +397,7 @@ static void test_restart_keeps_nv(fixture *f, gconstpointer data)
 {
     const uint32_t counter = NV_INDEX_BASE + 1;
     uint8_t value[100];
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     power_up(f);
     tu_fill(value, sizeof value, 7);
@@ -551,7 +424,7 @@ static void test_restart_keeps_nv(fixture *f, gconstpointer data)
 
 static void test_volatile_state_single_use(fixture *f, gconstpointer data)
 {
-    cmdbuf c;
+    tpm2_cmdbuf c;
     bool present;
 
     power_up(f);
@@ -569,7 +442,7 @@ static void test_volatile_state_single_use(fixture *f, gconstpointer data)
     TU_OK(nvtpm_power_on(f->t));
     /* Restored: the TPM is started already, without Startup ... */
     g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
-    cmd_startup(&c);
+    tpm2_cmd_startup(&c);
     g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_INITIALIZE);
     /* ... and the saved state is gone from the image. */
     blob_size(f->t, "tpm0/volatilestate", &present);
@@ -602,7 +475,7 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
     nvtpm *t = NULL;
     rsp r = { 0 };
     uint8_t old_value[32], new_value[32];
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     TU_OK(nvt_open_backend(fault, open_flags, &db));
     TU_OK(nvtpm_open_handle(db, "tpm0", &t));
@@ -614,7 +487,7 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
     nv_write(t, &r, NV_INDEX_BASE, old_value, sizeof old_value);
 
     nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, on, n, EIO);
-    cmd_nv_write(&c, NV_INDEX_BASE, new_value, sizeof new_value, 0);
+    tpm2_cmd_nv_write(&c, NV_INDEX_BASE, NV_INDEX_BASE, new_value, sizeof new_value, 0);
     uint8_t *resp = NULL;
     size_t resp_len = 0;
     g_free(take_warnings());
@@ -627,7 +500,7 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
         g_assert_cmpstr(logged, ==, "");
         g_free(logged);
         TU_OK(rc);
-        g_assert_cmphex(get32(resp + 6), ==, RC_SUCCESS);
+        g_assert_cmphex(tpm2_get32(resp + 6), ==, RC_SUCCESS);
         free(resp);
         TU_OK(nvtpm_close(t));
         nvt_be_close(inner);
@@ -641,7 +514,7 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
     g_free(logged);
     /* The client is told the command failed, not that it succeeded. */
     g_assert_cmpuint(resp_len, ==, 10);
-    g_assert_cmphex(get32(resp + 6), ==, RC_FAILURE);
+    g_assert_cmphex(tpm2_get32(resp + 6), ==, RC_FAILURE);
     free(resp);
 
     /* libtpms is in failure mode now: every command answers 0x101. */
@@ -657,9 +530,9 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
     tu_assert_healthy(nvtpm_image(t));
     TU_OK(nvtpm_power_on(t));
     startup(t, &r);
-    cmd_nv_read(&c, NV_INDEX_BASE, sizeof old_value, 0);
+    tpm2_cmd_nv_read(&c, NV_INDEX_BASE, NV_INDEX_BASE, sizeof old_value, 0);
     XFER_OK(t, &c, &r);
-    g_assert_cmpuint(get16(r.buf + 14), ==, sizeof old_value);
+    g_assert_cmpuint(tpm2_get16(r.buf + 14), ==, sizeof old_value);
     *new_value_kept = memcmp(r.buf + 16, new_value, sizeof new_value) == 0;
     if (!*new_value_kept)
         g_assert_cmpmem(r.buf + 16, sizeof old_value, old_value, sizeof old_value);
@@ -725,7 +598,7 @@ static void fill_nv(uint16_t size, bool write)
     nvtpm *t = NULL;
     rsp r = { 0 };
     uint8_t data[1024];
-    cmdbuf c;
+    tpm2_cmdbuf c;
     uint32_t n = 0, max_permall = 0;
 
     TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
@@ -733,7 +606,7 @@ static void fill_nv(uint16_t size, bool write)
     startup(t, &r);
     for (;;) {
         uint32_t index = NV_INDEX_BASE + n;
-        cmd_nv_define(&c, index, NV_AUTHWRITE | NV_AUTHREAD, size);
+        tpm2_cmd_nv_define(&c, index, NV_AUTHWRITE | NV_AUTHREAD, size);
         uint32_t rc = xfer(t, &c, &r);  /* asserts the store succeeded */
         if (rc == RC_NV_SPACE)
             break;
@@ -742,7 +615,7 @@ static void fill_nv(uint16_t size, bool write)
         for (uint16_t off = 0; write && off < size; off += sizeof data) {
             uint16_t len = (uint16_t)MIN(sizeof data, (size_t)(size - off));
             tu_fill(data, len, index + off);
-            cmd_nv_write(&c, index, data, len, off);
+            tpm2_cmd_nv_write(&c, index, index, data, len, off);
             XFER_OK(t, &c, &r);
         }
         max_permall = MAX(max_permall, blob_size(t, "tpm0/permall", NULL));
@@ -784,7 +657,7 @@ static void test_volatile_state_fits(void)
 {
     nvtpm *t = NULL;
     rsp r = { 0 };
-    cmdbuf c;
+    tpm2_cmdbuf c;
     unsigned objects = 0, sessions = 0;
     uint32_t rc;
 
@@ -819,7 +692,7 @@ static void test_state_blobs_move_a_tpm(void)
     uint8_t value[48];
     uint8_t *perm = NULL, *vol = NULL, *save = NULL;
     size_t perm_len = 0, vol_len = 0, save_len = 99;
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
     TU_OK(nvtpm_power_on(t));
@@ -891,7 +764,7 @@ static void test_unloadable_permall_fails_power_on(void)
 static void test_not_powered(void)
 {
     nvtpm *t = NULL;
-    cmdbuf c;
+    tpm2_cmdbuf c;
     uint8_t *resp = (uint8_t *)"x";
     size_t len = 1;
     bool established;
@@ -935,7 +808,7 @@ static void test_execute_async(void)
 {
     nvtpm *t = NULL;
     rsp r = { 0 };
-    cmdbuf c;
+    tpm2_cmdbuf c;
     async_result a = { 0 };
 
     g_mutex_init(&a.lock);
@@ -952,7 +825,7 @@ static void test_execute_async(void)
     g_assert_cmpint(a.errcode, ==, 0);
     g_assert_true(a.thread != g_thread_self());     /* the device thread */
     g_assert_cmpuint(a.len, ==, 10 + 2 + 16);
-    g_assert_cmphex(get32(a.resp + 6), ==, RC_SUCCESS);
+    g_assert_cmphex(tpm2_get32(a.resp + 6), ==, RC_SUCCESS);
     free(a.resp);
     TU_OK(nvtpm_close(t));
     g_mutex_clear(&a.lock);
@@ -966,7 +839,7 @@ static void test_established_and_locality(void)
     rsp r = { 0 };
     bool established = true;
     uint32_t min = 0, max = 0;
-    cmdbuf c;
+    tpm2_cmdbuf c;
 
     TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
     TU_OK(nvtpm_power_on(t));
