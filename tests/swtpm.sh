@@ -22,40 +22,13 @@
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 # Environment: NVRAM_TOOL, NVRAM_TPMD (set by make check).
 
-set -u
+tmp_name=nvram-swtpm-test
+show_tail=15
+. "$(dirname "$0")/tpmlib.sh"
+need_commands "install swtpm, swtpm-tools and tpm2-tools" \
+    swtpm swtpm_setup swtpm_ioctl tpm2_startup tpm2_shutdown tpm2_nvdefine \
+    tpm2_nvwrite tpm2_nvread tpm2_readpublic sha256sum od dd
 
-tool=${NVRAM_TOOL:-${top_builddir:-.}/tools/nvram-tool}
-tpmd=${NVRAM_TPMD:-${top_builddir:-.}/tools/nvram-tpmd}
-for f in "$tool" "$tpmd"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not found (nvram-tpmd needs libtpms-dev)"
-        exit 77
-    fi
-done
-for t in swtpm swtpm_setup swtpm_ioctl tpm2_startup tpm2_shutdown tpm2_nvdefine \
-         tpm2_nvwrite tpm2_nvread tpm2_readpublic sha256sum od dd; do
-    if ! command -v "$t" >/dev/null 2>&1; then
-        echo "SKIP: $t not found (install swtpm, swtpm-tools and tpm2-tools)"
-        exit 77
-    fi
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvram-swtpm-test.XXXXXX") || exit 99
-swtpm_pid=
-tpmd_pid=
-cleanup() {
-    [ -n "$swtpm_pid" ] && kill -9 "$swtpm_pid" 2>/dev/null
-    [ -n "$tpmd_pid" ] && kill -9 "$tpmd_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-show() { [ -s "$1" ] && tail -n 15 "$1" | sed 's/^/#   /'; return 0; }
 check() {   # check DESCRIPTION CMD...
     desc=$1
     shift
@@ -76,13 +49,6 @@ check() {   # check DESCRIPTION CMD...
 XDG_CONFIG_HOME=$tmp
 export XDG_CONFIG_HOME
 
-port=$((20000 + ($$ * 2) % 19990))
-next_port() {
-    port=$((port + 2))
-    [ "$port" -gt 39990 ] && port=20000
-    return 0
-}
-
 # start_swtpm DIR-OR-URI [ARGS...]: swtpm on a TCP pair, TPM started.
 start_swtpm() {
     uri=$1
@@ -92,17 +58,11 @@ start_swtpm() {
         --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
         "$@" >"$tmp/swtpm.log" 2>&1 &
     swtpm_pid=$!
-    i=0
-    until swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g >/dev/null 2>&1; do
-        i=$((i + 1))
-        if [ "$i" -gt 100 ] || ! kill -0 "$swtpm_pid" 2>/dev/null; then
-            show "$tmp/swtpm.log"
-            return 1
-        fi
-        sleep 0.05
-    done
-    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
-    export TPM2TOOLS_TCTI
+    if ! wait_for "$swtpm_pid" swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g; then
+        show "$tmp/swtpm.log"
+        return 1
+    fi
+    set_tcti "$port"
 }
 
 stop_swtpm() {
@@ -119,17 +79,11 @@ start_tpmd() {
     "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
         --log "file=$tmp/tpmd.log,level=2" 2>"$tmp/tpmd.err" &
     tpmd_pid=$!
-    i=0
-    until [ -s "$tmp/tpmd.pid" ]; do
-        i=$((i + 1))
-        if [ "$i" -gt 100 ] || ! kill -0 "$tpmd_pid" 2>/dev/null; then
-            show "$tmp/tpmd.err"
-            return 1
-        fi
-        sleep 0.05
-    done
-    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
-    export TPM2TOOLS_TCTI
+    if ! wait_for "$tpmd_pid" test -s "$tmp/tpmd.pid"; then
+        show "$tmp/tpmd.err"
+        return 1
+    fi
+    set_tcti "$port"
     tpm2_startup -c >/dev/null 2>&1
     return 0
 }

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: LGPL-3.0-or-later
-# toollib.sh — shared by the shell tests of nvram-tool (sourced, not run).
-# Before sourcing, set tmp_name (the temporary directory's name prefix).
+# toollib.sh — shared by the shell tests of nvram-tool, and through
+# tpmlib.sh by those of the TPM daemons (sourced, not run).
+# Before sourcing, set tmp_name (the temporary directory's name prefix)
+# and, to show only the end of long files, show_tail (a line count).
 # Provides: $tool, $run (valgrind wrapper when NVT_VALGRIND is set), $tmp
-# (removed at exit), counters $passed/$failed with ok/not_ok, show FILE,
-# nt ARGS (run the tool: $tmp/out, $tmp/err, $rc) and
-# expect STATUS DESCRIPTION ARGS.  Exits 77 when the tool is missing.
+# (removed at exit, after at_exit, which a test may redefine), counters
+# $passed/$failed with ok/not_ok, show FILE, nt ARGS (run the tool:
+# $tmp/out, $tmp/err, $rc) and expect STATUS DESCRIPTION ARGS.  Exits 77
+# when the tool is missing.
 
 set -u
 
@@ -20,15 +23,22 @@ if [ -n "${NVT_VALGRIND:-}" ]; then
 fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/${tmp_name:-nvram-test}.XXXXXX") || exit 99
-trap 'rm -rf "$tmp"' EXIT
+# at_exit: what a test must stop before $tmp goes (the processes it started).
+at_exit() { :; }
+trap 'at_exit; rm -rf "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM
 
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-# Show a file's lines as comments, to explain a failure.
-show() { [ -s "$1" ] && sed 's/^/#   /' "$1"; return 0; }
+# Show a file's lines (the last $show_tail if set) as comments, to explain a failure.
+show() {
+    [ -s "$1" ] || return 0
+    if [ -n "${show_tail:-}" ]; then tail -n "$show_tail" "$1"; else cat "$1"; fi |
+        sed 's/^/#   /'
+    return 0
+}
 
 # nt ARGS...: run the tool; stdout in $tmp/out, stderr in $tmp/err, status in $rc.
 nt() {

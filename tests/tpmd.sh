@@ -24,44 +24,23 @@
 # Environment: NVRAM_TPMD, NVRAM_TOOL (set by make check),
 # NVT_TPMD_ROUNDS (kill -9 rounds, default 20).
 
-set -u
-
-tpmd=${NVRAM_TPMD:-${top_builddir:-.}/tools/nvram-tpmd}
-tool=${NVRAM_TOOL:-${top_builddir:-.}/tools/nvram-tool}
+tmp_name=nvram-tpmd-test
+show_tail=20
+. "$(dirname "$0")/tpmlib.sh"
 rounds=${NVT_TPMD_ROUNDS:-20}
-for f in "$tpmd" "$tool"; do
-    if [ ! -x "$f" ]; then
-        echo "SKIP: $f not found (set NVRAM_TPMD and NVRAM_TOOL)"
-        exit 77
-    fi
-done
-for t in tpm2_startup tpm2_shutdown tpm2_getrandom tpm2_nvdefine tpm2_nvwrite tpm2_nvread \
-         tpm2_nvincrement tpm2_createprimary tpm2_evictcontrol tpm2_getcap; do
-    if ! command -v "$t" >/dev/null 2>&1; then
-        echo "SKIP: $t not found (install tpm2-tools)"
-        exit 77
-    fi
-done
+need_commands "install tpm2-tools" \
+    tpm2_startup tpm2_shutdown tpm2_getrandom tpm2_nvdefine tpm2_nvwrite tpm2_nvread \
+    tpm2_nvincrement tpm2_createprimary tpm2_evictcontrol tpm2_getcap
 have_python=no
 command -v python3 >/dev/null 2>&1 && have_python=yes
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nvram-tpmd-test.XXXXXX") || exit 99
 img=$tmp/tpm.img
-tpmd_pid=
-cleanup() {
-    [ -n "$tpmd_pid" ] && kill -9 "$tpmd_pid" 2>/dev/null
+# The daemon of section 6 detaches (--daemon): only its pid file names it.
+at_exit() {
+    kill_daemons
     [ -s "$tmp/dpid" ] && kill -9 "$(cat "$tmp/dpid")" 2>/dev/null
-    [ -n "${swtpm_pid:-}" ] && kill -9 "$swtpm_pid" 2>/dev/null
-    rm -rf "$tmp"
+    return 0
 }
-trap cleanup EXIT
-trap 'exit 1' HUP INT TERM
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
-show() { [ -s "$1" ] && tail -n 20 "$1" | sed 's/^/#   /'; return 0; }
 
 # tool_run DESCRIPTION CMD...: a tpm2-tools (or other) command as one check;
 # its output goes to $tmp/out, its messages to $tmp/err.
@@ -80,15 +59,6 @@ tool_run() {
 
 # ---- starting and stopping the daemon ---------------------------------------
 
-# Ports: a pair (N, N+1) derived from our pid in 20000..39999, moved on
-# whenever the daemon reports a port in use.
-port=$((20000 + ($$ * 2) % 19990))
-next_port() {
-    port=$((port + 2))
-    [ "$port" -gt 39990 ] && port=20000
-    return 0
-}
-
 # start_tpmd [ARGS...]: start the daemon on $img in the background with
 # data on $port and control on $port+1; waits until it serves (its pid
 # file appears).  Sets tpmd_pid and TPM2TOOLS_TCTI.
@@ -101,17 +71,10 @@ start_tpmd() {
         "$tpmd" --image "$img" --tcp-port "$port" --pid-file "$tmp/pid" \
             --log "file=$tmp/tpmd.log,level=2" "$@" 2>"$tmp/tpmd.err" &
         tpmd_pid=$!
-        i=0
-        while [ "$i" -lt 200 ]; do
-            if [ -s "$tmp/pid" ]; then
-                TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
-                export TPM2TOOLS_TCTI
-                return 0
-            fi
-            kill -0 "$tpmd_pid" 2>/dev/null || break
-            sleep 0.05
-            i=$((i + 1))
-        done
+        if wait_for "$tpmd_pid" test -s "$tmp/pid"; then
+            set_tcti "$port"
+            return 0
+        fi
         kill -9 "$tpmd_pid" 2>/dev/null
         wait "$tpmd_pid" 2>/dev/null
         tpmd_pid=
@@ -407,12 +370,7 @@ if [ "$have_python" = yes ]; then
         --ctrl "type=unixio,path=$tmp/ctrl.sock,mode=0700" --pid-file "$tmp/pid" \
         --log "file=$tmp/tpmd.log,level=2" 2>"$tmp/tpmd.err" &
     tpmd_pid=$!
-    i=0
-    while [ ! -s "$tmp/pid" ] && [ "$i" -lt 200 ] && kill -0 "$tpmd_pid" 2>/dev/null; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    if [ -s "$tmp/pid" ]; then
+    if wait_for "$tpmd_pid" test -s "$tmp/pid"; then
         ok "daemon serves on UNIX sockets"
         py_checks unix "$tmp/data.sock" "$tmp/ctrl.sock"
         wait_tpmd
@@ -511,8 +469,7 @@ rm -f "$tmp/dpid"
 if "$tpmd" --daemon --image "$img" --tcp-port "$port" --pid-file "$tmp/dpid" \
         --log "file=$tmp/tpmd.log,level=1" >"$tmp/out" 2>"$tmp/err" && [ -s "$tmp/dpid" ]; then
     ok "--daemon returns once serving (pid file written)"
-    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
-    export TPM2TOOLS_TCTI
+    set_tcti "$port"
     tool_run "tpm2_startup -c on the detached daemon" tpm2_startup -c
     counter=$(read_counter)
     [ -n "$counter" ] && ok "counter reads $counter on the detached daemon" ||
@@ -532,16 +489,6 @@ fi
 
 # ---- 7. state migration to and from swtpm ---------------------------------------
 
-# wait_ctrl PORT: until the control channel on PORT answers GET_CAPABILITY.
-wait_ctrl() {
-    i=0
-    until swtpm_ioctl --tcp "127.0.0.1:$1" -c >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -ge 100 ] && return 1
-        sleep 0.05
-    done
-}
-
 if command -v swtpm >/dev/null 2>&1 && command -v swtpm_ioctl >/dev/null 2>&1; then
     # ours -> swtpm: swtpm_ioctl --save from us, --load into swtpm
     if start_tpmd; then
@@ -559,10 +506,10 @@ if command -v swtpm >/dev/null 2>&1 && command -v swtpm_ioctl >/dev/null 2>&1; t
     swtpm socket --tpm2 --tpmstate "dir=$tmp/swtpm" --server "type=tcp,port=$port" \
         --ctrl "type=tcp,port=$((port + 1))" >"$tmp/swtpm.log" 2>&1 &
     swtpm_pid=$!
-    if wait_ctrl $((port + 1)); then
+    # swtpm serves once its control channel answers GET_CAPABILITY (-c)
+    if wait_for "$swtpm_pid" swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -c; then
         ctl=$((port + 1))
-        TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
-        export TPM2TOOLS_TCTI
+        set_tcti "$port"
         tool_run "swtpm accepts the permanent state of nvram-tpmd" \
             swtpm_ioctl --tcp "127.0.0.1:$ctl" --load permanent "$tmp/perm.blob"
         swtpm_ioctl --tcp "127.0.0.1:$ctl" -i >/dev/null 2>&1

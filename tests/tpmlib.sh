@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: LGPL-3.0-or-later
+# tpmlib.sh — shared by the shell tests that run TPM daemons, nvram-tpmd
+# and swtpm, on a TCP port pair (sourced, not run).  Sources toollib.sh:
+# set its variables first.
+# Provides, besides toollib.sh: $tpmd; need_commands HINT CMD...;
+# $tpmd_pid and $swtpm_pid, killed at exit by kill_daemons (the default
+# at_exit); $port (data channel; control on $port+1) with next_port;
+# wait_for PID CMD...; set_tcti PORT.  Exits 77 when nvram-tpmd is missing.
+
+. "$(dirname "$0")/toollib.sh"
+
+tpmd=${NVRAM_TPMD:-${top_builddir:-.}/tools/nvram-tpmd}
+if [ ! -x "$tpmd" ]; then
+    echo "SKIP: nvram-tpmd not found at $tpmd (it needs libtpms-dev; set NVRAM_TPMD)"
+    exit 77
+fi
+
+# need_commands HINT CMD...: skip the test (exit 77) unless every CMD is installed.
+need_commands() {
+    hint=$1
+    shift
+    for t in "$@"; do
+        if ! command -v "$t" >/dev/null 2>&1; then
+            echo "SKIP: $t not found ($hint)"
+            exit 77
+        fi
+    done
+}
+
+tpmd_pid=
+swtpm_pid=
+kill_daemons() {
+    [ -n "$tpmd_pid" ] && kill -9 "$tpmd_pid" 2>/dev/null
+    [ -n "$swtpm_pid" ] && kill -9 "$swtpm_pid" 2>/dev/null
+    return 0
+}
+at_exit() { kill_daemons; }
+
+# Ports: a pair (N, N+1) derived from our pid in 20000..39999, moved on
+# for every daemon started (and whenever one reports a port in use).
+port=$((20000 + ($$ * 2) % 19990))
+next_port() {
+    port=$((port + 2))
+    [ "$port" -gt 39990 ] && port=20000
+    return 0
+}
+
+# wait_for PID CMD...: run CMD (output discarded) every 50 ms until it
+# succeeds, the sign that the daemon PID serves; 1 if PID exits first or
+# CMD still fails after 10 s.
+wait_for() {
+    wait_pid=$1
+    shift
+    wait_tries=0
+    until "$@" >/dev/null 2>&1; do
+        wait_tries=$((wait_tries + 1))
+        if [ "$wait_tries" -ge 200 ] || ! kill -0 "$wait_pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 0
+}
+
+# set_tcti PORT: tpm2-tools talk to the data channel on 127.0.0.1:PORT.
+set_tcti() {
+    TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$1"
+    export TPM2TOOLS_TCTI
+}
