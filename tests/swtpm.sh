@@ -115,23 +115,10 @@ same() {
     fi
 }
 
-# round_trip NAME SETUP-ARGS -- SWTPM-ARGS -- IMPORT-ARGS -- EXPORT-ARGS -- SWTPM2-ARGS
+# round_trip NAME SETUP-ARGS SWTPM-ARGS IMPORT-ARGS EXPORT-ARGS SWTPM2-ARGS: each
+# group of extra arguments is one word, split into arguments where it is used.
 round_trip() {
-    name=$1
-    shift
-    setup_args=
-    while [ "$1" != -- ]; do setup_args="$setup_args $1"; shift; done
-    shift
-    swtpm_args=
-    while [ "$1" != -- ]; do swtpm_args="$swtpm_args $1"; shift; done
-    shift
-    import_args=
-    while [ "$1" != -- ]; do import_args="$import_args $1"; shift; done
-    shift
-    export_args=
-    while [ "$1" != -- ]; do export_args="$export_args $1"; shift; done
-    shift
-    swtpm2_args="$*"
+    name=$1 setup_args=$2 swtpm_args=$3 import_args=$4 export_args=$5 swtpm2_args=$6
     st=$tmp/$name.state
     img=$tmp/$name.img
     out=$tmp/$name.out
@@ -186,12 +173,12 @@ round_trip() {
 }
 
 # ---- 1, 2: round trips ---------------------------------------------------------
-round_trip plain -- -- -- -- 
+round_trip plain "" "" "" "" ""
 
 echo 0x000102030405060708090a0b0c0d0e0f >"$tmp/key.hex"
 printf 'a passphrase\n' >"$tmp/pwd"
-round_trip encrypted --keyfile "$tmp/key.hex" -- --key "file=$tmp/key.hex" -- \
-    --key "$tmp/key.hex" -- --pwdfile "$tmp/pwd" -- --key "pwdfile=$tmp/pwd"
+round_trip encrypted "--keyfile $tmp/key.hex" "--key file=$tmp/key.hex" \
+    "--key $tmp/key.hex" "--pwdfile $tmp/pwd" "--key pwdfile=$tmp/pwd"
 enc=$tmp/encrypted.state/tpm2-00.permall
 if [ -f "$enc" ] && [ "$(od -An -tx1 -j5 -N1 "$enc" | tr -d ' ')" = 01 ]; then
     ok "swtpm_setup --keyfile wrote an encrypted permall"
