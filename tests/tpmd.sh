@@ -47,11 +47,13 @@ at_exit() {
 tool_run() {
     desc=$1
     shift
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then
+    rc=0
+    "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+    if [ "$rc" -eq 0 ]; then
         ok "$desc"
         return 0
     fi
-    not_ok "$desc (exit $?)"
+    not_ok "$desc (exit $rc)"
     show "$tmp/err"
     show "$tmp/tpmd.log"
     return 1

@@ -36,13 +36,37 @@ kill_daemons() {
 }
 at_exit() { kill_daemons; }
 
-# Ports: a pair (N, N+1) derived from our pid in 20000..39999, moved on
+# Ports: a pair (N, N+1) starting from our pid in 20000..39999, moved on
 # for every daemon started (and whenever one reports a port in use).
+# Pairs something already listens on are skipped: tests of one "make -j
+# check" start at nearby pids, and a client talking to another test's
+# daemon fails in confusing ways.
 port=$((20000 + ($$ * 2) % 19990))
+port_pair_free() {
+    command -v python3 >/dev/null 2>&1 || return 0
+    python3 - "$1" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+for p in (port, port + 1):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+PY
+}
 next_port() {
-    port=$((port + 2))
-    [ "$port" -gt 39990 ] && port=20000
-    return 0
+    port_tries=0
+    while :; do
+        port=$((port + 2))
+        [ "$port" -gt 39990 ] && port=20000
+        port_tries=$((port_tries + 1))
+        if port_pair_free "$port" || [ "$port_tries" -ge 50 ]; then
+            return 0
+        fi
+    done
 }
 
 # wait_for PID CMD...: run CMD (output discarded) every 50 ms until it
