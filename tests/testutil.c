@@ -47,10 +47,11 @@ void tu_fill(uint8_t *buf, size_t len, uint32_t seed)
     }
 }
 
-nvramtdb *tu_start(nvt_backend *be, unsigned flags, const tu_blob *blobs, size_t n, int *rc)
+/* The rest of tu_start() and tu_start_uri(), once @db is opened (@r: the
+ * open's result; @db is NULL if it failed). */
+static nvramtdb *register_and_start(nvramtdb *db, int r, const tu_blob *blobs, size_t n,
+                                    int *rc)
 {
-    nvramtdb *db;
-    int r = nvt_open_backend(be, flags, &db);
     for (size_t i = 0; r == 0 && i < n; i++)
         r = nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size);
     if (r == 0)
@@ -62,6 +63,13 @@ nvramtdb *tu_start(nvt_backend *be, unsigned flags, const tu_blob *blobs, size_t
         return NULL;
     }
     return db;
+}
+
+nvramtdb *tu_start(nvt_backend *be, unsigned flags, const tu_blob *blobs, size_t n, int *rc)
+{
+    nvramtdb *db = NULL;
+    int r = nvt_open_backend(be, flags, &db);
+    return register_and_start(db, r, blobs, n, rc);
 }
 
 static void report_problem(void *opaque, const char *problem)
@@ -148,17 +156,7 @@ nvramtdb *tu_start_uri(const char *uri, unsigned flags, const tu_blob *blobs, si
 {
     nvramtdb *db = NULL;
     int r = nvramtdb_open(uri, flags, &db);
-    for (size_t i = 0; r == 0 && i < n; i++)
-        r = nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size);
-    if (r == 0)
-        r = nvramtdb_start(db, 0);
-    if (rc)
-        *rc = r;
-    if (r < 0) {
-        nvramtdb_close(db);  /* leaves the failure's message in place */
-        return NULL;
-    }
-    return db;
+    return register_and_start(db, r, blobs, n, rc);
 }
 
 long tu_memfind(const uint8_t *hay, size_t len, const void *needle, size_t nlen, size_t *count)
@@ -349,20 +347,50 @@ uint64_t tu_commits(nvramtdb *db)
 #include <pthread.h>
 #include <time.h>
 
-static pthread_mutex_t *tsan_mutex(GMutex *mutex)
+/* The pthread object behind a GMutex or GCond (@slot: its p), made on
+ * first use, as a static one is zeroed and never initialised.  Threads
+ * racing to make it publish one; the others destroy theirs. */
+static void *tsan_impl(gpointer *slot, size_t size, void (*init)(void *),
+                       void (*destroy)(void *))
 {
-    pthread_mutex_t *impl = g_atomic_pointer_get(&mutex->p);
-    if (G_UNLIKELY(!impl)) {  /* a static GMutex: zeroed, never initialised */
-        pthread_mutex_t *fresh = malloc(sizeof *fresh);
+    void *impl = g_atomic_pointer_get(slot);
+    if (G_UNLIKELY(!impl)) {
+        void *fresh = malloc(size);
         g_assert(fresh);
-        pthread_mutex_init(fresh, NULL);
-        if (!g_atomic_pointer_compare_and_exchange(&mutex->p, NULL, fresh)) {
-            pthread_mutex_destroy(fresh);
+        init(fresh);
+        if (!g_atomic_pointer_compare_and_exchange(slot, NULL, fresh)) {
+            destroy(fresh);
             free(fresh);
         }
-        impl = g_atomic_pointer_get(&mutex->p);
+        impl = g_atomic_pointer_get(slot);
     }
     return impl;
+}
+
+/* Destroy and free the object of @slot, if it was ever made. */
+static void tsan_clear(gpointer *slot, void (*destroy)(void *))
+{
+    void *impl = *slot;
+    if (impl) {
+        destroy(impl);
+        free(impl);
+        *slot = NULL;
+    }
+}
+
+static void tsan_mutex_init(void *impl)
+{
+    pthread_mutex_init(impl, NULL);
+}
+
+static void tsan_mutex_destroy(void *impl)
+{
+    pthread_mutex_destroy(impl);
+}
+
+static pthread_mutex_t *tsan_mutex(GMutex *mutex)
+{
+    return tsan_impl(&mutex->p, sizeof(pthread_mutex_t), tsan_mutex_init, tsan_mutex_destroy);
 }
 
 void g_mutex_init(GMutex *mutex)
@@ -373,12 +401,7 @@ void g_mutex_init(GMutex *mutex)
 
 void g_mutex_clear(GMutex *mutex)
 {
-    pthread_mutex_t *impl = mutex->p;
-    if (impl) {
-        pthread_mutex_destroy(impl);
-        free(impl);
-        mutex->p = NULL;
-    }
+    tsan_clear(&mutex->p, tsan_mutex_destroy);
 }
 
 void g_mutex_lock(GMutex *mutex)
@@ -400,24 +423,23 @@ gboolean g_mutex_trylock(GMutex *mutex)
     return pthread_mutex_trylock(tsan_mutex(mutex)) == 0;
 }
 
+static void tsan_cond_init(void *impl)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);  /* g_get_monotonic_time() */
+    pthread_cond_init(impl, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void tsan_cond_destroy(void *impl)
+{
+    pthread_cond_destroy(impl);
+}
+
 static pthread_cond_t *tsan_cond(GCond *cond)
 {
-    pthread_cond_t *impl = g_atomic_pointer_get(&cond->p);
-    if (G_UNLIKELY(!impl)) {
-        pthread_cond_t *fresh = malloc(sizeof *fresh);
-        pthread_condattr_t attr;
-        g_assert(fresh);
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);  /* g_get_monotonic_time() */
-        pthread_cond_init(fresh, &attr);
-        pthread_condattr_destroy(&attr);
-        if (!g_atomic_pointer_compare_and_exchange(&cond->p, NULL, fresh)) {
-            pthread_cond_destroy(fresh);
-            free(fresh);
-        }
-        impl = g_atomic_pointer_get(&cond->p);
-    }
-    return impl;
+    return tsan_impl(&cond->p, sizeof(pthread_cond_t), tsan_cond_init, tsan_cond_destroy);
 }
 
 void g_cond_init(GCond *cond)
@@ -428,12 +450,7 @@ void g_cond_init(GCond *cond)
 
 void g_cond_clear(GCond *cond)
 {
-    pthread_cond_t *impl = cond->p;
-    if (impl) {
-        pthread_cond_destroy(impl);
-        free(impl);
-        cond->p = NULL;
-    }
+    tsan_clear(&cond->p, tsan_cond_destroy);
 }
 
 void g_cond_wait(GCond *cond, GMutex *mutex)
