@@ -96,35 +96,18 @@ static void test_oversized_write_is_refused_and_changes_nothing(void)
     nvramtdb_close(db);
 }
 
-typedef struct completion {
-    int calls;
-    int errcode;
-    bool is_write;
-    size_t len;
-} completion;
-
-static void on_complete(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
-{
-    completion *c = opaque;
-    c->calls++;
-    c->errcode = errcode;
-    c->is_write = is_write;
-    c->len = len;
-    free(data);
-}
-
 static void test_completion_called_once_when_durable(void)
 {
     nvramtdb *db = start_mem();
-    completion c = { 0 };
+    tu_completion c = { 0 };
     uint8_t buf[100] = { 1 };
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf,
-                         NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION, on_complete, &c));
+                         NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION, tu_on_complete, &c));
     g_assert_cmpint(c.calls, ==, 1);
     g_assert_cmpint(c.errcode, ==, 0);
     g_assert_true(c.is_write);
     g_assert_cmpuint(c.len, ==, sizeof buf);
-    TU_OK(nvramtdb_delete(db, "tpm0/permall", NVRAMTDB_ASYNC, on_complete, &c));
+    TU_OK(nvramtdb_delete(db, "tpm0/permall", NVRAMTDB_ASYNC, tu_on_complete, &c));
     TU_OK(nvramtdb_flush(db));  /* the barrier completes after the delete */
     g_assert_cmpint(c.calls, ==, 2);
     g_assert_cmpint(c.errcode, ==, 0);
@@ -134,14 +117,14 @@ static void test_completion_called_once_when_durable(void)
 static void test_refused_request_gets_no_completion(void)
 {
     nvramtdb *db = start_mem();
-    completion c = { 0 };
+    tu_completion c = { 0 };
     uint8_t big[9000] = { 0 };
     g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, sizeof big, NVRAMTDB_ASYNC,
-                                   on_complete, &c), ==, -EFBIG);
-    g_assert_cmpint(nvramtdb_write(db, "nosuch/blob", big, 1, NVRAMTDB_ASYNC, on_complete, &c),
+                                   tu_on_complete, &c), ==, -EFBIG);
+    g_assert_cmpint(nvramtdb_write(db, "nosuch/blob", big, 1, NVRAMTDB_ASYNC, tu_on_complete, &c),
                     ==, -ENOENT);
-    g_assert_cmpint(nvramtdb_write(db, "bad name", big, 1, 0, on_complete, &c), ==, -EINVAL);
-    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, 1, 0x80, on_complete, &c), ==,
+    g_assert_cmpint(nvramtdb_write(db, "bad name", big, 1, 0, tu_on_complete, &c), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_write(db, "tpm0/permall", big, 1, 0x80, tu_on_complete, &c), ==,
                     -EINVAL);
     g_assert_cmpint(c.calls, ==, 0);
     nvramtdb_close(db);

@@ -61,31 +61,15 @@
 
 /* ---- requests with their completions ------------------------------------ */
 
-typedef struct completion {
-    int calls;
-    int errcode;
-    bool is_write;
-} completion;
-
-static void on_complete(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
-{
-    completion *c = opaque;
-    c->calls++;
-    c->errcode = errcode;
-    c->is_write = is_write;
-    free(data);
-    (void)len;
-}
-
-static int do_step(nvramtdb *db, const step *s, completion *c)
+static int do_step(nvramtdb *db, const step *s, tu_completion *c)
 {
     const char *name = blobs[s->blob].name;
-    *c = (completion){ 0 };
+    *c = (tu_completion){ 0 };
     if (s->is_delete)
-        return nvramtdb_delete(db, name, NVRAMTDB_WAIT_COMPLETION, on_complete, c);
+        return nvramtdb_delete(db, name, NVRAMTDB_WAIT_COMPLETION, tu_on_complete, c);
     value v = step_value(s);
     return nvramtdb_write(db, name, value_bytes(&v), v.len, NVRAMTDB_WAIT_COMPLETION,
-                          on_complete, c);
+                          tu_on_complete, c);
 }
 
 /* ---- reading back ------------------------------------------------------- */
@@ -216,7 +200,7 @@ static const fixture *get_fixture(commit_mode commit)
     nvramtdb_close(db);
 
     nvt_backend *fault, *inner;
-    completion c;
+    tu_completion c;
     db = start_on_fault(commit, fx->formatted, fx->formatted_len, &fault, &inner);
     uint64_t w0 = writes_of(fault, inner), f0 = nvt_mem_backend_flushes(inner);
     for (size_t i = 0; i <= N_STEPS; i++) {
@@ -295,7 +279,7 @@ static bool inject_and_run(const fixture *f, const fault_case *fc, uint64_t n,
 
     for (size_t i = 0; i < N_STEPS && ok; i++) {
         const step *s = &workload[i];
-        completion c;
+        tu_completion c;
         bool fired_before = nvt_fault_fired(fault);
         int rc = do_step(db, s, &c);
         bool fired_now = !fired_before && nvt_fault_fired(fault);
@@ -420,7 +404,7 @@ static void test_fault_at_each_op(gconstpointer data)
         nvt_backend *fault, *inner;
         nvramtdb *db = start_on_fault(fc->commit, f->formatted, f->formatted_len, &fault,
                                       &inner);
-        completion c;
+        tu_completion c;
         nvt_fault_arm(fault, fc->mode, fc->on, count + 1, fc->err);
         for (size_t i = 0; i < N_STEPS; i++)
             TU_OK(do_step(db, &workload[i], &c));
@@ -443,7 +427,7 @@ static void ops_of_one_write(commit_mode commit, uint64_t *writes, uint64_t *flu
     const fixture *f = get_fixture(commit);
     nvt_backend *fault, *inner;
     nvramtdb *db = start_on_fault(commit, f->formatted, f->formatted_len, &fault, &inner);
-    completion c;
+    tu_completion c;
     uint64_t w0 = writes_of(fault, inner), f0 = nvt_mem_backend_flushes(inner);
 
     TU_OK(do_step(db, &workload[0], &c));
@@ -464,7 +448,7 @@ static void fail_one_write(commit_mode commit, nvt_fault_mode mode, nvt_fault_op
     const fixture *f = get_fixture(commit);
     nvt_backend *fault, *inner;
     nvramtdb *db = start_on_fault(commit, f->formatted, f->formatted_len, &fault, &inner);
-    completion c;
+    tu_completion c;
     expect e = { 0 };
     char ctx[192];
 
@@ -509,16 +493,16 @@ static void test_efbig_does_no_io(gconstpointer data)
     const fixture *f = get_fixture(commit);
     nvt_backend *fault, *inner;
     nvramtdb *db = start_on_fault(commit, f->formatted, f->formatted_len, &fault, &inner);
-    completion c;
+    tu_completion c;
     expect e = { 0 };
 
     TU_OK(do_step(db, &workload[0], &c));
     e.acked[BLOB_A] = step_value(&workload[0]);
     uint64_t ops = nvt_fault_op_count(fault);
     uint8_t *big = g_malloc0(blobs[BLOB_A].max_size + 1);
-    c = (completion){ 0 };
+    c = (tu_completion){ 0 };
     int rc = nvramtdb_write(db, blobs[BLOB_A].name, big, blobs[BLOB_A].max_size + 1,
-                            NVRAMTDB_WAIT_COMPLETION, on_complete, &c);
+                            NVRAMTDB_WAIT_COMPLETION, tu_on_complete, &c);
     g_free(big);
     g_assert_cmpint(rc, ==, -EFBIG);
     g_assert_cmpstr(nvramtdb_last_error(), !=, "");
@@ -599,7 +583,7 @@ static void test_device_enospc_is_not_ring_full(void)
     nvt_backend *fault, *inner;
     nvramtdb *db = start_on_fault(COMMIT_JOURNAL, f->formatted, f->formatted_len, &fault,
                                   &inner);
-    completion c;
+    tu_completion c;
 
     nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_WRITE, 1, ENOSPC);
     int rc = do_step(db, &workload[0], &c);

@@ -248,6 +248,18 @@ void tu_add_isolated(const char *path, void (*body)(const void *data), const voi
     g_test_add_data_func(path, c, tu_run_isolated);
 }
 
+/* ---- completion callbacks ----------------------------------------------- */
+
+void tu_on_complete(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
+{
+    tu_completion *c = opaque;
+    c->calls++;
+    c->errcode = errcode;
+    c->is_write = is_write;
+    c->len = len;
+    free(data);
+}
+
 /* ---- the writer thread --------------------------------------------------- */
 
 struct tu_writer_hold {

@@ -87,6 +87,20 @@ void tu_assert_error_at(const char *file, int line, const char *expr, int rc, in
 void tu_add_isolated(const char *path, void (*body)(const void *data), const void *data,
                      unsigned timeout_s);
 
+/* ---- completion callbacks ----------------------------------------------- */
+
+/* What the completion callback of a request received (zero it first). */
+typedef struct tu_completion {
+    int calls;
+    int errcode;
+    bool is_write;
+    size_t len;
+} tu_completion;
+
+/* A completion callback recording into the tu_completion @opaque; frees a
+ * read's value, which the callback owns. */
+void tu_on_complete(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len);
+
 /* ---- the writer thread --------------------------------------------------- */
 
 /* Hold @db's writer thread: queue an NVRAMTDB_ASYNC write of an empty value
