@@ -430,7 +430,7 @@ static bool verify_crash_image(commit_mode commit, const uint8_t *img, size_t le
 /* ---- fixture: formatted images and the workload's operations ------------ */
 
 typedef struct fixture {
-    uint8_t *formatted;          /* a freshly formatted image */
+    const uint8_t *formatted;    /* formatted_image() */
     size_t formatted_len;
     uint64_t total_ops;          /* counted ops of the whole workload */
     uint64_t total_flushes;      /* flushes among them */
@@ -459,15 +459,10 @@ static fixture *get_fixture(commit_mode commit)
     if (fx->formatted)
         return fx;
 
-    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
-    nvramtdb *db = tu_start(mem, commit_flags[commit], blobs, N_BLOBS, NULL);
-    g_assert_nonnull(db);
-    fx->formatted = tu_mem_copy(mem, &fx->formatted_len);
-    nvramtdb_close(db);
-
+    fx->formatted = formatted_image(commit, &fx->formatted_len);
     nvt_backend *inner = nvt_mem_backend_new(fx->formatted, fx->formatted_len);
     nvt_backend *fault = nvt_fault_backend_new(inner);
-    db = tu_start(nvt_be_borrow(fault), commit_flags[commit], blobs, N_BLOBS, NULL);
+    nvramtdb *db = tu_start(nvt_be_borrow(fault), commit_flags[commit], blobs, N_BLOBS, NULL);
     g_assert_nonnull(db);
     uint64_t base = nvt_fault_op_count(fault), flushes = nvt_mem_backend_flushes(inner);
     for (size_t i = 0; i < N_STEPS; i++) {
@@ -1308,15 +1303,9 @@ int main(int argc, char **argv)
     static config configs[N_COMMITS][N_MODELS];
     static step_case cases[N_COMMITS][N_MODELS][N_STEPS];
     bool all_models = g_strcmp0(g_getenv("NVT_CRASH_ALL_MODELS"), "1") == 0;
-    /* Keep going after a failed test: each sweep reports its own
-     * violations, and one library bug must not hide the others. */
-    char **args = g_new0(char *, (size_t)argc + 2);
     char *path;
-    int ret;
 
-    memcpy(args, argv, (size_t)argc * sizeof *args);
-    args[argc++] = (char *)"--keep-going";
-    g_test_init(&argc, &args, NULL);
+    test_init_keep_going(&argc, argv);
 
     for (int c = 0; c < N_COMMITS; c++) {
         path = g_strdup_printf("/crash/%s/workload-without-faults", commit_names[c]);
@@ -1359,11 +1348,5 @@ int main(int argc, char **argv)
                     test_format_cut_before_first_flush_restarts);
     g_test_add_func("/crash/missing-superblock-copy/restored-by-start",
                     test_missing_superblock_copy_restored);
-    ret = g_test_run();
-    free_tests();
-    free_values();
-    for (int c = 0; c < N_COMMITS; c++)
-        g_free(fixtures[c].formatted);
-    g_free(args);
-    return ret;
+    return run_tests();
 }

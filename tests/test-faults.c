@@ -156,7 +156,7 @@ static bool reopen_and_verify(commit_mode commit, const uint8_t *img, size_t len
 /* ---- fixture: the formatted image and where the workload's ops fall ----- */
 
 typedef struct fixture {
-    uint8_t *formatted;
+    const uint8_t *formatted;
     size_t formatted_len;
     /* Counted from the end of start: writes and flushes before step i. */
     uint64_t writes_before[N_STEPS + 1];
@@ -193,15 +193,10 @@ static const fixture *get_fixture(commit_mode commit)
     if (fx->formatted)
         return fx;
 
-    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
-    nvramtdb *db = tu_start(mem, commit_flags[commit], blobs, N_BLOBS, NULL);
-    g_assert_nonnull(db);
-    fx->formatted = tu_mem_copy(mem, &fx->formatted_len);
-    nvramtdb_close(db);
-
+    fx->formatted = formatted_image(commit, &fx->formatted_len);
     nvt_backend *fault, *inner;
     tu_completion c;
-    db = start_on_fault(commit, fx->formatted, fx->formatted_len, &fault, &inner);
+    nvramtdb *db = start_on_fault(commit, fx->formatted, fx->formatted_len, &fault, &inner);
     uint64_t w0 = writes_of(fault, inner), f0 = nvt_mem_backend_flushes(inner);
     for (size_t i = 0; i <= N_STEPS; i++) {
         fx->writes_before[i] = writes_of(fault, inner) - w0;
@@ -606,15 +601,9 @@ int main(int argc, char **argv)
     static const int errs[] = { EIO, ENOSPC };
     static const nvt_fault_ops kinds[] = { NVT_FAULT_ON_WRITE, NVT_FAULT_ON_FLUSH };
     static fault_case cases[N_COMMITS][2][2][2];
-    /* Keep going after a failed test: each sweep reports its own
-     * violations, and one library bug must not hide the others. */
-    char **args = g_new0(char *, (size_t)argc + 2);
     char *path;
-    int ret;
 
-    memcpy(args, argv, (size_t)argc * sizeof *args);
-    args[argc++] = (char *)"--keep-going";
-    g_test_init(&argc, &args, NULL);
+    test_init_keep_going(&argc, argv);
     for (int c = 0; c < N_COMMITS; c++) {
         const char *cn = commit_names[c];
         gconstpointer cd = GINT_TO_POINTER(c);
@@ -644,11 +633,5 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/faults/journal/device-enospc-is-not-ring-full",
                     test_device_enospc_is_not_ring_full);
-    ret = g_test_run();
-    free_tests();
-    free_values();
-    for (int c = 0; c < N_COMMITS; c++)
-        g_free(fixtures[c].formatted);
-    g_free(args);
-    return ret;
+    return run_tests();
 }

@@ -70,6 +70,22 @@ char *value_describe(const value *v)
 const char *const commit_names[N_COMMITS] = { "journal", "stock-commit" };
 const unsigned commit_flags[N_COMMITS] = { 0, NVRAMTDB_OPEN_STOCK_COMMIT };
 
+static uint8_t *formatted[N_COMMITS];
+static size_t formatted_len[N_COMMITS];
+
+const uint8_t *formatted_image(commit_mode commit, size_t *len)
+{
+    if (!formatted[commit]) {
+        nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
+        nvramtdb *db = tu_start(mem, commit_flags[commit], blobs, N_BLOBS, NULL);
+        g_assert_nonnull(db);
+        formatted[commit] = tu_mem_copy(mem, &formatted_len[commit]);
+        nvramtdb_close(db);
+    }
+    *len = formatted_len[commit];
+    return formatted[commit];
+}
+
 void seen_read(nvramtdb *db, int blob, seen *s)
 {
     s->data = NULL;
@@ -113,7 +129,7 @@ bool healthy(nvramtdb *db, const char *ctx, const char *how)
     return r == 0;
 }
 
-void free_values(void)
+static void free_values(void)
 {
     for (size_t i = 0; i <= MAX_SEED; i++) {
         g_free(pattern_cache[i]);
@@ -121,7 +137,16 @@ void free_values(void)
     }
 }
 
+static char **args;         /* the arguments g_test_init() parsed */
 static GPtrArray *paths;
+
+void test_init_keep_going(int *argc, char **argv)
+{
+    args = g_new0(char *, (size_t)*argc + 2);
+    memcpy(args, argv, (size_t)*argc * sizeof *args);
+    args[(*argc)++] = (char *)"--keep-going";
+    g_test_init(argc, &args, NULL);
+}
 
 void add_test(const char *path, gconstpointer data, GTestDataFunc fn)
 {
@@ -132,9 +157,18 @@ void add_test(const char *path, gconstpointer data, GTestDataFunc fn)
     g_test_add_data_func(p, data, fn);
 }
 
-void free_tests(void)
+int run_tests(void)
 {
+    int ret = g_test_run();
     if (paths)
         g_ptr_array_free(paths, TRUE);
     paths = NULL;
+    free_values();
+    for (int c = 0; c < N_COMMITS; c++) {
+        g_free(formatted[c]);
+        formatted[c] = NULL;
+    }
+    g_free(args);
+    args = NULL;
+    return ret;
 }

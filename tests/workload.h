@@ -3,7 +3,8 @@
  * workload.h — the scripted workload shared by test-crash and test-faults:
  * three blobs, sixteen steps (creates, replaces at several sizes, deletes,
  * re-creates), each step's value distinct from every other, and the
- * helpers that read a blob back and report contract violations.
+ * helpers that read a blob back, report contract violations and run the
+ * tests.
  */
 #ifndef NVT_WORKLOAD_H
 #define NVT_WORKLOAD_H
@@ -45,8 +46,6 @@ value step_value(const step *s);
 /* The bytes of a present value (NULL when empty). */
 const uint8_t *value_bytes(const value *v);
 char *value_describe(const value *v);
-/* Free the cached value bytes (at exit, for valgrind). */
-void free_values(void);
 
 /* The two commit paths every sweep runs. */
 typedef enum commit_mode {
@@ -57,6 +56,11 @@ typedef enum commit_mode {
 
 extern const char *const commit_names[N_COMMITS];
 extern const unsigned commit_flags[N_COMMITS];
+
+/* A freshly formatted image with the workload's blobs registered, in
+ * commit mode @commit: the bytes every sweep starts from.  Made on first
+ * use, kept until run_tests() returns. */
+const uint8_t *formatted_image(commit_mode commit, size_t *len);
 
 /* What a read of a blob returned. */
 typedef struct seen {
@@ -73,8 +77,13 @@ bool violation(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 /* nvramtdb_check() found no problem; otherwise a violation naming @ctx. */
 bool healthy(nvramtdb *db, const char *ctx, const char *how);
 
+/* g_test_init() with --keep-going added: each sweep reports its own
+ * violations, and one library bug must not hide the others. */
+void test_init_keep_going(int *argc, char **argv);
 /* Register a data test whose path string must outlive g_test_run(). */
 void add_test(const char *path, gconstpointer data, GTestDataFunc fn);
-void free_tests(void);
+/* g_test_run(), then free what this module kept for it (test paths,
+ * value bytes, formatted images, arguments), for valgrind. */
+int run_tests(void);
 
 #endif /* NVT_WORKLOAD_H */
