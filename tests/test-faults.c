@@ -513,6 +513,14 @@ static void test_efbig_does_no_io(gconstpointer data)
     nvt_be_close(fault);
 }
 
+/* fail_one_write() with the fault transient, then persistent. */
+static void fail_one_write_both_modes(commit_mode commit, nvt_fault_ops on, uint64_t n, int err,
+                                      const char *what)
+{
+    fail_one_write(commit, NVT_FAULT_TRANSIENT, on, n, err, what);
+    fail_one_write(commit, NVT_FAULT_PERSISTENT, on, n, err, what);
+}
+
 /* ENOSPC injected at any flush of a commit (transient or persistent) is
  * reported as -ENOSPC or -EIO, never as success. */
 static void test_enospc_at_each_flush_of_a_commit(gconstpointer data)
@@ -525,9 +533,21 @@ static void test_enospc_at_each_flush_of_a_commit(gconstpointer data)
     for (uint64_t k = 1; k <= flushes; k++) {
         snprintf(what, sizeof what, "flush %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                  " of a commit", k, flushes);
-        fail_one_write(commit, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, k, ENOSPC, what);
-        fail_one_write(commit, NVT_FAULT_PERSISTENT, NVT_FAULT_ON_FLUSH, k, ENOSPC, what);
+        fail_one_write_both_modes(commit, NVT_FAULT_ON_FLUSH, k, ENOSPC, what);
     }
+}
+
+/* EIO at the last operation of kind @on (write or flush) of a commit,
+ * transient and persistent. */
+static void error_at_last_op_of_commit(commit_mode commit, nvt_fault_ops on)
+{
+    uint64_t writes, flushes;
+    char what[64];
+
+    ops_of_one_write(commit, &writes, &flushes);
+    snprintf(what, sizeof what, "the last %s of a commit", kind_name(on));
+    fail_one_write_both_modes(commit, on, on == NVT_FAULT_ON_WRITE ? writes : flushes, EIO,
+                              what);
 }
 
 /* An error at the last write of a commit (with stock commits, tdb's
@@ -536,27 +556,13 @@ static void test_enospc_at_each_flush_of_a_commit(gconstpointer data)
  * a latched error is never reported as success. */
 static void test_error_at_last_write_of_commit(gconstpointer data)
 {
-    commit_mode commit = GPOINTER_TO_INT(data);
-    uint64_t writes, flushes;
-
-    ops_of_one_write(commit, &writes, &flushes);
-    fail_one_write(commit, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_WRITE, writes, EIO,
-                   "the last write of a commit");
-    fail_one_write(commit, NVT_FAULT_PERSISTENT, NVT_FAULT_ON_WRITE, writes, EIO,
-                   "the last write of a commit");
+    error_at_last_op_of_commit(GPOINTER_TO_INT(data), NVT_FAULT_ON_WRITE);
 }
 
 /* An error at the last flush of a commit fails the call. */
 static void test_error_at_last_flush_of_commit(gconstpointer data)
 {
-    commit_mode commit = GPOINTER_TO_INT(data);
-    uint64_t writes, flushes;
-
-    ops_of_one_write(commit, &writes, &flushes);
-    fail_one_write(commit, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, flushes, EIO,
-                   "the last flush of a commit");
-    fail_one_write(commit, NVT_FAULT_PERSISTENT, NVT_FAULT_ON_FLUSH, flushes, EIO,
-                   "the last flush of a commit");
+    error_at_last_op_of_commit(GPOINTER_TO_INT(data), NVT_FAULT_ON_FLUSH);
 }
 
 /*
