@@ -1303,14 +1303,12 @@ int main(int argc, char **argv)
     static config configs[N_COMMITS][N_MODELS];
     static step_case cases[N_COMMITS][N_MODELS][N_STEPS];
     bool all_models = g_strcmp0(g_getenv("NVT_CRASH_ALL_MODELS"), "1") == 0;
-    char *path;
 
     test_init_keep_going(&argc, argv);
 
     for (int c = 0; c < N_COMMITS; c++) {
-        path = g_strdup_printf("/crash/%s/workload-without-faults", commit_names[c]);
-        add_test(path, GINT_TO_POINTER(c), test_workload_without_faults);
-        g_free(path);
+        add_test(GINT_TO_POINTER(c), test_workload_without_faults,
+                 "/crash/%s/workload-without-faults", commit_names[c]);
         for (int m = 0; m < N_MODELS; m++) {
             char *prefix;
             if (c == COMMIT_STOCK && m == MODEL_GARBAGE && !all_models)
@@ -1319,27 +1317,20 @@ int main(int argc, char **argv)
             prefix = g_strdup_printf("/crash/%s/%s/power-cut", commit_names[c], model_names[m]);
             for (size_t i = 0; i < N_STEPS; i++) {
                 cases[c][m][i] = (step_case){ configs[c][m], i };
-                path = g_strdup_printf("%s/step-%02zu-%s", prefix, i + 1, workload[i].slug);
-                add_test(path, &cases[c][m][i], test_cut_during_step);
-                g_free(path);
+                add_test(&cases[c][m][i], test_cut_during_step, "%s/step-%02zu-%s", prefix,
+                         i + 1, workload[i].slug);
             }
-            path = g_strdup_printf("%s/while-reserving-new-blob", prefix);
-            add_test(path, &configs[c][m], test_cut_while_reserving);
-            g_free(path);
-            path = g_strdup_printf("%s/during-repair", prefix);
-            add_test(path, &configs[c][m], test_cut_during_recovery);
-            g_free(path);
-            path = g_strdup_printf("%s/after-transient-error", prefix);
-            add_test(path, &configs[c][m], test_cut_after_transient_error);
-            g_free(path);
+            add_test(&configs[c][m], test_cut_while_reserving, "%s/while-reserving-new-blob",
+                     prefix);
+            add_test(&configs[c][m], test_cut_during_recovery, "%s/during-repair", prefix);
+            add_test(&configs[c][m], test_cut_after_transient_error, "%s/after-transient-error",
+                     prefix);
             g_free(prefix);
         }
     }
-    for (int m = 0; m < N_MODELS; m++) {
-        path = g_strdup_printf("/crash/%s/power-cut/while-formatting", model_names[m]);
-        add_test(path, GINT_TO_POINTER(m), test_cut_while_formatting);
-        g_free(path);
-    }
+    for (int m = 0; m < N_MODELS; m++)
+        add_test(GINT_TO_POINTER(m), test_cut_while_formatting,
+                 "/crash/%s/power-cut/while-formatting", model_names[m]);
     g_test_add_func("/crash/journal/delta-records-through-checkpoints",
                     test_journal_delta_records_through_checkpoints);
     g_test_add_func("/crash/journal/acknowledged-write-survives-cut-in-next-commit",

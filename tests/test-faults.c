@@ -607,7 +607,6 @@ int main(int argc, char **argv)
     static const int errs[] = { EIO, ENOSPC };
     static const nvt_fault_ops kinds[] = { NVT_FAULT_ON_WRITE, NVT_FAULT_ON_FLUSH };
     static fault_case cases[N_COMMITS][2][2][2];
-    char *path;
 
     test_init_keep_going(&argc, argv);
     for (int c = 0; c < N_COMMITS; c++) {
@@ -618,24 +617,17 @@ int main(int argc, char **argv)
                 for (int k = 0; k < 2; k++) {
                     cases[c][m][e][k] = (fault_case){ (commit_mode)c, modes[m], errs[e],
                                                       kinds[k] };
-                    path = g_strdup_printf("/faults/%s/%s/%s/at-each-%s", cn,
-                                           mode_name(modes[m]), err_name(errs[e]),
-                                           kind_name(kinds[k]));
-                    add_test(path, &cases[c][m][e][k], test_fault_at_each_op);
-                    g_free(path);
+                    add_test(&cases[c][m][e][k], test_fault_at_each_op,
+                             "/faults/%s/%s/%s/at-each-%s", cn, mode_name(modes[m]),
+                             err_name(errs[e]), kind_name(kinds[k]));
                 }
-        path = g_strdup_printf("/faults/%s/efbig-does-no-io", cn);
-        add_test(path, cd, test_efbig_does_no_io);
-        g_free(path);
-        path = g_strdup_printf("/faults/%s/enospc-at-each-flush-of-a-commit-is-reported", cn);
-        add_test(path, cd, test_enospc_at_each_flush_of_a_commit);
-        g_free(path);
-        path = g_strdup_printf("/faults/%s/error-at-last-write-of-commit-fails-the-call", cn);
-        add_test(path, cd, test_error_at_last_write_of_commit);
-        g_free(path);
-        path = g_strdup_printf("/faults/%s/error-at-last-flush-of-commit-fails-the-call", cn);
-        add_test(path, cd, test_error_at_last_flush_of_commit);
-        g_free(path);
+        add_test(cd, test_efbig_does_no_io, "/faults/%s/efbig-does-no-io", cn);
+        add_test(cd, test_enospc_at_each_flush_of_a_commit,
+                 "/faults/%s/enospc-at-each-flush-of-a-commit-is-reported", cn);
+        add_test(cd, test_error_at_last_write_of_commit,
+                 "/faults/%s/error-at-last-write-of-commit-fails-the-call", cn);
+        add_test(cd, test_error_at_last_flush_of_commit,
+                 "/faults/%s/error-at-last-flush-of-commit-fails-the-call", cn);
     }
     g_test_add_func("/faults/journal/device-enospc-is-not-ring-full",
                     test_device_enospc_is_not_ring_full);

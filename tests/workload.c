@@ -148,11 +148,14 @@ void test_init_keep_going(int *argc, char **argv)
     g_test_init(argc, &args, NULL);
 }
 
-void add_test(const char *path, gconstpointer data, GTestDataFunc fn)
+void add_test(gconstpointer data, GTestDataFunc fn, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
     if (!paths)
         paths = g_ptr_array_new_with_free_func(g_free);
-    char *p = g_strdup(path);
     g_ptr_array_add(paths, p);
     g_test_add_data_func(p, data, fn);
 }

@@ -80,8 +80,9 @@ bool healthy(nvramtdb *db, const char *ctx, const char *how);
 /* g_test_init() with --keep-going added: each sweep reports its own
  * violations, and one library bug must not hide the others. */
 void test_init_keep_going(int *argc, char **argv);
-/* Register a data test whose path string must outlive g_test_run(). */
-void add_test(const char *path, gconstpointer data, GTestDataFunc fn);
+/* Register a data test under the path @fmt formats (kept until
+ * run_tests() returns: GTest does not copy it). */
+void add_test(gconstpointer data, GTestDataFunc fn, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* g_test_run(), then free what this module kept for it (test paths,
  * value bytes, formatted images, arguments), for valgrind. */
 int run_tests(void);
