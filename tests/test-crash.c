@@ -570,6 +570,24 @@ static void test_cut_during_step(gconstpointer data)
     }
 }
 
+/* Start @img (NULL, 0: a blank image) in a fault backend, with @set
+ * registered, and cut the power at its @n-th operation.  Returns the fault
+ * backend, whose crash images the caller verifies (then closes it).
+ * *started: the start returned a handle anyway (closed here), which the
+ * caller reports as a violation. */
+static nvt_backend *start_with_cut(const uint8_t *img, size_t len, unsigned flags,
+                                   const tu_blob *set, size_t n_set, uint64_t n, bool *started)
+{
+    nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
+    int rc;
+
+    nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
+    nvramtdb *db = tu_start(nvt_be_borrow(fault), flags, set, n_set, &rc);
+    *started = db != NULL;
+    nvramtdb_close(db);
+    return fault;
+}
+
 /* One crash image of an interrupted format: it starts (formatted afresh if
  * it was still blank), is healthy, and has every blob registered, without
  * a value. */
@@ -627,15 +645,12 @@ static void test_cut_while_formatting(gconstpointer data)
     g_assert_cmpuint(count, >, 0);
 
     for (uint64_t n = 1; n <= count && ok; n++) {
-        int rc;
-        fault = nvt_fault_backend_new(nvt_mem_backend_new(NULL, 0));
-        nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
-        db = tu_start(nvt_be_borrow(fault), 0, blobs, N_BLOBS, &rc);
-        if (db) {
+        bool started;
+        fault = start_with_cut(NULL, 0, commit_flags[COMMIT_JOURNAL], blobs, N_BLOBS, n,
+                               &started);
+        if (started)
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of formatting: start returned 0", n, count);
-            nvramtdb_close(db);
-        }
         for (unsigned s = 0; s < seeds && ok; s++) {
             size_t len;
             uint8_t *img = crash_image(fault, model, s, &len);
@@ -745,17 +760,13 @@ static void test_cut_during_recovery(gconstpointer data)
         tdb_records += recovery_of(rc->img, rc->len) == RECOVERY_PENDING;
 
         for (uint64_t m = 1; m <= count && ok; m++) {
-            nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(rc->img, rc->len));
-            int err;
-            nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, m, 0);
-            nvramtdb *db = tu_start(nvt_be_borrow(fault), commit_flags[cfg->commit], blobs,
-                                    N_BLOBS, &err);
-            if (db) {
+            bool started;
+            nvt_backend *fault = start_with_cut(rc->img, rc->len, commit_flags[cfg->commit],
+                                                blobs, N_BLOBS, m, &started);
+            if (started)
                 ok = violation("%s, second cut at op %" G_GUINT64_FORMAT " of %"
                                G_GUINT64_FORMAT " of the repairing start: start returned 0",
                                rc->what, m, count);
-                nvramtdb_close(db);
-            }
             st.cut_points++;
             for (unsigned s = 0; s < seeds && ok; s++) {
                 size_t len;
@@ -1007,14 +1018,11 @@ static void test_cut_while_reserving(gconstpointer data)
     g_assert_cmpuint(count, >, 0);
 
     for (uint64_t n = 1; n <= count && ok; n++) {
-        fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
-        nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
-        db = tu_start(nvt_be_borrow(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
-        if (db) {
+        bool started;
+        fault = start_with_cut(img, len, flags, blobs_plus_d, N_BLOBS + 1, n, &started);
+        if (started)
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of reserving: start returned 0", n, count);
-            nvramtdb_close(db);
-        }
         for (unsigned s = 0; s < seeds && ok; s++) {
             size_t clen;
             uint8_t *crash = crash_image(fault, cfg->model, s, &clen);
