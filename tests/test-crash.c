@@ -570,6 +570,33 @@ static void test_cut_during_step(gconstpointer data)
     }
 }
 
+/* The operations (the cut points) of an uninterrupted start of @img (NULL,
+ * 0: a blank image) with @set registered; @fmt names that start if it
+ * fails. */
+static uint64_t start_op_count(const uint8_t *img, size_t len, unsigned flags,
+                               const tu_blob *set, size_t n_set, const char *fmt, ...)
+    G_GNUC_PRINTF(6, 7);
+static uint64_t start_op_count(const uint8_t *img, size_t len, unsigned flags,
+                               const tu_blob *set, size_t n_set, const char *fmt, ...)
+{
+    nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
+    int rc;
+    nvramtdb *db = tu_start(nvt_be_borrow(fault), flags, set, n_set, &rc);
+
+    if (!db) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *what = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        g_error("%s: %d (%s)", what, rc, nvramtdb_last_error());
+    }
+    uint64_t count = nvt_fault_op_count(fault);
+    nvramtdb_close(db);
+    nvt_be_close(fault);
+    g_assert_cmpuint(count, >, 0);
+    return count;
+}
+
 /* Start @img (NULL, 0: a blank image) in a fault backend, with @set
  * registered, and cut the power at its @n-th operation.  Returns the fault
  * backend, whose crash images the caller verifies (then closes it).
@@ -632,22 +659,15 @@ static void test_cut_while_formatting(gconstpointer data)
 {
     disk_model model = GPOINTER_TO_INT(data);
     unsigned seeds = crash_seeds() * 5;  /* few cut points: many seeds */
-    nvt_backend *fault;
-    nvramtdb *db = start_on_fault(COMMIT_JOURNAL, NULL, 0, &fault, NULL);
+    unsigned flags = commit_flags[COMMIT_JOURNAL];
+    uint64_t count = start_op_count(NULL, 0, flags, blobs, N_BLOBS, "formatting");
     unsigned long images = 0, blank = 0;
     char ctx[192];
     bool ok = true;
 
-    g_assert_nonnull(db);
-    uint64_t count = nvt_fault_op_count(fault);
-    nvramtdb_close(db);
-    nvt_be_close(fault);
-    g_assert_cmpuint(count, >, 0);
-
     for (uint64_t n = 1; n <= count && ok; n++) {
         bool started;
-        fault = start_with_cut(NULL, 0, commit_flags[COMMIT_JOURNAL], blobs, N_BLOBS, n,
-                               &started);
+        nvt_backend *fault = start_with_cut(NULL, 0, flags, blobs, N_BLOBS, n, &started);
         if (started)
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of formatting: start returned 0", n, count);
@@ -1002,24 +1022,16 @@ static void test_cut_while_reserving(gconstpointer data)
     size_t len;
     uint8_t *img = roomy_image(cfg->commit, &len, &r);
     unsigned flags = commit_flags[cfg->commit];
-    int rc;
+    uint64_t count = start_op_count(img, len, flags, blobs_plus_d, N_BLOBS + 1,
+                                    "reserving blob %s", blobs_plus_d[N_BLOBS].name);
     unsigned long images = 0, had_d = 0;
     char ctx[192];
     bool ok = true;
 
-    nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
-    nvramtdb *db = tu_start(nvt_be_borrow(fault), flags, blobs_plus_d, N_BLOBS + 1, &rc);
-    if (!db)
-        g_error("reserving blob %s: %d (%s)", blobs_plus_d[N_BLOBS].name, rc,
-                nvramtdb_last_error());
-    uint64_t count = nvt_fault_op_count(fault);
-    nvramtdb_close(db);
-    nvt_be_close(fault);
-    g_assert_cmpuint(count, >, 0);
-
     for (uint64_t n = 1; n <= count && ok; n++) {
         bool started;
-        fault = start_with_cut(img, len, flags, blobs_plus_d, N_BLOBS + 1, n, &started);
+        nvt_backend *fault = start_with_cut(img, len, flags, blobs_plus_d, N_BLOBS + 1, n,
+                                            &started);
         if (started)
             ok = violation("power cut at op %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                            " of reserving: start returned 0", n, count);
