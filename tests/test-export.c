@@ -41,6 +41,39 @@ static nvramtdb *source_image(uint8_t *permall, uint8_t *vol)
     return db;
 }
 
+/* A memory handle, opened but not started (nothing registered). */
+static nvramtdb *open_unstarted(void)
+{
+    nvramtdb *db;
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    return db;
+}
+
+/* A temporary directory and the tdb file exported there from
+ * source_image(). */
+typedef struct exported {
+    char *dir;
+    char *path;                         /* DIR/export.tdb */
+    uint8_t permall[8192], vol[1000];   /* the values source_image() wrote */
+} exported;
+
+/* Export source_image() to DIR/export.tdb; returns the source, open. */
+static nvramtdb *export_source(exported *e)
+{
+    e->dir = tu_tmpdir();
+    e->path = g_build_filename(e->dir, "export.tdb", NULL);
+    nvramtdb *src = source_image(e->permall, e->vol);
+    TU_OK(nvramtdb_export_tdb(src, e->path));
+    return src;
+}
+
+static void exported_free(exported *e)
+{
+    g_free(e->path);
+    tu_rmtree(e->dir);
+    g_free(e->dir);
+}
+
 static void assert_same_list(nvramtdb *a, nvramtdb *b)
 {
     nvramtdb_entry *ea, *eb;
@@ -61,11 +94,9 @@ static void assert_same_list(nvramtdb *a, nvramtdb *b)
 
 static void test_round_trip(void)
 {
-    uint8_t permall[8192], vol[1000];
-    char *dir = tu_tmpdir();
-    char *path = g_build_filename(dir, "export.tdb", NULL);
-    nvramtdb *src = source_image(permall, vol);
-    TU_OK(nvramtdb_export_tdb(src, path));
+    exported e;
+    nvramtdb *src = export_source(&e);
+    const char *path = e.path;
 
     size_t len;
     uint8_t *file = tu_read_file(path, &len);
@@ -74,20 +105,19 @@ static void test_round_trip(void)
     for (size_t i = 0; i < NBLOBS; i++)
         g_assert_cmpint(tu_memfind(file, len, blobs[i].name, strlen(blobs[i].name), NULL),
                         >=, 0);
-    g_assert_cmpint(tu_memfind(file, len, permall, sizeof permall, NULL), >=, 0);
+    g_assert_cmpint(tu_memfind(file, len, e.permall, sizeof e.permall, NULL), >=, 0);
     g_free(file);
     struct stat sb;
     g_assert_cmpint(stat(path, &sb), ==, 0);
     g_assert_cmpuint(sb.st_mode & 0777, ==, 0600);
 
     /* A fresh image: register from the file, start, import. */
-    nvramtdb *dst;
-    TU_OK(nvramtdb_open("mem:", 0, &dst));
+    nvramtdb *dst = open_unstarted();
     TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, NVRAMTDB_IMPORT_REGISTER), (int)NBLOBS);
     TU_OK(nvramtdb_start(dst, 0));
     TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 3);
-    tu_assert_blob(dst, "tpm0/permall", permall, sizeof permall);
-    tu_assert_blob(dst, "tpm0/volatilestate", vol, sizeof vol);
+    tu_assert_blob(dst, "tpm0/permall", e.permall, sizeof e.permall);
+    tu_assert_blob(dst, "tpm0/volatilestate", e.vol, sizeof e.vol);
     tu_assert_blob(dst, "efi0/vars", NULL, 0);
     tu_assert_blob(dst, "efi0/empty", NULL, -1);
     assert_same_list(src, dst);
@@ -95,15 +125,13 @@ static void test_round_trip(void)
 
     /* Importing again rewrites the same values. */
     TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 3);
-    tu_assert_blob(dst, "tpm0/permall", permall, sizeof permall);
+    tu_assert_blob(dst, "tpm0/permall", e.permall, sizeof e.permall);
     /* Registering after start is refused. */
     TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, path, NVRAMTDB_IMPORT_REGISTER), -EALREADY,
                     "already started");
     nvramtdb_close(dst);
     nvramtdb_close(src);
-    g_free(path);
-    tu_rmtree(dir);
-    g_free(dir);
+    exported_free(&e);
 }
 
 static void test_export_refuses_existing_path(void)
@@ -116,8 +144,7 @@ static void test_export_refuses_existing_path(void)
     TU_ASSERT_FILE_UNCHANGED(path, "precious", 8);
     /* Not started: refused, nothing created. */
     char *other = g_build_filename(dir, "other.tdb", NULL);
-    nvramtdb *idle;
-    TU_OK(nvramtdb_open("mem:", 0, &idle));
+    nvramtdb *idle = open_unstarted();
     TU_ASSERT_ERROR(nvramtdb_export_tdb(idle, other), -EINVAL, "not started");
     g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
     nvramtdb_close(idle);
@@ -130,20 +157,17 @@ static void test_export_refuses_existing_path(void)
 
 static void test_corrupt_record_changes_nothing(void)
 {
-    uint8_t permall[8192], vol[1000];
-    char *dir = tu_tmpdir();
-    char *path = g_build_filename(dir, "export.tdb", NULL);
-    nvramtdb *src = source_image(permall, vol);
-    TU_OK(nvramtdb_export_tdb(src, path));
-    nvramtdb_close(src);
+    exported e;
+    nvramtdb_close(export_source(&e));
+    const char *path = e.path;
 
     /* Flip one byte inside volatilestate's payload. */
     size_t len;
     uint8_t *file = tu_read_file(path, &len);
-    long at = tu_memfind(file, len, vol, sizeof vol, NULL);
+    long at = tu_memfind(file, len, e.vol, sizeof e.vol, NULL);
     g_assert_cmpint(at, >=, 0);
     file[at + 500] ^= 0x40;
-    g_free(tu_write_file(dir, "export.tdb", file, len));
+    g_free(tu_write_file(e.dir, "export.tdb", file, len));
     g_free(file);
 
     /* The target already has other values: they must survive. */
@@ -156,31 +180,25 @@ static void test_corrupt_record_changes_nothing(void)
     tu_assert_blob(dst, "tpm0/permall", old, sizeof old);
     tu_assert_blob(dst, "tpm0/volatilestate", NULL, -1);
     tu_assert_blob(dst, "efi0/vars", NULL, -1);
-    nvramtdb *fresh;
-    TU_OK(nvramtdb_open("mem:", 0, &fresh));
+    nvramtdb *fresh = open_unstarted();
     TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, path, NVRAMTDB_IMPORT_REGISTER), -EBADMSG,
                     "checksum");
     nvramtdb_close(fresh);
 
     /* Not a tdb at all. */
-    char *junk = tu_write_file(dir, "junk.tdb", "hello, world\n", 13);
+    char *junk = tu_write_file(e.dir, "junk.tdb", "hello, world\n", 13);
     TU_ASSERT_ERROR(nvramtdb_import_tdb(dst, junk, 0), -EBADMSG, "junk.tdb");
     tu_assert_blob(dst, "tpm0/permall", old, sizeof old);
     nvramtdb_close(dst);
     g_free(junk);
-    g_free(path);
-    tu_rmtree(dir);
-    g_free(dir);
+    exported_free(&e);
 }
 
 static void test_import_needs_room(void)
 {
-    uint8_t permall[8192], vol[1000];
-    char *dir = tu_tmpdir();
-    char *path = g_build_filename(dir, "export.tdb", NULL);
-    nvramtdb *src = source_image(permall, vol);
-    TU_OK(nvramtdb_export_tdb(src, path));
-    nvramtdb_close(src);
+    exported e;
+    nvramtdb_close(export_source(&e));
+    const char *path = e.path;
 
     /* permall registered too small, volatilestate not at all: nothing
      * is written. */
@@ -197,17 +215,14 @@ static void test_import_needs_room(void)
     tu_assert_blob(dst, "tpm0/permall", NULL, -1);
     nvramtdb_close(dst);
 
-    char *missing = g_build_filename(dir, "missing.tdb", NULL);
-    nvramtdb *fresh;
-    TU_OK(nvramtdb_open("mem:", 0, &fresh));
+    char *missing = g_build_filename(e.dir, "missing.tdb", NULL);
+    nvramtdb *fresh = open_unstarted();
     TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, missing, NVRAMTDB_IMPORT_REGISTER), -ENOENT,
                     "missing.tdb");
     TU_ASSERT_ERROR(nvramtdb_import_tdb(fresh, path, 0), -EINVAL, "not started");
     nvramtdb_close(fresh);
     g_free(missing);
-    g_free(path);
-    tu_rmtree(dir);
-    g_free(dir);
+    exported_free(&e);
 }
 
 int main(int argc, char **argv)
