@@ -84,6 +84,24 @@ static void write_wait(nvramtdb *db, const char *name, uint32_t seed, size_t len
     g_free(v);
 }
 
+/* Submit an NVRAMTDB_ASYNC write of value(@seed, @len) to @name, with
+ * callback @cb(@opaque); the submission must succeed. */
+static void write_async(nvramtdb *db, const char *name, uint32_t seed, size_t len,
+                        nvramtdb_completion_fn *cb, void *opaque)
+{
+    uint8_t *v = value(seed, len);
+    TU_OK(nvramtdb_write(db, name, v, len, NVRAMTDB_ASYNC, cb, opaque));
+    g_free(v);
+}
+
+/* Let the writer held by @h take the requests submitted meanwhile as one
+ * batch, and wait until their callbacks have run. */
+static void release_and_flush(nvramtdb *db, tu_writer_hold *h)
+{
+    g_assert_cmpint(tu_writer_release(h), ==, 0);
+    TU_OK(nvramtdb_flush(db));
+}
+
 static void assert_value(nvramtdb *db, const char *name, uint32_t seed, size_t len)
 {
     uint8_t *v = value(seed, len);
@@ -198,12 +216,8 @@ static void test_sync_read_sees_async_write_same_thread(const void *unused)
     for (uint32_t i = 0; i < 300; i++) {
         /* Bursts, so that the read usually finds the queue busy. */
         uint32_t burst = 1 + i % 8;
-        for (uint32_t k = 0; k < burst; k++) {
-            uint8_t *v = value(i * 16 + k, 1 + (i * 37 + k) % 4096);
-            TU_OK(nvramtdb_write(db, BLOB_A, v, 1 + (i * 37 + k) % 4096, NVRAMTDB_ASYNC,
-                                 NULL, NULL));
-            g_free(v);
-        }
+        for (uint32_t k = 0; k < burst; k++)
+            write_async(db, BLOB_A, i * 16 + k, 1 + (i * 37 + k) % 4096, NULL, NULL);
         uint32_t k = burst - 1;
         assert_value(db, BLOB_A, i * 16 + k, 1 + (i * 37 + k) % 4096);
     }
@@ -286,9 +300,7 @@ static void test_sync_read_sees_async_write_other_thread(const void *unused)
         /* Every tenth round the writer is held, so that the reader's read
          * certainly finds the write still queued. */
         tu_writer_hold *h = seed % 10 == 0 ? tu_writer_hold_new(db, BLOB_HOLD) : NULL;
-        uint8_t *v = value(seed, reader_len(seed));
-        TU_OK(nvramtdb_write(db, BLOB_A, v, reader_len(seed), NVRAMTDB_ASYNC, NULL, NULL));
-        g_free(v);
+        write_async(db, BLOB_A, seed, reader_len(seed), NULL, NULL);
         mailbox_put(&c, &c.todo, seed + 2);
         GThread *releaser = h ? g_thread_new("release", release_later, h) : NULL;
         guint ack = mailbox_take(&c, &c.ack);
@@ -314,17 +326,12 @@ static void test_read_async_sees_earlier_async_writes(const void *unused)
 
     /* One batch: writes, then the queued reads, then more writes. */
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
-    for (uint32_t k = 0; k < 3; k++) {
-        uint8_t *v = value(10 + k, 1000 + k);
-        TU_OK(nvramtdb_write(db, BLOB_A, v, 1000 + k, NVRAMTDB_ASYNC, NULL, NULL));
-        g_free(v);
-    }
+    for (uint32_t k = 0; k < 3; k++)
+        write_async(db, BLOB_A, 10 + k, 1000 + k, NULL, NULL);
     TU_OK(nvramtdb_delete(db, BLOB_B, NVRAMTDB_ASYNC, NULL, NULL));
     TU_OK(nvramtdb_read_async(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[0]));
     TU_OK(nvramtdb_read_async(db, BLOB_B, NVRAMTDB_ASYNC, on_done, &t->slots[1]));
-    uint8_t *v = value(20, 7);
-    TU_OK(nvramtdb_write(db, BLOB_A, v, 7, NVRAMTDB_ASYNC, NULL, NULL));
-    g_free(v);
+    write_async(db, BLOB_A, 20, 7, NULL, NULL);
     TU_OK(nvramtdb_read_async(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[2]));
     g_assert_cmpint(tu_writer_release(h), ==, 0);
 
@@ -332,7 +339,7 @@ static void test_read_async_sees_earlier_async_writes(const void *unused)
     TU_OK(nvramtdb_write(db, BLOB_C, NULL, 0, NVRAMTDB_ASYNC, NULL, NULL));
     TU_OK(nvramtdb_read_async(db, BLOB_C, 0, on_done, &t->slots[3]));
     g_assert_cmpuint(tracker_slot(t, 3).calls, ==, 1);
-    v = value(30, 50);
+    uint8_t *v = value(30, 50);
     TU_OK(nvramtdb_write(db, BLOB_C, v, 50, NVRAMTDB_ASYNC, NULL, NULL));
     TU_OK(nvramtdb_read_async(db, BLOB_C, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION, on_done,
                               &t->slots[4]));
@@ -382,23 +389,16 @@ static void test_flush_returns_after_earlier_callbacks(const void *unused)
     const guint n = 200;
     tracker *t = tracker_new(2 * n);
 
-    for (guint i = 0; i < n; i++) {
-        uint8_t *v = value(i, 64);
-        TU_OK(nvramtdb_write(db, i % 2 ? BLOB_A : BLOB_B, v, 64, NVRAMTDB_ASYNC, slow_done,
-                             &t->slots[i]));
-        g_free(v);
-    }
+    for (guint i = 0; i < n; i++)
+        write_async(db, i % 2 ? BLOB_A : BLOB_B, i, 64, slow_done, &t->slots[i]);
     TU_OK(nvramtdb_flush(db));
     g_assert_cmpuint(tracker_done(t), ==, n);
 
     /* The same with the requests pending behind a held writer, released
      * by another thread while this one waits in the barrier. */
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
-    for (guint i = n; i < 2 * n; i++) {
-        uint8_t *v = value(i, 64);
-        TU_OK(nvramtdb_write(db, BLOB_C, v, 64, NVRAMTDB_ASYNC, slow_done, &t->slots[i]));
-        g_free(v);
-    }
+    for (guint i = n; i < 2 * n; i++)
+        write_async(db, BLOB_C, i, 64, slow_done, &t->slots[i]);
     GThread *releaser = g_thread_new("release", release_later, h);
     TU_OK(nvramtdb_flush(db));
     g_assert_cmpuint(tracker_done(t), ==, 2 * n);
@@ -426,10 +426,7 @@ static void test_callbacks_run_once_in_order_on_writer_thread(const void *unused
         } else if (i == n / 2 + 1) {
             TU_OK(nvramtdb_read_async(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[i]));
         } else {
-            uint8_t *v = value(i, i * 13 % 4097);
-            TU_OK(nvramtdb_write(db, i % 3 ? BLOB_A : BLOB_B, v, i * 13 % 4097,
-                                 NVRAMTDB_ASYNC, on_done, &t->slots[i]));
-            g_free(v);
+            write_async(db, i % 3 ? BLOB_A : BLOB_B, i, i * 13 % 4097, on_done, &t->slots[i]);
         }
     }
     TU_OK(nvramtdb_flush(db));
@@ -506,9 +503,7 @@ static void test_callback_can_submit_async_writes(const void *unused)
     g_mutex_init(&c.lock);
     g_cond_init(&c.cond);
 
-    uint8_t *v = value(0, 8);
-    TU_OK(nvramtdb_write(db, BLOB_A, v, 8, NVRAMTDB_ASYNC, chain_cb, &c));
-    g_free(v);
+    write_async(db, BLOB_A, 0, 8, chain_cb, &c);
     g_mutex_lock(&c.lock);
     while (!c.finished)
         g_cond_wait(&c.cond, &c.lock);
@@ -610,8 +605,7 @@ static void test_callback_can_read_synchronously(const void *unused)
     uint8_t *vb = value(2, 300), *va = value(1, 200);
     TU_OK(nvramtdb_write(db, BLOB_B, vb, 300, NVRAMTDB_ASYNC, NULL, NULL));
     TU_OK(nvramtdb_write(db, BLOB_A, va, 200, NVRAMTDB_ASYNC, reading_cb, &r));
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    release_and_flush(db, h);
 
     g_assert_cmpint(r.rc_a, ==, 0);
     g_assert_cmpmem(r.a, r.a_len, va, 200);
@@ -678,13 +672,8 @@ static void test_close_completes_every_accepted_request(const void *unused)
     tracker *t = tracker_new(n);
     static const char *const names[] = { BLOB_A, BLOB_B, BLOB_C };
 
-    for (guint i = 0; i < n; i++) {
-        size_t len = 1 + i % 250;
-        uint8_t *v = value(i, len);
-        TU_OK(nvramtdb_write(db, names[i % 3], v, len, NVRAMTDB_ASYNC, on_done,
-                             &t->slots[i]));
-        g_free(v);
-    }
+    for (guint i = 0; i < n; i++)
+        write_async(db, names[i % 3], i, 1 + i % 250, on_done, &t->slots[i]);
     TU_OK(nvramtdb_close(db));
     g_assert_cmpuint(tracker_done(t), ==, n);
     for (guint i = 0; i < n; i++)
@@ -719,8 +708,7 @@ static void test_invalid_request_fails_alone_in_its_group(const void *unused)
     TU_OK(nvramtdb_delete(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[2]));
     TU_OK(nvramtdb_write(db, BLOB_C, vc, 33, NVRAMTDB_ASYNC, on_done, &t->slots[3]));
     TU_OK(nvramtdb_write(db, BLOB_B, vb2, 44, NVRAMTDB_ASYNC, on_done, &t->slots[4]));
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    release_and_flush(db, h);
 
     assert_write_done(t, 0, 0, 222);
     assert_write_done(t, 1, 0, 0);
@@ -756,8 +744,7 @@ static void test_refused_request_gets_no_callback(const void *unused)
     /* A delete of a blob without a value is accepted at submission (a
      * queued write may give it one) and fails alone when it executes. */
     TU_OK(nvramtdb_delete(db, BLOB_B, NVRAMTDB_ASYNC, on_done, &t->slots[3]));
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    release_and_flush(db, h);
     g_assert_cmpuint(tracker_done(t), ==, 1);
     assert_write_done(t, 3, -ENOENT, 0);
     tu_assert_blob(db, BLOB_A, NULL, -1);
@@ -777,13 +764,9 @@ static void test_writes_to_one_blob_in_a_group_each_complete(const void *unused)
 
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
     uint64_t commits = tu_commits(db);
-    for (guint i = 0; i < n; i++) {
-        uint8_t *v = value(i, 500 * i);
-        TU_OK(nvramtdb_write(db, BLOB_A, v, 500 * i, NVRAMTDB_ASYNC, on_done, &t->slots[i]));
-        g_free(v);
-    }
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    for (guint i = 0; i < n; i++)
+        write_async(db, BLOB_A, i, 500 * i, on_done, &t->slots[i]);
+    release_and_flush(db, h);
 
     for (guint i = 0; i < n; i++)
         assert_write_done(t, i, 0, 500 * i);
@@ -898,16 +881,13 @@ static void test_write_then_delete_in_one_group_leaves_no_value(const void *unus
     write_wait(db, BLOB_A, 1, 10);
 
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
-    uint8_t *v = value(2, 20);
-    TU_OK(nvramtdb_write(db, BLOB_A, v, 20, NVRAMTDB_ASYNC, on_done, &t->slots[0]));
+    write_async(db, BLOB_A, 2, 20, on_done, &t->slots[0]);
     TU_OK(nvramtdb_delete(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[1]));
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    release_and_flush(db, h);
 
     assert_write_done(t, 0, 0, 20);
     assert_write_done(t, 1, 0, 0);
     tu_assert_blob(db, BLOB_A, NULL, -1);
-    g_free(v);
     tracker_free(t);
     TU_OK(nvramtdb_close(db));
 }
@@ -920,16 +900,13 @@ static void test_delete_then_write_in_one_group_leaves_the_value(const void *unu
     write_wait(db, BLOB_A, 1, 10);
 
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
-    uint8_t *v = value(2, 20);
     TU_OK(nvramtdb_delete(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[0]));
-    TU_OK(nvramtdb_write(db, BLOB_A, v, 20, NVRAMTDB_ASYNC, on_done, &t->slots[1]));
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    write_async(db, BLOB_A, 2, 20, on_done, &t->slots[1]);
+    release_and_flush(db, h);
 
     assert_write_done(t, 0, 0, 0);
     assert_write_done(t, 1, 0, 20);
-    tu_assert_blob(db, BLOB_A, v, 20);
-    g_free(v);
+    assert_value(db, BLOB_A, 2, 20);
     tracker_free(t);
     TU_OK(nvramtdb_close(db));
 }
@@ -944,12 +921,10 @@ static void test_delete_after_queued_first_write_is_accepted(const void *unused)
     tracker *t = tracker_new(2);
 
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
-    uint8_t *v = value(2, 20);
-    TU_OK(nvramtdb_write(db, BLOB_A, v, 20, NVRAMTDB_ASYNC, on_done, &t->slots[0]));
+    write_async(db, BLOB_A, 2, 20, on_done, &t->slots[0]);
     int rc = nvramtdb_delete(db, BLOB_A, NVRAMTDB_ASYNC, on_done, &t->slots[1]);
     char *msg = g_strdup(nvramtdb_last_error());
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));
+    release_and_flush(db, h);
 
     if (rc != 0)
         g_error("delete submitted after an ASYNC write of a blob that had no value was "
@@ -958,7 +933,6 @@ static void test_delete_after_queued_first_write_is_accepted(const void *unused)
     assert_write_done(t, 1, 0, 0);
     tu_assert_blob(db, BLOB_A, NULL, -1);
     g_free(msg);
-    g_free(v);
     tracker_free(t);
     TU_OK(nvramtdb_close(db));
 }
@@ -979,14 +953,9 @@ static void test_transient_eio_fails_its_group_only(const void *unused)
     /* The group after the hold meets an EIO at its flush. */
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
     nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, 1, EIO);
-    for (guint i = 0; i < n; i++) {
-        uint8_t *v = value(i, 40 + i);
-        TU_OK(nvramtdb_write(db, names[i % 3], v, 40 + i, NVRAMTDB_ASYNC, on_done,
-                             &t->slots[i]));
-        g_free(v);
-    }
-    g_assert_cmpint(tu_writer_release(h), ==, 0);
-    TU_OK(nvramtdb_flush(db));   /* no persistent failure */
+    for (guint i = 0; i < n; i++)
+        write_async(db, names[i % 3], i, 40 + i, on_done, &t->slots[i]);
+    release_and_flush(db, h);   /* no persistent failure */
     g_assert_true(nvt_fault_fired(fault));
     for (guint i = 0; i < n; i++)
         assert_write_done(t, i, -EIO, 40 + i);
@@ -1008,12 +977,8 @@ static void test_transient_eio_fails_its_group_only(const void *unused)
     }
 
     /* Later requests succeed. */
-    for (guint k = 0; k < 3; k++) {
-        uint8_t *v = value(200 + k, 60 + k);
-        TU_OK(nvramtdb_write(db, names[k], v, 60 + k, NVRAMTDB_ASYNC, on_done,
-                             &t->slots[n + k]));
-        g_free(v);
-    }
+    for (guint k = 0; k < 3; k++)
+        write_async(db, names[k], 200 + k, 60 + k, on_done, &t->slots[n + k]);
     TU_OK(nvramtdb_flush(db));
     for (guint k = 0; k < 3; k++) {
         assert_write_done(t, n + k, 0, 60 + k);
@@ -1042,12 +1007,8 @@ static void test_persistent_eio_fails_fast(const void *unused)
 
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
     nvt_fault_arm(fault, NVT_FAULT_PERSISTENT, NVT_FAULT_ON_ANY, 1, EIO);
-    for (guint i = 0; i < n; i++) {
-        uint8_t *v = value(i, 40);
-        TU_OK(nvramtdb_write(db, i % 2 ? BLOB_A : BLOB_B, v, 40, NVRAMTDB_ASYNC, on_done,
-                             &t->slots[i]));
-        g_free(v);
-    }
+    for (guint i = 0; i < n; i++)
+        write_async(db, i % 2 ? BLOB_A : BLOB_B, i, 40, on_done, &t->slots[i]);
     g_assert_cmpint(tu_writer_release(h), ==, 0);
     int rc = nvramtdb_flush(db);
     if (rc >= 0)
