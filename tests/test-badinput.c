@@ -178,6 +178,13 @@ static uint8_t *golden_copy(const golden *g)
     return g_memdup2(g->bytes, g->len);
 }
 
+/* Every golden blob reads its golden value. */
+static void assert_golden_blobs(nvramtdb *db, const golden *g)
+{
+    for (int i = 0; i < NBLOBS; i++)
+        tu_assert_blob(db, gblobs[i].name, g->value[i], gblobs[i].len);
+}
+
 /* Image offset of the tdb offset (a hash bucket or a record's "next") that
  * points to blob @i's record. */
 static size_t chain_ref(const golden *g, const uint8_t *bytes, int i)
@@ -235,8 +242,43 @@ static void imgfile_free(imgfile *f)
     g_free(f->bytes);
 }
 
+/* The golden image, in a file. */
+static void golden_file(golden *g, imgfile *f)
+{
+    golden_build(g);
+    imgfile_new(f, g->bytes, g->len);
+}
+
+static void golden_file_free(golden *g, imgfile *f)
+{
+    imgfile_free(f);
+    golden_free(g);
+}
+
 /* Start @f read-only (registering nothing, like an inspection tool) or
- * read-write (registering the golden blobs, like a device); expect the
+ * read-write (registering the golden blobs, like a device); the start must
+ * succeed. */
+static nvramtdb *file_start(const imgfile *f, bool read_only)
+{
+    int rc;
+    nvramtdb *db = read_only ? tu_start_uri(f->path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc)
+                             : tu_start_uri(f->path, 0, reg, NBLOBS, &rc);
+    TU_OK(rc);
+    return db;
+}
+
+/* Likewise on a memory copy of @bytes. */
+static nvramtdb *mem_start(const uint8_t *bytes, size_t len, bool read_only)
+{
+    nvt_backend *mem = nvt_mem_backend_new(bytes, len);
+    int rc;
+    nvramtdb *db = read_only ? tu_start(mem, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc)
+                             : tu_start(mem, 0, reg, NBLOBS, &rc);
+    TU_OK(rc);
+    return db;
+}
+
+/* Start @f read-only or read-write as file_start() does; expect the
  * start to fail with @expect and a message mentioning @needle, and the
  * file not to have changed. */
 static void file_start_fails(const imgfile *f, bool read_only, int expect, const char *needle)
@@ -463,8 +505,7 @@ static void test_zeroed_superblocks_read_only(const void *d G_GNUC_UNUSED)
     zero_superblocks(&g, g.bytes, &g.len);
     imgfile_new(&f, g.bytes, g.len);
     file_start_fails(&f, true, -EBADMSG, "blank");
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* ...and a read-write start refuses to format over the tdb still behind
@@ -477,8 +518,7 @@ static void test_zeroed_superblocks_read_write_refused(const void *d G_GNUC_UNUS
     zero_superblocks(&g, g.bytes, &g.len);
     imgfile_new(&f, g.bytes, g.len);
     file_start_fails(&f, false, -EBADMSG, "refusing to format");
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 static void bad_magic(const golden *g G_GNUC_UNUSED, uint8_t *b, size_t *len G_GNUC_UNUSED)
@@ -537,8 +577,7 @@ static void test_encrypted_refused(const void *d G_GNUC_UNUSED)
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
     file_start_fails(&f, true, -ENOTSUP, "encrypt");
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 static void ro_feature(nvt_superblock *sb) { sb->ro_compat_flags = 1u << 3; }
@@ -554,15 +593,11 @@ static void test_unknown_ro_compat_feature(const void *d G_GNUC_UNUSED)
     imgfile f;
     imgfile_new(&f, g.bytes, g.len);
     file_start_fails(&f, false, -EROFS, "read-only");
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
-    for (int i = 0; i < NBLOBS; i++)
-        tu_assert_blob(db, gblobs[i].name, g.value[i], gblobs[i].len);
+    nvramtdb *db = file_start(&f, true);
+    assert_golden_blobs(db, &g);
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 static void logical_4096(nvt_superblock *sb) { sb->tdb_logical = 4096; }
@@ -607,16 +642,27 @@ static bool any_mentions(GPtrArray *problems, const char *needle)
     return false;
 }
 
+/* A check of @db finds problems, one of which names blob @name.  Returns
+ * the number found; *reported (if not NULL) receives the number reported. */
+static int expect_check_names(nvramtdb *db, const char *name, guint *reported)
+{
+    int rc;
+    GPtrArray *problems = check_problems(db, &rc);
+    g_assert_cmpint(rc, >=, 1);
+    g_assert_true(any_mentions(problems, name));
+    if (reported)
+        *reported = problems->len;
+    g_ptr_array_free(problems, TRUE);
+    return rc;
+}
+
 /* A memory handle, started read-write with the golden blobs registered, on
  * a golden copy damaged by @damage. */
 static nvramtdb *start_damaged(golden *g, void (*damage)(const golden *, uint8_t *))
 {
     golden_build(g);
     damage(g, g->bytes);
-    int rc;
-    nvramtdb *db = tu_start(nvt_mem_backend_new(g->bytes, g->len), 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
-    return db;
+    return mem_start(g->bytes, g->len, false);
 }
 
 static void expect_read_fails(nvramtdb *db, const char *name, int expect, const char *needle)
@@ -643,12 +689,8 @@ static void test_payload_check_names_blob(const void *d G_GNUC_UNUSED)
 {
     golden g;
     nvramtdb *db = start_damaged(&g, flip_payload);
-    int rc;
-    GPtrArray *problems = check_problems(db, &rc);
-    g_assert_cmpint(rc, >=, 1);
-    g_assert_cmpint(rc, ==, (int)problems->len);
-    g_assert_true(any_mentions(problems, gblobs[PERMALL].name));
-    g_ptr_array_free(problems, TRUE);
+    guint reported;
+    g_assert_cmpint(expect_check_names(db, gblobs[PERMALL].name, &reported), ==, (int)reported);
     nvramtdb_close(db);
     golden_free(&g);
 }
@@ -679,28 +721,33 @@ static void test_payload_write_heals(const void *d G_GNUC_UNUSED)
     golden_free(&g);
 }
 
+/* A golden copy damaged by @damage, in a file, inspected read-only: the
+ * read of permall fails with -EBADMSG mentioning @needle, blob @intact
+ * reads its golden value, a check (if @check) names permall, and the file
+ * is left exactly as it was. */
+static void read_only_file_shows_damage(void (*damage)(const golden *, uint8_t *),
+                                        const char *needle, int intact, bool check)
+{
+    golden g;
+    imgfile f;
+    golden_build(&g);
+    damage(&g, g.bytes);
+    imgfile_new(&f, g.bytes, g.len);
+    nvramtdb *db = file_start(&f, true);
+    expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, needle);
+    tu_assert_blob(db, gblobs[intact].name, g.value[intact], gblobs[intact].len);
+    if (check)
+        expect_check_names(db, gblobs[PERMALL].name, NULL);
+    nvramtdb_close(db);
+    TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
+    golden_file_free(&g, &f);
+}
+
 /* Read-only inspection of the damaged file: the same errors, and the file
  * is left exactly as it was. */
 static void test_payload_read_only_file(const void *d G_GNUC_UNUSED)
 {
-    golden g;
-    golden_build(&g);
-    flip_payload(&g, g.bytes);
-    imgfile f;
-    imgfile_new(&f, g.bytes, g.len);
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
-    expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
-    tu_assert_blob(db, gblobs[VARS].name, g.value[VARS], gblobs[VARS].len);
-    GPtrArray *problems = check_problems(db, &rc);
-    g_assert_cmpint(rc, >=, 1);
-    g_assert_true(any_mentions(problems, gblobs[PERMALL].name));
-    g_ptr_array_free(problems, TRUE);
-    nvramtdb_close(db);
-    TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    read_only_file_shows_damage(flip_payload, "checksum", VARS, true);
 }
 
 /* One bit of the 32-byte record header (its length field). */
@@ -713,24 +760,7 @@ static void flip_record_header(const golden *g, uint8_t *b)
  * check names it, the other blobs are intact, the file is unchanged. */
 static void test_record_header_read_only(const void *d G_GNUC_UNUSED)
 {
-    golden g;
-    golden_build(&g);
-    flip_record_header(&g, g.bytes);
-    imgfile f;
-    imgfile_new(&f, g.bytes, g.len);
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
-    expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "header");
-    tu_assert_blob(db, gblobs[VOLATILE].name, g.value[VOLATILE], gblobs[VOLATILE].len);
-    GPtrArray *problems = check_problems(db, &rc);
-    g_assert_cmpint(rc, >=, 1);
-    g_assert_true(any_mentions(problems, gblobs[PERMALL].name));
-    g_ptr_array_free(problems, TRUE);
-    nvramtdb_close(db);
-    TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    read_only_file_shows_damage(flip_record_header, "header", VOLATILE, true);
 }
 
 /* REGRESSION (fixed): a blob whose record header is damaged cannot be
@@ -772,11 +802,7 @@ static void test_record_header_repairable(const void *d G_GNUC_UNUSED)
 static void test_record_header_registered_start(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    flip_record_header(&g, g.bytes);
-    int rc;
-    nvramtdb *db = tu_start(nvt_mem_backend_new(g.bytes, g.len), 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
+    nvramtdb *db = start_damaged(&g, flip_record_header);
     expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "header");
     tu_assert_blob(db, gblobs[VOLATILE].name, g.value[VOLATILE], gblobs[VOLATILE].len);
     uint8_t fresh[3000];
@@ -1182,20 +1208,7 @@ static void rec_valid(const golden *g, uint8_t *b)
  * wrong bytes. */
 static void test_recovery_valid_read_only(const void *d G_GNUC_UNUSED)
 {
-    golden g;
-    golden_build(&g);
-    rec_valid(&g, g.bytes);
-    imgfile f;
-    imgfile_new(&f, g.bytes, g.len);
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
-    expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
-    tu_assert_blob(db, gblobs[VARS].name, g.value[VARS], gblobs[VARS].len);
-    nvramtdb_close(db);
-    TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    read_only_file_shows_damage(rec_valid, "checksum", VARS, false);
 }
 
 /* A read-write open replays it for real; the damaged blob is an error and
@@ -1360,8 +1373,7 @@ static void test_journal_installs_hostile_recovery(const void *d G_GNUC_UNUSED)
     nvramtdb *db = tu_start_uri(f.path, 0, reg, NBLOBS, &rc);
     g_assert_null(db);
     TU_ASSERT_ERROR(rc, -EBADMSG, "recovery");
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 static void flip_in_page(const golden *g G_GNUC_UNUSED, uint8_t *page, size_t off)
@@ -1380,24 +1392,20 @@ static void test_journal_replayed_damage_detected(const void *d G_GNUC_UNUSED)
     journal_page_edit(&g, g.bytes, g.payload[PERMALL] + 300, flip_in_page);
     imgfile f;
     imgfile_new(&f, g.bytes, g.len);
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
+    nvramtdb *db = file_start(&f, true);
     expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
     tu_assert_blob(db, gblobs[VARS].name, g.value[VARS], gblobs[VARS].len);
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
 
-    db = tu_start_uri(f.path, 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
+    db = file_start(&f, false);
     expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
     TU_OK(nvramtdb_write(db, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len,
                          NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
     tu_assert_blob(db, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len);
     tu_assert_healthy(db);
     nvramtdb_close(db);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* Records that are not valid (torn, of another image, absurd) are never
@@ -1445,14 +1453,8 @@ static void test_journal_invalid_records_ignored(const void *d G_GNUC_UNUSED)
         g_test_message("%s record", what[how]);
         put_ignored_record(&g, g.bytes, how);
         for (int ro = 1; ro >= 0; ro--) {
-            int rc;
-            nvramtdb *db = ro ? tu_start(nvt_mem_backend_new(g.bytes, g.len),
-                                         NVRAMTDB_OPEN_READONLY, NULL, 0, &rc)
-                              : tu_start(nvt_mem_backend_new(g.bytes, g.len), 0, reg, NBLOBS,
-                                         &rc);
-            TU_OK(rc);
-            for (int i = 0; i < NBLOBS; i++)
-                tu_assert_blob(db, gblobs[i].name, g.value[i], gblobs[i].len);
+            nvramtdb *db = mem_start(g.bytes, g.len, ro);
+            assert_golden_blobs(db, &g);
             tu_assert_healthy(db);
             nvramtdb_close(db);
         }
@@ -1483,10 +1485,7 @@ static void put_v1_record(const golden *g, uint8_t *b, uint64_t page, const uint
  * flipped a payload byte) and the other blob intact. */
 static void expect_permall_damaged_by_replay(const golden *g, const uint8_t *b)
 {
-    int rc;
-    nvramtdb *db = tu_start(nvt_mem_backend_new(b, g->len), NVRAMTDB_OPEN_READONLY, NULL, 0,
-                            &rc);
-    TU_OK(rc);
+    nvramtdb *db = mem_start(b, g->len, true);
     expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
     tu_assert_blob(db, gblobs[VARS].name, g->value[VARS], gblobs[VARS].len);
     nvramtdb_close(db);
@@ -1553,21 +1552,15 @@ static void test_journal_pending_run_replays(const void *d G_GNUC_UNUSED)
     }
     imgfile f;
     imgfile_new(&f, g.pending, g.len);
-    int rc;
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc);
-    TU_OK(rc);
-    for (int i = 0; i < NBLOBS; i++)
-        tu_assert_blob(db, gblobs[i].name, g.value[i], gblobs[i].len);
+    nvramtdb *db = file_start(&f, true);
+    assert_golden_blobs(db, &g);
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    db = tu_start_uri(f.path, 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
-    for (int i = 0; i < NBLOBS; i++)
-        tu_assert_blob(db, gblobs[i].name, g.value[i], gblobs[i].len);
+    db = file_start(&f, false);
+    assert_golden_blobs(db, &g);
     tu_assert_healthy(db);
     nvramtdb_close(db);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* REGRESSION (fixed): one flipped bit in the page data of the second
@@ -1685,10 +1678,7 @@ static void test_foreign_directory(const void *d G_GNUC_UNUSED)
 static nvramtdb *start_golden(golden *g)
 {
     golden_build(g);
-    int rc;
-    nvramtdb *db = tu_start(nvt_mem_backend_new(g->bytes, g->len), 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
-    return db;
+    return mem_start(g->bytes, g->len, false);
 }
 
 static void count_call(void *opaque, int errcode G_GNUC_UNUSED, bool is_write G_GNUC_UNUSED,
@@ -1815,12 +1805,6 @@ static void test_register_bad_size(const void *d G_GNUC_UNUSED)
 
 /* ---- locking and read-only handles --------------------------------------- */
 
-static void golden_file(golden *g, imgfile *f)
-{
-    golden_build(g);
-    imgfile_new(f, g->bytes, g->len);
-}
-
 /* One writer per image: a second read-write open gets -EBUSY and a message
  * naming the image. */
 static void test_second_writer_busy(const void *d G_GNUC_UNUSED)
@@ -1828,9 +1812,7 @@ static void test_second_writer_busy(const void *d G_GNUC_UNUSED)
     golden g;
     imgfile f;
     golden_file(&g, &f);
-    int rc;
-    nvramtdb *writer = tu_start_uri(f.path, 0, reg, NBLOBS, &rc), *second = NULL;
-    TU_OK(rc);
+    nvramtdb *writer = file_start(&f, false), *second = NULL;
     nvt_error_clear();
     TU_ASSERT_ERROR(nvramtdb_open(f.path, 0, &second), -EBUSY, f.path);
     g_assert_null(second);
@@ -1840,8 +1822,7 @@ static void test_second_writer_busy(const void *d G_GNUC_UNUSED)
     g_free(uri);
     tu_assert_blob(writer, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len);
     nvramtdb_close(writer);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* A read-only open takes a shared lock, which a writer excludes... */
@@ -1850,15 +1831,12 @@ static void test_reader_while_writer_busy(const void *d G_GNUC_UNUSED)
     golden g;
     imgfile f;
     golden_file(&g, &f);
-    int rc;
-    nvramtdb *writer = tu_start_uri(f.path, 0, reg, NBLOBS, &rc), *reader = NULL;
-    TU_OK(rc);
+    nvramtdb *writer = file_start(&f, false), *reader = NULL;
     nvt_error_clear();
     TU_ASSERT_ERROR(nvramtdb_open(f.path, NVRAMTDB_OPEN_READONLY, &reader), -EBUSY, f.path);
     g_assert_null(reader);
     nvramtdb_close(writer);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* ...unless it asks for FORCE_SHARE (best-effort inspection of a live
@@ -1868,21 +1846,18 @@ static void test_force_share_reader(const void *d G_GNUC_UNUSED)
     golden g;
     imgfile f;
     golden_file(&g, &f);
+    nvramtdb *writer = file_start(&f, false);
     int rc;
-    nvramtdb *writer = tu_start_uri(f.path, 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
     nvramtdb *reader = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_FORCE_SHARE,
                                     NULL, 0, &rc);
     TU_OK(rc);
-    for (int i = 0; i < NBLOBS; i++)
-        tu_assert_blob(reader, gblobs[i].name, g.value[i], gblobs[i].len);
+    assert_golden_blobs(reader, &g);
     nvramtdb_close(reader);
     /* The writer is unaffected. */
     uint8_t v[10] = { 9 };
     TU_OK(nvramtdb_write(writer, gblobs[VARS].name, v, sizeof v, 0, NULL, NULL));
     nvramtdb_close(writer);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 static void test_writer_while_reader_busy(const void *d G_GNUC_UNUSED)
@@ -1890,15 +1865,12 @@ static void test_writer_while_reader_busy(const void *d G_GNUC_UNUSED)
     golden g;
     imgfile f;
     golden_file(&g, &f);
-    int rc;
-    nvramtdb *reader = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, NULL, 0, &rc), *writer;
-    TU_OK(rc);
+    nvramtdb *reader = file_start(&f, true), *writer;
     nvt_error_clear();
     TU_ASSERT_ERROR(nvramtdb_open(f.path, 0, &writer), -EBUSY, f.path);
     nvramtdb_close(reader);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* A read-only handle refuses writes and deletes with -EROFS (callback not
@@ -1923,8 +1895,7 @@ static void test_read_only_refuses_writes(const void *d G_GNUC_UNUSED)
     tu_assert_blob(db, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len);
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* A read-only handle whose registrations would need a change (a new blob)
@@ -1943,8 +1914,7 @@ static void test_read_only_new_registration(const void *d G_GNUC_UNUSED)
     g_assert_null(db);
     TU_ASSERT_ERROR(rc, -EROFS, "tpm0/savestate");
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* Register one more blob of @max bytes on the golden image (formatted at
@@ -1967,14 +1937,11 @@ static void new_blob_refused(uint32_t max, const char *numbers)
     if (!g_regex_match_simple(numbers, msg, 0, 0))
         g_error("the ENOSPC message does not give the sizes involved: %s", msg);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    db = tu_start_uri(f.path, 0, reg, NBLOBS, &rc);
-    TU_OK(rc);
-    for (int i = 0; i < NBLOBS; i++)
-        tu_assert_blob(db, gblobs[i].name, g.value[i], gblobs[i].len);
+    db = file_start(&f, false);
+    assert_golden_blobs(db, &g);
     tu_assert_healthy(db);
     nvramtdb_close(db);
-    imgfile_free(&f);
-    golden_free(&g);
+    golden_file_free(&g, &f);
 }
 
 /* The tdb region is too small: the message gives the bytes the region
