@@ -1049,17 +1049,34 @@ static uint8_t *one_entry(uint32_t ofs, uint32_t len, uint32_t *size)
     return data;
 }
 
+/* one_entry(0, 16) whose length field claims 100000 bytes, more than any
+ * recovery record here holds. */
+static uint8_t *overrunning_entry(uint32_t *size)
+{
+    uint8_t *data = one_entry(0, 16, size);
+    put32(data + 4, 100000);
+    return data;
+}
+
 static uint32_t area_len(const golden *g)
 {
     return le32(g->bytes + TDB_BASE + g->recovery + 4);
 }
 
-static void rec_entry_beyond_eof(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
+/* Make the golden recovery area a pending recovery record of @rec_len
+ * bytes that restores a tdb of @eof bytes, its data one_entry(@ofs, @len). */
+static void put_entry_recovery(const golden *g, uint8_t *b, uint32_t rec_len, uint32_t eof,
+                               uint32_t ofs, uint32_t len)
 {
     uint32_t size;
-    uint8_t *data = one_entry(g->tdb_len - 4, 64, &size);
-    put_recovery(b, g->recovery, area_len(g), g->tdb_len, data, size);
+    uint8_t *data = one_entry(ofs, len, &size);
+    put_recovery(b, g->recovery, rec_len, eof, data, size);
     g_free(data);
+}
+
+static void rec_entry_beyond_eof(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
+{
+    put_entry_recovery(g, b, area_len(g), g->tdb_len, g->tdb_len - 4, 64);
 }
 
 /* An entry that would write past the end of the file. */
@@ -1070,11 +1087,8 @@ static void test_recovery_entry_beyond_eof(const void *d G_GNUC_UNUSED)
 
 static void rec_entry_wraps(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
 {
-    uint32_t size;
-    uint8_t *data = one_entry(0, 64, &size);
-    put32(data, 0xffffffe0u);   /* 0xffffffe0 + 64 wraps to 32 in 32-bit arithmetic */
-    put_recovery(b, g->recovery, area_len(g), g->tdb_len, data, size);
-    g_free(data);
+    /* 0xffffffe0 + 64 wraps to 32 in 32-bit arithmetic */
+    put_entry_recovery(g, b, area_len(g), g->tdb_len, 0xffffffe0u, 64);
 }
 
 static void test_recovery_entry_offset_wraps(const void *d G_GNUC_UNUSED)
@@ -1085,8 +1099,7 @@ static void test_recovery_entry_offset_wraps(const void *d G_GNUC_UNUSED)
 static void rec_entry_overruns(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
 {
     uint32_t size;
-    uint8_t *data = one_entry(0, 16, &size);
-    put32(data + 4, 100000);    /* claims more bytes than the record holds */
+    uint8_t *data = overrunning_entry(&size);
     put_recovery(b, g->recovery, area_len(g), g->tdb_len, data, size);
     g_free(data);
 }
@@ -1100,10 +1113,7 @@ static void test_recovery_entry_overruns_record(const void *d G_GNUC_UNUSED)
 
 static void rec_eof_beyond_file(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
 {
-    uint32_t size;
-    uint8_t *data = one_entry(4096, 16, &size);
-    put_recovery(b, g->recovery, area_len(g), g->tdb_len + 4096, data, size);
-    g_free(data);
+    put_entry_recovery(g, b, area_len(g), g->tdb_len + 4096, 4096, 16);
 }
 
 /* key_len, the end of file the replay restores, lies beyond the file. */
@@ -1114,10 +1124,7 @@ static void test_recovery_eof_beyond_file(const void *d G_GNUC_UNUSED)
 
 static void rec_data_beyond_area(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
 {
-    uint32_t size;
-    uint8_t *data = one_entry(4096, 16, &size);
-    put_recovery(b, g->recovery, 8, g->tdb_len, data, size);  /* data_len > rec_len */
-    g_free(data);
+    put_entry_recovery(g, b, 8, g->tdb_len, 4096, 16);  /* data_len > rec_len */
 }
 
 static void test_recovery_data_beyond_area(const void *d G_GNUC_UNUSED)
@@ -1127,12 +1134,9 @@ static void test_recovery_data_beyond_area(const void *d G_GNUC_UNUSED)
 
 static void rec_huge_data_len(const golden *g, uint8_t *b, size_t *len G_GNUC_UNUSED)
 {
-    uint32_t size;
-    uint8_t *data = one_entry(4096, 16, &size);
-    put_recovery(b, g->recovery, area_len(g), g->tdb_len, data, size);
+    put_entry_recovery(g, b, area_len(g), g->tdb_len, 4096, 16);
     put32(b + TDB_BASE + g->recovery + 4, 0xfffffff0u);
     put32(b + TDB_BASE + g->recovery + 12, 0xfffffff0u);
-    g_free(data);
 }
 
 /* rec_len and data_len near 4 GiB: tdb would try to allocate and read
@@ -1177,8 +1181,7 @@ static void rec_behind_mutex_area(const golden *g, uint8_t *b, size_t *len G_GNU
     put32(tdb + TDB_FEATURES_OFS, 1);
     put32(tdb + TDB_MUTEX_SIZE_OFS, shift);
     uint32_t size;
-    uint8_t *data = one_entry(0, 16, &size);
-    put32(data + 4, 100000);   /* overruns its 28-byte record */
+    uint8_t *data = overrunning_entry(&size);   /* overruns its 28-byte record */
     /* The header tdb sees after the shift, and its recovery record. */
     uint8_t saved[4];
     memcpy(saved, tdb + TDB_RECOVERY_OFS, 4);
@@ -1197,10 +1200,8 @@ static void test_recovery_behind_mutex_area(const void *d G_GNUC_UNUSED)
  * payload. */
 static void rec_valid(const golden *g, uint8_t *b)
 {
-    uint32_t size;
-    uint8_t *data = one_entry((uint32_t)(g->payload[PERMALL] - TDB_BASE + 64), 4, &size);
-    put_recovery(b, g->recovery, area_len(g), g->tdb_len, data, size);
-    g_free(data);
+    put_entry_recovery(g, b, area_len(g), g->tdb_len,
+                       (uint32_t)(g->payload[PERMALL] - TDB_BASE + 64), 4);
 }
 
 /* A read-only open replays a pending commit on a private copy only: the
@@ -1345,8 +1346,7 @@ static void install_hostile_recovery(const golden *g, uint8_t *page, size_t off)
     /* @off is the recovery record's offset in @page: an entry that overruns
      * its record (see rec_entry_overruns). */
     uint32_t size;
-    uint8_t *data = one_entry(0, 16, &size);
-    put32(data + 4, 100000);
+    uint8_t *data = overrunning_entry(&size);
     put32(page + off + 4, area_len(g));
     put32(page + off + 8, g->tdb_len);
     put32(page + off + 12, size);
