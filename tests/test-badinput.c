@@ -296,6 +296,29 @@ static void file_start_fails(const imgfile *f, bool read_only, int expect, const
     TU_ASSERT_FILE_UNCHANGED(f->path, f->bytes, f->len);
 }
 
+/* Write @len bytes of @bytes to a file and expect a start of it to fail
+ * as file_start_fails() says. */
+static void bytes_file_start_fails(const uint8_t *bytes, size_t len, bool read_only, int expect,
+                                   const char *needle)
+{
+    imgfile f;
+    imgfile_new(&f, bytes, len);
+    file_start_fails(&f, read_only, expect, needle);
+    imgfile_free(&f);
+}
+
+/* Likewise with a copy of @g damaged by @damage (which may shorten it). */
+static void damaged_copy_start_fails(const golden *g,
+                                     void (*damage)(const golden *, uint8_t *, size_t *),
+                                     bool read_only, int expect, const char *needle)
+{
+    uint8_t *bytes = golden_copy(g);
+    size_t len = g->len;
+    damage(g, bytes, &len);
+    bytes_file_start_fails(bytes, len, read_only, expect, needle);
+    g_free(bytes);
+}
+
 /* Damage a golden copy with @damage, write it to a file and expect both a
  * read-only and a read-write start to fail as file_start_fails() says. */
 static void damaged_file_fails(void (*damage)(const golden *, uint8_t *, size_t *), int expect,
@@ -303,16 +326,8 @@ static void damaged_file_fails(void (*damage)(const golden *, uint8_t *, size_t 
 {
     golden g;
     golden_build(&g);
-    for (int ro = 1; ro >= 0; ro--) {
-        uint8_t *bytes = golden_copy(&g);
-        size_t len = g.len;
-        imgfile f;
-        damage(&g, bytes, &len);
-        imgfile_new(&f, bytes, len);
-        file_start_fails(&f, ro, expect, needle);
-        imgfile_free(&f);
-        g_free(bytes);
-    }
+    for (int ro = 1; ro >= 0; ro--)
+        damaged_copy_start_fails(&g, damage, ro, expect, needle);
     golden_free(&g);
 }
 
@@ -501,11 +516,8 @@ static void test_zeroed_superblocks_read_only(const void *d G_GNUC_UNUSED)
 {
     golden g;
     golden_build(&g);
-    imgfile f;
-    zero_superblocks(&g, g.bytes, &g.len);
-    imgfile_new(&f, g.bytes, g.len);
-    file_start_fails(&f, true, -EBADMSG, "blank");
-    golden_file_free(&g, &f);
+    damaged_copy_start_fails(&g, zero_superblocks, true, -EBADMSG, "blank");
+    golden_free(&g);
 }
 
 /* ...and a read-write start refuses to format over the tdb still behind
@@ -514,11 +526,8 @@ static void test_zeroed_superblocks_read_write_refused(const void *d G_GNUC_UNUS
 {
     golden g;
     golden_build(&g);
-    imgfile f;
-    zero_superblocks(&g, g.bytes, &g.len);
-    imgfile_new(&f, g.bytes, g.len);
-    file_start_fails(&f, false, -EBADMSG, "refusing to format");
-    golden_file_free(&g, &f);
+    damaged_copy_start_fails(&g, zero_superblocks, false, -EBADMSG, "refusing to format");
+    golden_free(&g);
 }
 
 static void bad_magic(const golden *g G_GNUC_UNUSED, uint8_t *b, size_t *len G_GNUC_UNUSED)
@@ -1619,12 +1628,8 @@ static void test_journal_damage_rolls_back(const void *d G_GNUC_UNUSED)
 
 static void foreign_fails(const uint8_t *bytes, size_t len, int expect, const char *needle)
 {
-    for (int ro = 1; ro >= 0; ro--) {
-        imgfile f;
-        imgfile_new(&f, bytes, len);
-        file_start_fails(&f, ro, expect, needle);
-        imgfile_free(&f);
-    }
+    for (int ro = 1; ro >= 0; ro--)
+        bytes_file_start_fails(bytes, len, ro, expect, needle);
 }
 
 static void test_foreign_random(const void *d G_GNUC_UNUSED)
@@ -1898,6 +1903,21 @@ static void test_read_only_refuses_writes(const void *d G_GNUC_UNUSED)
     golden_file_free(&g, &f);
 }
 
+/* Start @f with @flags, registering the golden blobs and one more, @name of
+ * @max bytes: the start must fail with @expect and a message naming @name. */
+static void start_with_new_blob_fails(const imgfile *f, unsigned flags, const char *name,
+                                      uint32_t max, int expect)
+{
+    tu_blob more[NBLOBS + 1];
+    memcpy(more, reg, sizeof reg);
+    more[NBLOBS] = (tu_blob){ name, max };
+    int rc;
+    nvt_error_clear();
+    nvramtdb *db = tu_start_uri(f->path, flags, more, NBLOBS + 1, &rc);
+    g_assert_null(db);
+    TU_ASSERT_ERROR(rc, expect, name);
+}
+
 /* A read-only handle whose registrations would need a change (a new blob)
  * fails to start with -EROFS, and nothing is written. */
 static void test_read_only_new_registration(const void *d G_GNUC_UNUSED)
@@ -1905,14 +1925,7 @@ static void test_read_only_new_registration(const void *d G_GNUC_UNUSED)
     golden g;
     imgfile f;
     golden_file(&g, &f);
-    tu_blob more[NBLOBS + 1];
-    memcpy(more, reg, sizeof reg);
-    more[NBLOBS] = (tu_blob){ "tpm0/savestate", 512 };
-    int rc;
-    nvt_error_clear();
-    nvramtdb *db = tu_start_uri(f.path, NVRAMTDB_OPEN_READONLY, more, NBLOBS + 1, &rc);
-    g_assert_null(db);
-    TU_ASSERT_ERROR(rc, -EROFS, "tpm0/savestate");
+    start_with_new_blob_fails(&f, NVRAMTDB_OPEN_READONLY, "tpm0/savestate", 512, -EROFS);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
     golden_file_free(&g, &f);
 }
@@ -1925,19 +1938,12 @@ static void new_blob_refused(uint32_t max, const char *numbers)
     golden g;
     imgfile f;
     golden_file(&g, &f);
-    tu_blob more[NBLOBS + 1];
-    memcpy(more, reg, sizeof reg);
-    more[NBLOBS] = (tu_blob){ "tpm0/big", max };
-    int rc;
-    nvt_error_clear();
-    nvramtdb *db = tu_start_uri(f.path, 0, more, NBLOBS + 1, &rc);
-    g_assert_null(db);
-    TU_ASSERT_ERROR(rc, -ENOSPC, "tpm0/big");
+    start_with_new_blob_fails(&f, 0, "tpm0/big", max, -ENOSPC);
     const char *msg = nvramtdb_last_error();
     if (!g_regex_match_simple(numbers, msg, 0, 0))
         g_error("the ENOSPC message does not give the sizes involved: %s", msg);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    db = file_start(&f, false);
+    nvramtdb *db = file_start(&f, false);
     assert_golden_blobs(db, &g);
     tu_assert_healthy(db);
     nvramtdb_close(db);
