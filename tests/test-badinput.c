@@ -674,6 +674,16 @@ static nvramtdb *start_damaged(golden *g, void (*damage)(const golden *, uint8_t
     return mem_start(g->bytes, g->len, false);
 }
 
+/* Writing permall again (@len bytes of @data) heals the damage: the value
+ * reads back and the image is healthy. */
+static void rewrite_heals_permall(nvramtdb *db, const uint8_t *data, size_t len)
+{
+    TU_OK(nvramtdb_write(db, gblobs[PERMALL].name, data, len, NVRAMTDB_WAIT_COMPLETION, NULL,
+                         NULL));
+    tu_assert_blob(db, gblobs[PERMALL].name, data, len);
+    tu_assert_healthy(db);
+}
+
 static void expect_read_fails(nvramtdb *db, const char *name, int expect, const char *needle)
 {
     uint8_t *data = NULL;
@@ -722,10 +732,7 @@ static void test_payload_write_heals(const void *d G_GNUC_UNUSED)
     nvramtdb *db = start_damaged(&g, flip_payload);
     uint8_t fresh[3000];
     tu_fill(fresh, sizeof fresh, 31);
-    TU_OK(nvramtdb_write(db, gblobs[PERMALL].name, fresh, sizeof fresh,
-                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
-    tu_assert_blob(db, gblobs[PERMALL].name, fresh, sizeof fresh);
-    tu_assert_healthy(db);
+    rewrite_heals_permall(db, fresh, sizeof fresh);
     nvramtdb_close(db);
     golden_free(&g);
 }
@@ -816,10 +823,7 @@ static void test_record_header_registered_start(const void *d G_GNUC_UNUSED)
     tu_assert_blob(db, gblobs[VOLATILE].name, g.value[VOLATILE], gblobs[VOLATILE].len);
     uint8_t fresh[3000];
     tu_fill(fresh, sizeof fresh, 32);
-    TU_OK(nvramtdb_write(db, gblobs[PERMALL].name, fresh, sizeof fresh,
-                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
-    tu_assert_blob(db, gblobs[PERMALL].name, fresh, sizeof fresh);
-    tu_assert_healthy(db);
+    rewrite_heals_permall(db, fresh, sizeof fresh);
     nvramtdb_close(db);
     golden_free(&g);
 }
@@ -1269,6 +1273,20 @@ static bool golden_with_journal(golden *g)
     return false;
 }
 
+/* Build the golden image; false (test skipped, nothing to free) if a crash
+ * would leave no pending journal run in it, which the test would @verb. */
+static bool golden_with_pending(golden *g, const char *verb)
+{
+    golden_build(g);
+    if (g->pending)
+        return true;
+    char *why = g_strdup_printf("no pending journal run to %s", verb);
+    g_test_skip(why);
+    g_free(why);
+    golden_free(g);
+    return false;
+}
+
 /* Write, at the start of @b's journal ring, a valid record of @n pages
  * (numbers @pages, contents @data) restoring a tdb of @tdb_len bytes,
  * tagged with @uuid. */
@@ -1409,10 +1427,7 @@ static void test_journal_replayed_damage_detected(const void *d G_GNUC_UNUSED)
 
     db = file_start(&f, false);
     expect_read_fails(db, gblobs[PERMALL].name, -EBADMSG, "checksum");
-    TU_OK(nvramtdb_write(db, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len,
-                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
-    tu_assert_blob(db, gblobs[PERMALL].name, g.value[PERMALL], gblobs[PERMALL].len);
-    tu_assert_healthy(db);
+    rewrite_heals_permall(db, g.value[PERMALL], gblobs[PERMALL].len);
     nvramtdb_close(db);
     golden_file_free(&g, &f);
 }
@@ -1553,12 +1568,8 @@ static void test_journal_partial_entry_replays(const void *d G_GNUC_UNUSED)
 static void test_journal_pending_run_replays(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!g.pending) {
-        g_test_skip("no pending journal run to replay");
-        golden_free(&g);
+    if (!golden_with_pending(&g, "replay"))
         return;
-    }
     imgfile f;
     imgfile_new(&f, g.pending, g.len);
     nvramtdb *db = file_start(&f, true);
@@ -1585,12 +1596,8 @@ static void test_journal_pending_run_replays(const void *d G_GNUC_UNUSED)
 static void test_journal_damage_rolls_back(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    if (!g.pending) {
-        g_test_skip("no pending journal run to damage");
-        golden_free(&g);
+    if (!golden_with_pending(&g, "damage"))
         return;
-    }
     uint8_t *ring = g.pending + g.journal_offset;
     uint64_t at = 0, size = 0;
     for (int k = 0; k < 2; k++) {
@@ -2123,15 +2130,13 @@ static void test_fuzz(const void *data)
 {
     fuzz_zone zone = (fuzz_zone)GPOINTER_TO_INT(data);
     golden g;
-    golden_build(&g);
     if (zone == ZONE_JOURNAL) {
-        if (!g.pending) {
-            g_test_skip("no pending journal run to damage");
-            golden_free(&g);
+        if (!golden_with_pending(&g, "damage"))
             return;
-        }
         /* Damage the image a crash left, whose journal record replays. */
         memcpy(g.bytes, g.pending, g.len);
+    } else {
+        golden_build(&g);
     }
     fuzz_stats ro = { 0 }, rw = { 0 };
     for (int it = 0; it < FUZZ_ITERATIONS; it++) {
