@@ -249,6 +249,14 @@ static void golden_file(golden *g, imgfile *f)
     imgfile_new(f, g->bytes, g->len);
 }
 
+/* Likewise with both superblocks re-encoded after @edit. */
+static void golden_file_sb_edited(golden *g, imgfile *f, void (*edit)(nvt_superblock *))
+{
+    golden_build(g);
+    rewrite_superblocks(g->bytes, g->len, edit);
+    imgfile_new(f, g->bytes, g->len);
+}
+
 static void golden_file_free(golden *g, imgfile *f)
 {
     imgfile_free(f);
@@ -573,10 +581,8 @@ static void encrypted(nvt_superblock *sb) { sb->incompat_flags = NVT_INCOMPAT_EN
 static void test_encrypted_refused(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    rewrite_superblocks(g.bytes, g.len, encrypted);
     imgfile f;
-    imgfile_new(&f, g.bytes, g.len);
+    golden_file_sb_edited(&g, &f, encrypted);
     nvramtdb *db;
     TU_OK(nvramtdb_open(f.path, 0, &db));
     for (int i = 0; i < NBLOBS; i++)
@@ -597,10 +603,8 @@ static void ro_feature(nvt_superblock *sb) { sb->ro_compat_flags = 1u << 3; }
 static void test_unknown_ro_compat_feature(const void *d G_GNUC_UNUSED)
 {
     golden g;
-    golden_build(&g);
-    rewrite_superblocks(g.bytes, g.len, ro_feature);
     imgfile f;
-    imgfile_new(&f, g.bytes, g.len);
+    golden_file_sb_edited(&g, &f, ro_feature);
     file_start_fails(&f, false, -EROFS, "read-only");
     nvramtdb *db = file_start(&f, true);
     assert_golden_blobs(db, &g);
