@@ -477,6 +477,37 @@ int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
     return submit(db, name, NULL, 0, true, flags, cb, opaque);
 }
 
+int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
+                         unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+{
+    if (flags & ~request_flags)
+        return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);
+    if (!changes || n == 0)
+        return nvt_error(EINVAL, "%s: a batch needs at least one change", db->uri);
+    int r = need_writable(db);
+    if (r < 0)
+        return r;
+    nvt_store_op *ops = g_new0(nvt_store_op, n);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        const nvramtdb_change *c = &changes[i];
+        size_t len = c->is_delete ? 0 : c->len;
+        if (!c->name)
+            r = nvt_error(EINVAL, "%s: change %zu of the batch has no blob name", db->uri, i + 1);
+        else if (len && !c->data)
+            r = nvt_error(EINVAL, "%s: blob %s: no data for %zu bytes", db->uri, c->name, len);
+        else
+            r = nvt_store_validate(db->st, c->name, len, c->is_delete);
+        if (r < 0 && c->name)
+            nvt_error_prefix(r, "change %zu of the batch", i + 1);
+        ops[i] = (nvt_store_op){ .name = c->name, .data = c->data, .len = len,
+                                 .is_delete = c->is_delete };
+    }
+    if (r == 0)
+        r = nvt_queue_batch(db->queue, ops, n, waits(flags), cb, opaque);
+    g_free(ops);
+    return r;
+}
+
 int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
 {
     int r = need_started(db);

@@ -203,6 +203,41 @@ int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
 int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
                     nvramtdb_completion_fn *cb, void *opaque);
 
+/** One change of nvramtdb_write_batch(): a write of @len bytes at @data
+ *  (which may be NULL when @len is 0), or a delete (@is_delete; @data
+ *  and @len ignored). */
+typedef struct nvramtdb_change {
+    const char *name;
+    const void *data;
+    size_t len;
+    bool is_delete;
+} nvramtdb_change;
+
+/**
+ * Write and delete several blobs as one atomic, durable change: after a
+ * crash either every change of the batch holds or none does.  The values
+ * are copied before the call returns.  A name may appear more than once:
+ * the changes apply in order, so the last one wins.
+ *
+ * All or nothing: every change is checked as nvramtdb_write() and
+ * nvramtdb_delete() check theirs.  If one fails (at once, or when the
+ * writer applies the batch: a delete of a blob that has no value by then)
+ * nothing changes, and the batch fails with that change's error and a
+ * message naming it.  The batch commits on its own, never split: one
+ * journal record (an image's journal holds every registered blob at its
+ * maximum) or one tdb transaction.
+ *
+ * @flags, @cb and @opaque as for nvramtdb_write(): one completion for the
+ * whole batch (@is_write true, @len the bytes written).
+ *
+ * Errors: those of nvramtdb_write() and nvramtdb_delete(), for the first
+ * change that has one; -EINVAL no changes, or a change without a name;
+ * -E2BIG the batch does not fit one journal record (possible only with
+ * blobs registered after the image was created; nothing changes).
+ */
+int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
+                         unsigned flags, nvramtdb_completion_fn *cb, void *opaque);
+
 /**
  * Read a blob through the writer's queue: the value reflects every write
  * submitted before.  @cb receives the value (ownership passes to it) or

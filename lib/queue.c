@@ -20,7 +20,7 @@
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define BATCH_MAX_REQUESTS 4096u
 
-typedef enum req_kind { REQ_WRITE, REQ_DELETE, REQ_READ, REQ_FLUSH } req_kind;
+typedef enum req_kind { REQ_WRITE, REQ_DELETE, REQ_READ, REQ_FLUSH, REQ_BATCH } req_kind;
 
 typedef struct request {
     req_kind kind;
@@ -34,6 +34,8 @@ typedef struct request {
     GCond done_cond;          /* wakes just that submitter */
     int result;
     char *message;
+    nvt_store_op *batch;      /* REQ_BATCH: its changes (names and data ours) */
+    size_t batch_n;
 } request;
 
 struct nvt_queue {
@@ -48,8 +50,21 @@ struct nvt_queue {
     bool stopping;
 };
 
+static void free_batch(request *r)
+{
+    for (size_t i = 0; i < r->batch_n; i++) {
+        g_free((char *)r->batch[i].name);
+        free((uint8_t *)r->batch[i].data);
+        g_free(r->batch[i].message);
+    }
+    g_free(r->batch);
+    r->batch = NULL;
+    r->batch_n = 0;
+}
+
 static void request_free(request *r)
 {
+    free_batch(r);
     if (r->wait)
         g_cond_clear(&r->done_cond);
     g_free(r->name);
@@ -86,6 +101,15 @@ static void apply_writes(nvt_queue *q, request **reqs, size_t n)
     g_free(ops);
 }
 
+/* A batch commits alone, all or nothing; its result is its first error. */
+static void apply_batch(nvt_queue *q, request *r)
+{
+    r->result = nvt_store_apply_atomic(q->st, r->batch, r->batch_n);
+    if (r->result < 0)
+        r->message = g_strdup(nvt_last_error());
+    free_batch(r);  /* the values were copied into the records */
+}
+
 static void process(nvt_queue *q, GPtrArray *batch)
 {
     request **reqs = (request **)batch->pdata;
@@ -100,10 +124,15 @@ static void process(nvt_queue *q, GPtrArray *batch)
             apply_writes(q, reqs + i, j - i);
         if (j < batch->len) {
             request *r = reqs[j];
-            int res = r->kind == REQ_READ ? nvt_store_read(q->st, r->name, &r->data, &r->len)
-                                          : nvt_store_failure(q->st);
-            if (res < 0)
-                fail_request(r, res);
+            if (r->kind == REQ_BATCH) {
+                apply_batch(q, r);
+            } else {
+                int res = r->kind == REQ_READ
+                              ? nvt_store_read(q->st, r->name, &r->data, &r->len)
+                              : nvt_store_failure(q->st);
+                if (res < 0)
+                    fail_request(r, res);
+            }
             j++;
         }
         i = j;
@@ -118,7 +147,7 @@ static void complete(nvt_queue *q, GPtrArray *batch)
     for (guint i = 0; i < batch->len; i++) {
         request *r = batch->pdata[i];
         if (r->cb) {
-            bool is_write = r->kind == REQ_WRITE || r->kind == REQ_DELETE;
+            bool is_write = r->kind != REQ_READ && r->kind != REQ_FLUSH;
             uint8_t *data = r->kind == REQ_READ ? r->data : NULL;
             if (r->kind == REQ_READ)
                 r->data = NULL;  /* the callback owns it now */
@@ -267,8 +296,7 @@ static int finish_waited(request *r)
  * queued or in flight, is committed on the calling thread: no hand-off to
  * the writer and back (each a cross-CPU wake-up).  Requests submitted
  * meanwhile queue behind it, as they would behind the writer's batch. */
-static bool run_inline(nvt_queue *q, const char *name, const void *data, size_t len,
-                       bool is_delete, int *result)
+static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, int *result)
 {
     g_mutex_lock(&q->lock);
     bool idle = g_queue_is_empty(&q->pending) && q->inflight == 0 && !q->stopping;
@@ -283,14 +311,18 @@ static bool run_inline(nvt_queue *q, const char *name, const void *data, size_t 
     if (!inline_ok)
         return false;
 
-    nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
     g_mutex_lock(q->store_lock);
-    nvt_store_apply(q->st, &op, 1);
+    int r = atomic ? nvt_store_apply_atomic(q->st, ops, n) : nvt_store_apply(q->st, ops, n);
     g_mutex_unlock(q->store_lock);
-    if (op.result < 0)
-        nvt_error(-op.result, "%s", op.message ? op.message : g_strerror(-op.result));
-    g_free(op.message);
-    *result = op.result;
+    if (!atomic) {
+        r = ops[0].result;
+        if (r < 0)
+            nvt_error(-r, "%s", ops[0].message ? ops[0].message : g_strerror(-r));
+    }
+    /* Atomic: the store left the batch's error as this thread's. */
+    for (size_t i = 0; i < n; i++)
+        g_free(ops[i].message);
+    *result = r;
 
     g_mutex_lock(&q->lock);
     q->inflight = 0;
@@ -314,8 +346,8 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
                     bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque)
 {
     int result;
-    if (wait && !cb && !nvt_queue_on_writer(q) &&
-        run_inline(q, name, data, len, is_delete, &result))
+    nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
+    if (wait && !cb && !nvt_queue_on_writer(q) && run_inline(q, &op, 1, false, &result))
         return result;
 
     request *r = request_new(is_delete ? REQ_DELETE : REQ_WRITE, name, wait, cb, opaque);
@@ -328,6 +360,46 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
         memcpy(r->data, data, len);
     }
     r->len = len;
+    int res = submit(q, r);
+    if (res < 0 || !wait)
+        return res;
+    res = finish_waited(r);
+    request_free(r);
+    return res;
+}
+
+int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
+                    nvramtdb_completion_fn *cb, void *opaque)
+{
+    int result;
+    if (wait && !cb && !nvt_queue_on_writer(q)) {
+        /* The store writes only results and messages into the ops. */
+        nvt_store_op *mine = g_memdup2(ops, n * sizeof *ops);
+        bool done = run_inline(q, mine, n, true, &result);
+        g_free(mine);
+        if (done)
+            return result;
+    }
+
+    request *r = request_new(REQ_BATCH, NULL, wait, cb, opaque);
+    r->batch = g_new0(nvt_store_op, n);
+    r->batch_n = n;
+    for (size_t i = 0; i < n; i++) {
+        r->batch[i].name = g_strdup(ops[i].name);
+        r->batch[i].is_delete = ops[i].is_delete;
+        r->batch[i].len = ops[i].len;
+        if (ops[i].len) {
+            uint8_t *copy = malloc(ops[i].len);
+            if (!copy) {
+                request_free(r);
+                return nvt_error(ENOMEM, "out of memory queueing %zu bytes for blob %s",
+                                 ops[i].len, ops[i].name);
+            }
+            memcpy(copy, ops[i].data, ops[i].len);
+            r->batch[i].data = copy;
+        }
+        r->len += ops[i].len;
+    }
     int res = submit(q, r);
     if (res < 0 || !wait)
         return res;

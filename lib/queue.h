@@ -41,6 +41,12 @@ void nvt_queue_free(nvt_queue *q);
 int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
                     bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque);
 
+/* Queue @ops (data copied) as one all-or-nothing commit of their own
+ * (nvt_store_apply_atomic); one completion for all.  With @wait, return
+ * the batch's result once it completed; otherwise 0 once accepted. */
+int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
+                    nvramtdb_completion_fn *cb, void *opaque);
+
 /* Queue a read.  With @cb the value goes to the callback; otherwise
  * (@wait required) to data and len. */
 int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,

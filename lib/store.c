@@ -956,7 +956,20 @@ static void op_fail(nvt_store_op *op, int r)
     op->message = g_strdup(nvt_last_error());
 }
 
-int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
+/* All-or-nothing: op @bad failed; every other op fails with its error. */
+static void fail_all_for(nvt_store_op *ops, size_t n, size_t bad)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i == bad)
+            continue;
+        nvt_error(-ops[bad].result, "not applied: change %zu of the batch (blob %s) failed: %s",
+                  bad + 1, ops[bad].name, ops[bad].message);
+        op_fail(&ops[i], ops[bad].result);
+    }
+    nvt_error(-ops[bad].result, "%s", ops[bad].message);  /* the batch's error */
+}
+
+static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
 {
     GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
     GPtrArray *order = g_ptr_array_new();
@@ -983,7 +996,12 @@ int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
         int vr = validate_locked(st, ops[i].name, ops[i].len, ops[i].is_delete, &present, &e);
         if (vr < 0) {
             op_fail(&ops[i], vr);
-            continue;
+            if (!atomic)
+                continue;
+            g_mutex_unlock(&st->index_lock);
+            fail_all_for(ops, n, i);
+            r = vr;
+            goto out;
         }
         if (!c) {
             c = g_new0(blob_change, 1);
@@ -1014,7 +1032,7 @@ int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
             c->record = encode(&c->meta, c->op->data, &c->size);
     }
     r = commit_changes(st, (blob_change **)order->pdata, order->len);
-    if (r == -E2BIG && order->len > 1) {
+    if (r == -E2BIG && order->len > 1 && !atomic) {
         /* Too large for one journal record: each blob on its own. */
         r = 0;
         for (guint i = 0; i < order->len; i++) {
@@ -1052,6 +1070,16 @@ out:
     g_ptr_array_free(order, TRUE);
     g_hash_table_destroy(changes);
     return r;
+}
+
+int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
+{
+    return apply(st, ops, n, false);
+}
+
+int nvt_store_apply_atomic(nvt_store *st, nvt_store_op *ops, size_t n)
+{
+    return apply(st, ops, n, true);
 }
 
 /* A single request as a group of one; its message stays in this thread. */

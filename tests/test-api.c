@@ -130,6 +130,112 @@ static void test_refused_request_gets_no_completion(void)
     nvramtdb_close(db);
 }
 
+/* ---- atomic batches ------------------------------------------------------ */
+
+static void test_batch_writes_every_blob(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t perm[3000], vol[100];
+    tu_fill(perm, sizeof perm, 1);
+    tu_fill(vol, sizeof vol, 2);
+    nvramtdb_change changes[] = {
+        { .name = "tpm0/permall", .data = perm, .len = sizeof perm },
+        { .name = "tpm0/volatilestate", .data = vol, .len = sizeof vol },
+    };
+    tu_completion c = { 0 };
+    TU_OK(nvramtdb_write_batch(db, changes, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
+                               tu_on_complete, &c));
+    g_assert_cmpint(c.calls, ==, 1);
+    g_assert_cmpint(c.errcode, ==, 0);
+    g_assert_true(c.is_write);
+    g_assert_cmpuint(c.len, ==, sizeof perm + sizeof vol);
+    tu_assert_blob(db, "tpm0/permall", perm, sizeof perm);
+    tu_assert_blob(db, "tpm0/volatilestate", vol, sizeof vol);
+
+    /* In order, the last change to a blob wins; deletes take part. */
+    uint8_t again[10] = "0123456789";
+    nvramtdb_change mixed[] = {
+        { .name = "tpm0/permall", .data = again, .len = 4 },
+        { .name = "tpm0/volatilestate", .is_delete = true },
+        { .name = "tpm0/permall", .is_delete = true },
+        { .name = "tpm0/permall", .data = again, .len = sizeof again },
+    };
+    TU_OK(nvramtdb_write_batch(db, mixed, G_N_ELEMENTS(mixed), 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", again, sizeof again);
+    tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
+    tu_assert_healthy(db);
+    nvramtdb_close(db);
+}
+
+/* One bad change and nothing of the batch happens, whether it is refused
+ * at once (no completion) or when the writer applies it. */
+static void test_batch_is_all_or_nothing(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t old[50], fresh[60], big[9000] = { 0 };
+    tu_fill(old, sizeof old, 3);
+    tu_fill(fresh, sizeof fresh, 4);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", old, sizeof old, 0, NULL, NULL));
+    tu_completion c = { 0 };
+
+    nvramtdb_change too_big[] = {
+        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { .name = "tpm0/volatilestate", .data = big, .len = sizeof big },
+    };
+    g_assert_cmpint(nvramtdb_write_batch(db, too_big, 2, NVRAMTDB_ASYNC, tu_on_complete, &c),
+                    ==, -EFBIG);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "change 2 of the batch"));
+    nvramtdb_change unknown[] = {
+        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { .name = "nosuch/blob", .data = fresh, .len = 1 },
+    };
+    g_assert_cmpint(nvramtdb_write_batch(db, unknown, 2, 0, tu_on_complete, &c), ==, -ENOENT);
+    g_assert_cmpint(c.calls, ==, 0);
+
+    /* volatilestate has no value: its delete fails when applied. */
+    nvramtdb_change late[] = {
+        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { .name = "tpm0/volatilestate", .is_delete = true },
+    };
+    g_assert_cmpint(nvramtdb_write_batch(db, late, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
+                                         tu_on_complete, &c), ==, -ENOENT);
+    g_assert_cmpint(c.calls, ==, 1);
+    g_assert_cmpint(c.errcode, ==, -ENOENT);
+    g_assert_nonnull(strstr(nvramtdb_last_error(), "tpm0/volatilestate"));
+    /* The same through the caller's thread (nothing else queued). */
+    g_assert_cmpint(nvramtdb_write_batch(db, late, 2, 0, NULL, NULL), ==, -ENOENT);
+    tu_assert_blob(db, "tpm0/permall", old, sizeof old);
+    tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
+
+    g_assert_cmpint(nvramtdb_write_batch(db, late, 0, 0, NULL, NULL), ==, -EINVAL);
+    nvramtdb_change nameless[] = { { .name = NULL, .data = fresh, .len = 1 } };
+    g_assert_cmpint(nvramtdb_write_batch(db, nameless, 1, 0, NULL, NULL), ==, -EINVAL);
+    g_assert_cmpint(nvramtdb_write_batch(db, late, 2, 0x80, NULL, NULL), ==, -EINVAL);
+    tu_assert_healthy(db);
+    nvramtdb_close(db);
+}
+
+/* A batch queued behind other requests runs in submission order. */
+static void test_batch_keeps_submission_order(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t a[20], b[30];
+    tu_fill(a, sizeof a, 5);
+    tu_fill(b, sizeof b, 6);
+    tu_completion c = { 0 };
+    TU_OK(nvramtdb_write(db, "tpm0/permall", a, sizeof a, NVRAMTDB_ASYNC, tu_on_complete, &c));
+    nvramtdb_change one[] = { { .name = "tpm0/permall", .data = b, .len = sizeof b } };
+    TU_OK(nvramtdb_write_batch(db, one, 1, NVRAMTDB_ASYNC, tu_on_complete, &c));
+    TU_OK(nvramtdb_write(db, "tpm0/volatilestate", a, sizeof a, NVRAMTDB_ASYNC,
+                         tu_on_complete, &c));
+    TU_OK(nvramtdb_flush(db));
+    g_assert_cmpint(c.calls, ==, 3);
+    g_assert_cmpint(c.errcode, ==, 0);
+    tu_assert_blob(db, "tpm0/permall", b, sizeof b);
+    tu_assert_blob(db, "tpm0/volatilestate", a, sizeof a);
+    nvramtdb_close(db);
+}
+
 static void test_delete_registered_keeps_its_space(void)
 {
     nvramtdb *db = start_mem();
@@ -346,6 +452,9 @@ int main(int argc, char **argv)
     g_test_add_func("/api/completion-called-once", test_completion_called_once_when_durable);
     g_test_add_func("/api/refused-request-no-completion", test_refused_request_gets_no_completion);
     g_test_add_func("/api/delete-registered-keeps-space", test_delete_registered_keeps_its_space);
+    g_test_add_func("/api/batch/writes-every-blob", test_batch_writes_every_blob);
+    g_test_add_func("/api/batch/all-or-nothing", test_batch_is_all_or_nothing);
+    g_test_add_func("/api/batch/submission-order", test_batch_keeps_submission_order);
     g_test_add_func("/api/lifecycle-errors", test_lifecycle_errors);
     g_test_add_func("/api/uri-and-flag-errors", test_uri_and_flag_errors);
     g_test_add_func("/api/file-image-persists", test_file_image_persists_across_reopen);

@@ -1244,6 +1244,135 @@ out:
 }
 
 /*
+ * nvramtdb_write_batch: a batch that rewrites two blobs and deletes the
+ * third, over values written one by one before it.  The power is cut at
+ * every operation of the batch's commit; every crash image must start,
+ * check clean, and hold either all the old values or all the new ones.
+ */
+#define BATCH_OLD_SEED 501u
+#define BATCH_NEW_SEED 601u
+
+static void batch_value(int b, uint32_t seed, uint8_t *buf)
+{
+    tu_fill(buf, blobs[b].max_size, seed + (uint32_t)b);
+}
+
+/* The values before the batch, then the batch (power cut at its
+ * operation @cut, if not 0): its result.  *ops gets the operations the
+ * batch took. */
+static int batch_run(nvramtdb *db, nvt_backend *fault, uint64_t cut, uint64_t *ops)
+{
+    uint8_t *buf = g_malloc(blobs[BLOB_B].max_size);
+    for (int b = 0; b < N_BLOBS; b++) {
+        batch_value(b, BATCH_OLD_SEED, buf);
+        TU_OK(nvramtdb_write(db, blobs[b].name, buf, blobs[b].max_size,
+                             NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+    }
+    uint8_t *a = g_malloc(blobs[BLOB_A].max_size), *bb = g_malloc(blobs[BLOB_B].max_size);
+    batch_value(BLOB_A, BATCH_NEW_SEED, a);
+    batch_value(BLOB_B, BATCH_NEW_SEED, bb);
+    nvramtdb_change changes[] = {
+        { .name = blobs[BLOB_A].name, .data = a, .len = blobs[BLOB_A].max_size },
+        { .name = blobs[BLOB_B].name, .data = bb, .len = blobs[BLOB_B].max_size },
+        { .name = blobs[BLOB_C].name, .is_delete = true },
+    };
+    if (cut)
+        nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, cut, 0);
+    uint64_t before = nvt_fault_op_count(fault);
+    int r = nvramtdb_write_batch(db, changes, G_N_ELEMENTS(changes), NVRAMTDB_WAIT_COMPLETION,
+                                 NULL, NULL);
+    *ops = nvt_fault_op_count(fault) - before;
+    g_free(a);
+    g_free(bb);
+    g_free(buf);
+    return r;
+}
+
+/* Which of the two states blob @b holds: 0 old, 1 new, -1 neither. */
+static int batch_state_of(nvramtdb *db, int b)
+{
+    uint8_t *got = NULL, *want = g_malloc(blobs[BLOB_B].max_size);
+    size_t len = 0;
+    int rc = nvramtdb_read(db, blobs[b].name, &got, &len), which = -1;
+    batch_value(b, BATCH_OLD_SEED, want);
+    if (rc == 0 && len == blobs[b].max_size && memcmp(got, want, len) == 0)
+        which = 0;
+    batch_value(b, BATCH_NEW_SEED, want);
+    if (b == BLOB_C ? rc == -ENOENT
+                    : rc == 0 && len == blobs[b].max_size && memcmp(got, want, len) == 0)
+        which = 1;
+    free(got);
+    g_free(want);
+    return which;
+}
+
+static void test_cut_during_batch(gconstpointer data)
+{
+    const config *cfg = data;
+    const uint8_t *img0;
+    size_t len0;
+    img0 = formatted_image(cfg->commit, &len0);
+    nvt_backend *fault;
+    int rc;
+
+    /* How many operations the batch's commit takes. */
+    uint64_t ops, done;
+    nvramtdb *db = start_on_fault(cfg->commit, img0, len0, &fault, &rc);
+    g_assert_nonnull(db);
+    TU_OK(batch_run(db, fault, 0, &ops));
+    nvramtdb_close(db);
+    nvt_be_close(fault);
+    g_assert_cmpuint(ops, >=, 2);
+
+    unsigned seeds = crash_seeds(), images = 0;
+    for (uint64_t cut = 1; cut <= ops; cut++) {
+        db = start_on_fault(cfg->commit, img0, len0, &fault, &rc);
+        g_assert_nonnull(db);
+        int r = batch_run(db, fault, cut, &done);
+        nvramtdb_close(db);
+        if (r == 0) {
+            nvt_be_close(fault);
+            violation("batch returned 0 although the power was cut at its operation %llu",
+                      (unsigned long long)cut);
+            return;
+        }
+        for (uint32_t seed = 0; seed < seeds; seed++) {
+            char ctx[160];
+            size_t len;
+            uint8_t *img = crash_image(fault, cfg->model, seed, &len);
+            snprintf(ctx, sizeof ctx, "%s, %s, power cut at operation %llu of %llu of the "
+                     "batch, seed %u", commit_names[cfg->commit], model_names[cfg->model],
+                     (unsigned long long)cut, (unsigned long long)ops, seed);
+            nvramtdb *after = tu_start(nvt_mem_backend_new(img, len), commit_flags[cfg->commit],
+                                       blobs, N_BLOBS, &rc);
+            free(img);
+            bool ok = after != NULL;
+            if (!ok)
+                violation("%s: start failed: %d (%s)", ctx, rc, nvramtdb_last_error());
+            ok = ok && healthy(after, ctx, "read-write");
+            if (ok) {
+                int a = batch_state_of(after, BLOB_A), b = batch_state_of(after, BLOB_B),
+                    c = batch_state_of(after, BLOB_C);
+                if (a < 0 || a != b || b != c)
+                    ok = violation("%s: blobs a, b, c are in states %d, %d, %d (0 old, 1 new, "
+                                   "-1 neither): the batch is not all or nothing", ctx, a, b,
+                                   c);
+            }
+            if (after)
+                nvramtdb_close(after);
+            images++;
+            if (!ok) {
+                nvt_be_close(fault);
+                return;
+            }
+        }
+        nvt_be_close(fault);
+    }
+    g_test_message("%llu cut points, %u crash images: each all old or all new",
+                   (unsigned long long)ops, images);
+}
+
+/*
  * Not tested on purpose: stock commits (tdb's own transactions) under the
  * garbage-sector model.  tdb's commit protocol writes its recovery header
  * and page 0 in place and trusts a sector to be written whole; torn into
@@ -1345,6 +1474,7 @@ int main(int argc, char **argv)
             add_test(&configs[c][m], test_cut_during_recovery, "%s/during-repair", prefix);
             add_test(&configs[c][m], test_cut_after_transient_error, "%s/after-transient-error",
                      prefix);
+            add_test(&configs[c][m], test_cut_during_batch, "%s/during-batch", prefix);
             g_free(prefix);
         }
     }
