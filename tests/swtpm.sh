@@ -198,6 +198,29 @@ if swtpm_setup --tpm2 --tpmstate "file://$tmp/linear.bin" --createek --overwrite
     else
         not_ok "nvram-tpmd starts on the image from the linear file"
     fi
+    # Over an image holding another TPM's permall and volatile state: the
+    # linear file has no volatile state, so the old one goes, with the new
+    # permall, in one commit.
+    over=$tmp/over.img
+    if "$tool" import-swtpm --create "$over" "$tmp/plain.state" >/dev/null &&
+        "$tool" dump -o "$tmp/vol.before" "$over" tpm0/volatilestate; then
+        check "import-swtpm over an image with a volatile state" \
+            "$tool" import-swtpm "$over" "file://$tmp/linear.bin"
+        # (linear.img has been run by nvram-tpmd since: import afresh)
+        "$tool" import-swtpm --create "$tmp/linear2.img" "file://$tmp/linear.bin" >/dev/null
+        "$tool" dump -o "$tmp/permall.linear" "$tmp/linear2.img" tpm0/permall
+        "$tool" dump -o "$tmp/permall.over" "$over" tpm0/permall
+        if cmp -s "$tmp/permall.linear" "$tmp/permall.over" &&
+            ! "$tool" dump -o "$tmp/vol.over" "$over" tpm0/volatilestate 2>/dev/null; then
+            ok "the new permall replaced the old one and the old volatile state is gone"
+        else
+            not_ok "the new permall replaced the old one and the old volatile state is gone"
+            "$tool" list "$over" >"$tmp/list" 2>&1
+            show "$tmp/list"
+        fi
+    else
+        not_ok "the plain state (with its volatile state) imports into a second image"
+    fi
 else
     echo "ok - # SKIP linear file: swtpm_setup does not take file:// here"
     show "$tmp/out"

@@ -378,8 +378,9 @@ static bool write_durably(nvramtdb *db, const char *name, const GByteArray *valu
     return r >= 0;
 }
 
-/* Whether @name is on the image (with or without a value): 1, 0 or -errno. */
-static int image_has_entry(nvramtdb *db, const char *name)
+/* Whether @name is on the image (with or without a value): 1, 0 or
+ * -errno; *present (if not NULL) says whether it has a value. */
+static int find_entry(nvramtdb *db, const char *name, bool *present)
 {
     nvramtdb_entry *entries = NULL;
     size_t count = 0;
@@ -388,8 +389,13 @@ static int image_has_entry(nvramtdb *db, const char *name)
     r = nvramtdb_list(db, &entries, &count);
     if (r < 0)
         return r;
-    for (size_t i = 0; i < count && !found; i++)
+    if (present)
+        *present = false;
+    for (size_t i = 0; i < count && !found; i++) {
         found = strcmp(entries[i].name, name) == 0;
+        if (found && present)
+            *present = entries[i].present;
+    }
     free(entries);
     return found;
 }
@@ -939,7 +945,7 @@ static int cmd_import(const struct command *cmd, int argc, char **argv)
     if (!db)
         goto out;
     if (!max_arg) {
-        r = image_has_entry(db, args[1]);
+        r = find_entry(db, args[1], NULL);
         if (r < 0) {
             lib_error(r);
             goto out;
@@ -1356,24 +1362,32 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     if (!db)
         goto out;
     /*
-     * Each step is durable before the next, in an order that never pairs
-     * states of two TPMs: the old volatile (and save) state goes first, so
-     * a crash leaves the old permall alone or the new one alone (a TPM
-     * that then needs TPM2_Startup), or the new permall with its own
-     * volatile state.
+     * One atomic batch: after a crash the image holds the whole old TPM
+     * state or the whole new one, never the volatile state of one TPM
+     * with the permall of another.  A state the source lacks is deleted
+     * from the image.
      */
-    for (unsigned i = SWTPM_VOLATILESTATE; i < SWTPM_NSTATES; i++) {
-        r = image_has_entry(db, names[i]);
-        if (r > 0)
-            r = nvramtdb_delete(db, names[i], NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
-        if (r < 0 && r != -ENOENT) {
+    nvramtdb_change changes[SWTPM_NSTATES];
+    size_t nchanges = 0;
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
+        bool present = false;
+        if (plain[i]) {
+            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .data = plain[i]->data,
+                                                     .len = plain[i]->len };
+            continue;
+        }
+        r = find_entry(db, names[i], &present);
+        if (r < 0) {
             lib_error(r);
             goto out;
         }
+        if (present)
+            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .is_delete = true };
     }
-    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
-        if (plain[i] && !write_durably(db, names[i], plain[i]))
-            goto out;
+    r = nvramtdb_write_batch(db, changes, nchanges, NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
+    if (r < 0) {
+        lib_error(r);
+        goto out;
     }
     rc = close_image(db);
     db = NULL;
