@@ -330,6 +330,32 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
     return true;
 }
 
+/* Our copy of a value to queue (NULL when empty). */
+static int copy_value(const void *data, size_t len, const char *name, uint8_t **out)
+{
+    *out = NULL;
+    if (!len)
+        return 0;
+    *out = malloc(len);
+    if (!*out)
+        return nvt_error(ENOMEM, "out of memory queueing %zu bytes for blob %s", len, name);
+    memcpy(*out, data, len);
+    return 0;
+}
+
+/* Submit a write-like request; with r->wait, return its result.  An
+ * unwaited request belongs to the writer once submitted: not touched. */
+static int submit_and_finish(nvt_queue *q, request *r)
+{
+    bool wait = r->wait;
+    int res = submit(q, r);
+    if (res < 0 || !wait)
+        return res;
+    res = finish_waited(r);
+    request_free(r);
+    return res;
+}
+
 static request *request_new(req_kind kind, const char *name, bool wait,
                             nvramtdb_completion_fn *cb, void *opaque)
 {
@@ -351,21 +377,13 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
         return result;
 
     request *r = request_new(is_delete ? REQ_DELETE : REQ_WRITE, name, wait, cb, opaque);
-    if (len) {
-        r->data = malloc(len);
-        if (!r->data) {
-            request_free(r);
-            return nvt_error(ENOMEM, "out of memory queueing %zu bytes for blob %s", len, name);
-        }
-        memcpy(r->data, data, len);
+    int res = copy_value(data, len, name, &r->data);
+    if (res < 0) {
+        request_free(r);
+        return res;
     }
     r->len = len;
-    int res = submit(q, r);
-    if (res < 0 || !wait)
-        return res;
-    res = finish_waited(r);
-    request_free(r);
-    return res;
+    return submit_and_finish(q, r);
 }
 
 int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
@@ -385,27 +403,19 @@ int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
     r->batch = g_new0(nvt_store_op, n);
     r->batch_n = n;
     for (size_t i = 0; i < n; i++) {
+        uint8_t *copy;
         r->batch[i].name = g_strdup(ops[i].name);
         r->batch[i].is_delete = ops[i].is_delete;
         r->batch[i].len = ops[i].len;
-        if (ops[i].len) {
-            uint8_t *copy = malloc(ops[i].len);
-            if (!copy) {
-                request_free(r);
-                return nvt_error(ENOMEM, "out of memory queueing %zu bytes for blob %s",
-                                 ops[i].len, ops[i].name);
-            }
-            memcpy(copy, ops[i].data, ops[i].len);
-            r->batch[i].data = copy;
+        int res = copy_value(ops[i].data, ops[i].len, ops[i].name, &copy);
+        if (res < 0) {
+            request_free(r);
+            return res;
         }
+        r->batch[i].data = copy;
         r->len += ops[i].len;
     }
-    int res = submit(q, r);
-    if (res < 0 || !wait)
-        return res;
-    res = finish_waited(r);
-    request_free(r);
-    return res;
+    return submit_and_finish(q, r);
 }
 
 int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,
