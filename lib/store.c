@@ -669,14 +669,43 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
     return plan;
 }
 
-int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
+/* tdb grows its file by 100 times any request below 100 KiB (2 times
+ * above), and sizes a new recovery area the same way: formatting one
+ * 64 KiB blob would make a 10 MiB tdb.  So a layout may start with a
+ * padding record of @pad bytes, above that threshold: stored, rewritten
+ * in a transaction (whose recovery area, sized by the 2x rule, is then
+ * large enough for the blobs' transactions), and deleted (its space is
+ * free for the blobs' records). */
+#define PAD_KEY "nvramtdb:format-padding"
+#define PAD_MIN (100u * 1024 + 1)
+/* Beyond this the layouts are large enough for the 2x rule anyway. */
+#define PAD_MAX (64u * 1024 * 1024)
+/* tdb's record header (24 bytes) and tailer (4). */
+#define NVT_TDB_RECORD_OVERHEAD 28u
+
+static int pad_tdb(nvt_store *st, uint32_t pad)
 {
-    int r = check_specs(specs, n);
-    if (r < 0)
-        return r;
+    uint8_t *buf = g_malloc0(pad);
+    txn_op put = { PAD_KEY, buf, pad }, del = { PAD_KEY, NULL, 0 };
+    int err = tdb_txn(st, &put, 1);
+    if (err == 0) {
+        memset(buf, 0xff, pad);  /* differs in every byte: all rewritten */
+        err = tdb_txn(st, &put, 1);
+    }
+    if (err == 0)
+        err = tdb_txn(st, &del, 1);
+    g_free(buf);
+    return err ? nvt_error(err, "formatting: padding record: %s", tdb_why(st)) : 0;
+}
+
+static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t pad, uint8_t **tdb,
+                        uint64_t *len)
+{
     nvt_backend *be = nvt_mem_backend_new(NULL, 0);
     nvt_store *st = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, 0);
-    r = tdb_attach(st, O_RDWR | O_CREAT | O_TRUNC);
+    int r = tdb_attach(st, O_RDWR | O_CREAT | O_TRUNC);
+    if (r == 0 && pad)
+        r = pad_tdb(st, pad);
     if (r == 0)
         r = index_load(st);
     if (r == 0) {
@@ -692,6 +721,42 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
     }
     nvt_store_close(st);
     nvt_be_close(be);
+    return r;
+}
+
+/* The smallest of the layouts without padding and with a few paddings:
+ * just above the threshold (best when the records fit in it), and about
+ * the records' total (when they do not).  Deterministic: the same blobs
+ * always give the same tdb. */
+int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
+{
+    int r = check_specs(specs, n);
+    if (r < 0)
+        return r;
+    uint64_t records = 0;
+    for (size_t i = 0; i < n; i++)
+        records += NVT_TDB_RECORD_OVERHEAD + NVT_RECORD_HEADER_SIZE +
+                   (uint64_t)specs[i].max_size + strlen(specs[i].name);
+    r = build_layout(specs, n, 0, tdb, len);
+    const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
+    for (size_t i = 0; r == 0 && i < G_N_ELEMENTS(pads); i++) {
+        if (pads[i] < PAD_MIN || pads[i] > PAD_MAX || (i && pads[i] == pads[i - 1]))
+            continue;
+        uint8_t *t;
+        uint64_t l;
+        r = build_layout(specs, n, (uint32_t)pads[i], &t, &l);
+        if (r == 0 && l < *len) {
+            g_free(*tdb);
+            *tdb = t;
+            *len = l;
+        } else {
+            g_free(t);
+        }
+    }
+    if (r < 0) {
+        g_free(*tdb);
+        *tdb = NULL;
+    }
     return r;
 }
 

@@ -39,9 +39,17 @@ static uint32_t pick_size(uint64_t *rng, uint32_t max)
     }
 }
 
+/* A case in one commit mode: the journal, or tdb's transactions (whose
+ * recovery area the formatting recipe must have sized). */
+typedef struct space_run {
+    const space_case *c;
+    unsigned flags;
+} space_run;
+
 static void run_case(const void *data)
 {
-    const space_case *c = data;
+    const space_case *c = ((const space_run *)data)->c;
+    unsigned flags = ((const space_run *)data)->flags;
     nvramtdb *db;
 
     /* Size the image from the registrations, then make a backend that
@@ -54,7 +62,7 @@ static void run_case(const void *data)
     nvramtdb_close(db);
 
     int rc;
-    db = tu_start(nvt_mem_backend_new_capped(total), 0, c->blobs, c->n, &rc);
+    db = tu_start(nvt_mem_backend_new_capped(total), flags, c->blobs, c->n, &rc);
     if (!db)
         g_error("%s: start on an image of exactly %llu bytes failed: %s", c->label,
                 (unsigned long long)total, nvramtdb_last_error());
@@ -116,6 +124,9 @@ static const space_case cases[] = {
                { "tpm0/savestate", 16384 } }, 3, 600 },
     { "one-byte", { { "dev/tiny", 1 } }, 1, 300 },
     { "one-large", { { "dev/big", 1 << 20 } }, 1, 60 },
+    /* Formatted with a padding record (tdb's 100x growth rule): */
+    { "one-64k", { { "dev/mid", 65536 } }, 1, 200 },
+    { "two-64k", { { "dev/a", 65536 }, { "dev/b", 65536 } }, 2, 200 },
     { "many-small", { { "d/a", 1 }, { "d/b", 17 }, { "d/c", 100 }, { "d/d", 511 },
                       { "d/e", 512 }, { "d/f", 513 }, { "d/g", 4095 }, { "d/h", 4096 },
                       { "d/i", 4097 }, { "d/j", 5000 }, { "e/a", 3 }, { "e/b", 300 },
@@ -123,6 +134,26 @@ static const space_case cases[] = {
                       { "f/c", 65536 }, { "f/d", 2 }, { "g/a", 999 }, { "g/b", 8191 } },
       20, 1500 },
 };
+
+/* tdb grows by 100 times any request under 100 KiB: without the padded
+ * layout a single 64 KiB blob took an 11 MB image, 80,000 bytes 13.5 MB.
+ * Now no blob up to 128 KiB needs more than 3 MiB (journal included). */
+static void test_mid_sized_blobs_stay_small(void)
+{
+    static const uint32_t sizes[] = { 1, 4096, 16384, 40000, 65536, 80000, 90000, 100000,
+                                      131072 };
+    for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        nvramtdb *db;
+        TU_OK(nvramtdb_open("mem:", 0, &db));
+        TU_OK(nvramtdb_register_blob(db, "dev/blob", sizes[i]));
+        uint64_t total = nvramtdb_get_totalsize(db);
+        g_test_message("one blob of %u bytes: image of %llu bytes", sizes[i],
+                       (unsigned long long)total);
+        g_assert_cmpuint(total, >, sizes[i]);
+        g_assert_cmpuint(total, <=, 3u << 20);
+        nvramtdb_close(db);
+    }
+}
 
 static void test_totalsize_is_deterministic(void)
 {
@@ -162,12 +193,18 @@ static void test_image_one_block_short_is_refused(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-        char *path = g_strdup_printf("/space/exact-size-never-full/%s", cases[i].label);
-        g_test_add_data_func(path, &cases[i], run_case);
-        g_free(path);
+    static space_run runs[2][G_N_ELEMENTS(cases)];
+    for (int m = 0; m < 2; m++) {
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+            runs[m][i] = (space_run){ &cases[i], m ? NVRAMTDB_OPEN_STOCK_COMMIT : 0 };
+            char *path = g_strdup_printf("/space/exact-size-never-full/%s/%s",
+                                         m ? "stock-commit" : "journal", cases[i].label);
+            g_test_add_data_func(path, &runs[m][i], run_case);
+            g_free(path);
+        }
     }
     g_test_add_func("/space/totalsize-deterministic", test_totalsize_is_deterministic);
+    g_test_add_func("/space/mid-sized-blobs-stay-small", test_mid_sized_blobs_stay_small);
     g_test_add_func("/space/one-block-short-refused", test_image_one_block_short_is_refused);
     return g_test_run();
 }
