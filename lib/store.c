@@ -678,8 +678,9 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
  * free for the blobs' records). */
 #define PAD_KEY "nvramtdb:format-padding"
 #define PAD_MIN (100u * 1024 + 1)
-/* Beyond this the layouts are large enough for the 2x rule anyway. */
-#define PAD_MAX (64u * 1024 * 1024)
+/* Beyond this the 100x rule costs proportionally little, and each
+ * trial layout would cost time and memory (16 MiB blob: 1.2 s, 300 MB). */
+#define PAD_MAX (8u * 1024 * 1024)
 /* tdb's record header (24 bytes) and tailer (4). */
 #define NVT_TDB_RECORD_OVERHEAD 28u
 
@@ -739,7 +740,7 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
                    (uint64_t)specs[i].max_size + strlen(specs[i].name);
     r = build_layout(specs, n, 0, tdb, len);
     const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
-    for (size_t i = 0; r == 0 && i < G_N_ELEMENTS(pads); i++) {
+    for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {
         if (pads[i] < PAD_MIN || pads[i] > PAD_MAX || (i && pads[i] == pads[i - 1]))
             continue;
         uint8_t *t;
