@@ -102,26 +102,43 @@ typedef struct record {
     uint64_t epoch, seq, tdb_length;
 } record;
 
-/* Entry @i of @rec: page, byte range within it, and the bytes. */
-static void record_entry(const record *rec, uint32_t i, uint64_t *page, uint32_t *offset,
-                         uint32_t *length, const uint8_t **data)
+/* The entries of a record, in order: page, byte range within it, bytes. */
+typedef struct entry_cursor {
+    const record *rec;
+    uint32_t next;
+    const uint8_t *data;    /* version 2: where the next entry's bytes start */
+} entry_cursor;
+
+static void entries_begin(entry_cursor *c, const record *rec)
 {
+    c->rec = rec;
+    c->next = 0;
+    c->data = rec->buf + NVT_JOURNAL_HEADER_SIZE + (uint64_t)ENTRY_SIZE * rec->n;
+}
+
+static bool entries_next(entry_cursor *c, uint64_t *page, uint32_t *offset, uint32_t *length,
+                         const uint8_t **data)
+{
+    const record *rec = c->rec;
+    uint32_t i = c->next;
+    if (i >= rec->n)
+        return false;
+    c->next++;
     const uint8_t *e = rec->buf + NVT_JOURNAL_HEADER_SIZE;
     if (rec->version == 1) {
         *page = le64(e + 8ull * i);
         *offset = 0;
         *length = NVT_PAGE_SIZE;
         *data = rec->buf + v1_data_start(rec->n) + (uint64_t)i * NVT_PAGE_SIZE;
-        return;
+        return true;
     }
-    const uint8_t *d = e + (uint64_t)ENTRY_SIZE * rec->n;
-    for (uint32_t k = 0; k < i; k++)
-        d += le32(e + ENTRY_SIZE * k + 12);
     e += (uint64_t)ENTRY_SIZE * i;
     *page = le64(e);
     *offset = le32(e + 8);
     *length = le32(e + 12);
-    *data = d;
+    *data = c->data;
+    c->data += *length;
+    return true;
 }
 
 /* Read and validate the record at ring offset @at; false if there is no
@@ -261,13 +278,13 @@ int nvt_journal_replay(nvt_journal *j, nvt_journal_page_fn *fn, void *opaque)
             return nvt_error(EIO, "%s: journal record %llu changed while being replayed",
                              j->be->name, (unsigned long long)k + 1);
         int r = 0;
-        for (uint32_t i = 0; r == 0 && i < rec.n; i++) {
-            uint64_t page;
-            uint32_t offset, length;
-            const uint8_t *data;
-            record_entry(&rec, i, &page, &offset, &length, &data);
+        entry_cursor c;
+        uint64_t page;
+        uint32_t offset, length;
+        const uint8_t *data;
+        entries_begin(&c, &rec);
+        while (r == 0 && entries_next(&c, &page, &offset, &length, &data))
             r = fn(opaque, page, offset, data, length);
-        }
         g_free(rec.buf);
         if (r < 0)
             return r;
@@ -324,18 +341,6 @@ int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint
     j->next_seq++;
     j->records++;
     return 0;
-}
-
-int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
-                       uint32_t n, uint64_t tdb_length)
-{
-    nvt_journal_extent *e = g_new(nvt_journal_extent, n ? n : 1);
-    for (uint32_t i = 0; i < n; i++)
-        e[i] = (nvt_journal_extent){ .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
-                                     .data = data[i] };
-    int r = nvt_journal_append_extents(j, e, n, tdb_length);
-    g_free(e);
-    return r;
 }
 
 bool nvt_journal_fits(const nvt_journal *j, uint32_t n)

@@ -81,9 +81,6 @@ typedef struct nvt_journal_extent {
  * (a caller's mistake) or the backend says so. */
 int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint32_t n,
                                uint64_t tdb_length);
-/* The same with whole pages: @data[i] is the new page @pages[i]. */
-int nvt_journal_append(nvt_journal *j, const uint64_t *pages, const uint8_t *const *data,
-                       uint32_t n, uint64_t tdb_length);
 /* After a checkpoint: start again at the ring's beginning (no I/O). */
 void nvt_journal_restart(nvt_journal *j);
 /* Invalidate the run (write a zero header at the ring's start, not

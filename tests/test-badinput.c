@@ -1248,11 +1248,12 @@ static void test_recovery_valid_read_write(const void *d G_GNUC_UNUSED)
  * The journal ring is replayed at open, before tdb (and the tdb guard) sees
  * the region.  A record's CRCs are no authentication: a hostile image can
  * carry a "valid" record with any page numbers, contents and tdb length.
- * Records are made with the library's own encoder (nvt_journal_append) on a
- * copy of the image, so these tests follow the format; the few fields
- * edited by hand are the ones docs/FORMAT.md fixes: version at 8, entry
- * count at 12, the CRCs in the header's last 8 bytes, the version 2 entry
- * table {u64 page, u32 offset, u32 length} at 64 followed by the data. */
+ * Records are made with the library's own encoder
+ * (nvt_journal_append_extents) on a copy of the image, so these tests
+ * follow the format; the few fields edited by hand are the ones
+ * docs/FORMAT.md fixes: version at 8, entry count at 12, the CRCs in the
+ * header's last 8 bytes, the version 2 entry table {u64 page, u32 offset,
+ * u32 length} at 64 followed by the data. */
 
 #define JRNL_VERSION_OFS 8
 #define JRNL_COUNT_OFS 12
@@ -1302,11 +1303,12 @@ static void put_journal_record(const golden *g, uint8_t *b, const uint8_t uuid[1
     nvt_backend *be = nvt_mem_backend_new(b, g->len);
     nvt_journal *j;
     TU_OK(nvt_journal_open(be, g->journal_offset, g->journal_length, uuid, &j));
-    const uint8_t **ptrs = g_new(const uint8_t *, n);
+    nvt_journal_extent *whole = g_new(nvt_journal_extent, n);
     for (uint32_t i = 0; i < n; i++)
-        ptrs[i] = data + (size_t)i * NVT_PAGE_SIZE;
-    TU_OK(nvt_journal_append(j, pages, ptrs, n, tdb_len));
-    g_free(ptrs);
+        whole[i] = (nvt_journal_extent){ .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
+                                         .data = data + (size_t)i * NVT_PAGE_SIZE };
+    TU_OK(nvt_journal_append_extents(j, whole, n, tdb_len));
+    g_free(whole);
     nvt_journal_free(j);
     size_t len;
     const uint8_t *now = nvt_mem_backend_data(be, &len);
