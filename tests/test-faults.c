@@ -566,17 +566,17 @@ static void test_error_at_last_flush_of_commit(gconstpointer data)
 }
 
 /*
- * LIBRARY BUG (open; journal): a device ENOSPC on a journal record write
- * is taken for "journal ring full".  nvt_journal_append() returns -ENOSPC
- * as its "ring full, checkpoint first" sentinel, and
- * nvt_vfile_group_commit() checkpoints and retries on -ENOSPC, but the
+ * REGRESSION (fixed by 1c7ad06; journal): a device ENOSPC on a journal
+ * record write was taken for "journal ring full".  The journal's append
+ * returned -ENOSPC as its "ring full, checkpoint first" sentinel, and
+ * nvt_vfile_group_commit() checkpointed and retried on -ENOSPC, but the
  * same value also comes back from nvt_be_pwrite() when the storage itself
- * fails with ENOSPC.  That device error is then never latched nor
- * reported: the group checkpoints, rewrites its record at the start of the
- * ring and, if that write works, the request returns 0.  (Sweep
- * /faults/journal/transient/ENOSPC/at-each-write, write 1 of 16.)
- * Expected: the storage error fails the request like EIO does (use a
- * sentinel that no backend can return for "ring full").
+ * fails with ENOSPC.  That device error was never latched nor reported:
+ * the group checkpointed, rewrote its record at the start of the ring
+ * and, if that write worked, the request returned 0.  (Sweep
+ * /faults/journal/transient/ENOSPC/at-each-write, write 1 of 16.)  Now the
+ * group checks nvt_journal_fits() first, and a failed append is a storage
+ * error that fails the request like EIO does.
  */
 static void test_device_enospc_is_not_ring_full(void)
 {
