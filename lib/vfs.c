@@ -489,9 +489,8 @@ static inline uint64_t load64(const uint8_t *p)
 
 /* Append to @out the extents in which page @now differs from @before
  * (both NVT_PAGE_SIZE bytes, equal outside @w); false if it is better
- * logged whole.  Skips
- * equal 64-byte blocks, then scans 8-byte words; byte precision only at a
- * run's two ends. */
+ * logged whole.  Skips equal 64-byte blocks, then scans 8-byte words;
+ * byte precision only at a run's two ends. */
 static bool page_delta(uint64_t page, const uint8_t *now, const uint8_t *before,
                        written_span w, GArray *out)
 {
@@ -565,6 +564,7 @@ int nvt_vfile_group_commit(nvt_vfile *vf)
     /* Leave group mode first: a checkpoint writes through. */
     vf->staged = NULL;
     uint64_t length = vf->length;
+    bool appended = false;
     if (n) {
         if (n > nvt_journal_max_pages(vf->journal))
             r = nvt_error(E2BIG, "commit of %u pages exceeds the journal's %u", n,
@@ -574,12 +574,13 @@ int nvt_vfile_group_commit(nvt_vfile *vf)
         if (r == 0) {
             /* After the checkpoint: it empties the set of journaled pages. */
             GArray *ext = group_extents(vf, pages, data, n);
-            if (ext->len)
+            appended = ext->len > 0;  /* pages rewritten unchanged: no I/O */
+            if (appended)
                 r = nvt_journal_append_extents(vf->journal, (nvt_journal_extent *)ext->data,
                                                ext->len, length);
             g_array_free(ext, TRUE);
         }
-        if (r == 0)
+        if (r == 0 && appended)
             vf->flushes++;
         else if (r != -E2BIG)
             latch(vf, r);
