@@ -313,11 +313,12 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
     return 0;
 }
 
-/* Write every journaled page in place and clear the ring (flushed), so
- * that writes outside the journal are safe and no replay can undo them. */
+/* Write every journaled page in place (in stock mode: make tdb's writes
+ * durable) and clear the ring (flushed), so that writes outside the
+ * journal are safe and no replay can undo them. */
 static int empty_journal(nvt_store *st)
 {
-    int r = nvt_vfile_checkpoint(st->vf);
+    int r = st->journal_mode ? nvt_vfile_checkpoint(st->vf) : nvt_be_flush(st->be);
     if (r == 0)
         r = nvt_journal_clear(st->journal);
     if (r == 0)
@@ -481,12 +482,7 @@ int nvt_store_checkpoint(nvt_store *st)
 {
     if (!st->journal || store_usable(st) < 0)
         return 0;
-    int r = st->journal_mode ? empty_journal(st) : nvt_be_flush(st->be);
-    if (r == 0 && !st->journal_mode) {
-        r = nvt_journal_clear(st->journal);
-        if (r == 0)
-            r = nvt_be_flush(st->be);
-    }
+    int r = empty_journal(st);
     if (r < 0)
         nvt_error_prefix(r, "%s: checkpoint at close failed (the journal replays at the next "
                          "open)", st->be->name);
