@@ -504,10 +504,17 @@ void nvt_store_close(nvt_store *st)
 
 /* Pages a record of @spec may touch: tdb's record header, the key, our
  * header and the payload, possibly straddling one more page. */
+/* A blob's tdb record at its maximum: tdb's header, key, our header and
+ * the value (tdb's 4-byte tailer not included). */
+static uint64_t blob_record_bytes(const nvt_blob_spec *spec)
+{
+    return NVT_TDB_RECORD_SIZE + strlen(spec->name) + NVT_RECORD_HEADER_SIZE +
+           (uint64_t)spec->max_size;
+}
+
 static uint64_t blob_pages(const nvt_blob_spec *spec)
 {
-    return (NVT_TDB_RECORD_SIZE + strlen(spec->name) + NVT_RECORD_HEADER_SIZE +
-            spec->max_size + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE + 1;
+    return (blob_record_bytes(spec) + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE + 1;
 }
 
 /* Pages beyond the records' own that a group may touch: tdb's free list
@@ -677,8 +684,8 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
 /* Beyond this the 100x rule costs proportionally little, and each
  * trial layout would cost time and memory (16 MiB blob: 1.2 s, 300 MB). */
 #define PAD_MAX (8u * 1024 * 1024)
-/* tdb's record header (24 bytes) and tailer (4). */
-#define NVT_TDB_RECORD_OVERHEAD 28u
+/* tdb's record tailer (a copy of the record's length). */
+#define NVT_TDB_TAILER_SIZE 4u
 
 static int pad_tdb(nvt_store *st, uint32_t pad)
 {
@@ -732,8 +739,7 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
         return r;
     uint64_t records = 0;
     for (size_t i = 0; i < n; i++)
-        records += NVT_TDB_RECORD_OVERHEAD + NVT_RECORD_HEADER_SIZE +
-                   (uint64_t)specs[i].max_size + strlen(specs[i].name);
+        records += blob_record_bytes(&specs[i]) + NVT_TDB_TAILER_SIZE;
     r = build_layout(specs, n, 0, tdb, len);
     const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
     for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {
