@@ -386,18 +386,12 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
     return submit_and_finish(q, r);
 }
 
-int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
+int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
                     nvramtdb_completion_fn *cb, void *opaque)
 {
     int result;
-    if (wait && !cb && !nvt_queue_on_writer(q)) {
-        /* The store writes only results and messages into the ops. */
-        nvt_store_op *mine = g_memdup2(ops, n * sizeof *ops);
-        bool done = run_inline(q, mine, n, true, &result);
-        g_free(mine);
-        if (done)
-            return result;
-    }
+    if (wait && !cb && !nvt_queue_on_writer(q) && run_inline(q, ops, n, true, &result))
+        return result;
 
     request *r = request_new(REQ_BATCH, NULL, wait, cb, opaque);
     r->batch = g_new0(nvt_store_op, n);

@@ -43,8 +43,10 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
 
 /* Queue @ops (data copied) as one all-or-nothing commit of their own
  * (nvt_store_apply_atomic); one completion for all.  With @wait, return
- * the batch's result once it completed; otherwise 0 once accepted. */
-int nvt_queue_batch(nvt_queue *q, const nvt_store_op *ops, size_t n, bool wait,
+ * the batch's result once it completed; otherwise 0 once accepted.  The
+ * ops are the caller's scratch: a batch committed on the calling thread
+ * leaves its results in them. */
+int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
                     nvramtdb_completion_fn *cb, void *opaque);
 
 /* Queue a read.  With @cb the value goes to the callback; otherwise
