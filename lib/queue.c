@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "queue.h"
+#include "testhook.h"
 
 /* How long the writer waits for submitters it just woke to come back, so
  * that concurrent synchronous writers share a group instead of
@@ -53,20 +54,6 @@ struct nvt_queue {
     bool stopping;
 };
 
-static nvt_queue_hook_fn *test_hook;
-static void *test_hook_opaque;
-
-void nvt_queue_set_test_hook(nvt_queue_hook_fn *fn, void *opaque)
-{
-    test_hook = fn;
-    test_hook_opaque = opaque;
-}
-
-static void pause_point(nvt_queue_event ev)
-{
-    if (G_UNLIKELY(test_hook))
-        test_hook(ev, test_hook_opaque);
-}
 
 static void free_batch(request *r)
 {
@@ -218,7 +205,7 @@ static gpointer writer_main(gpointer opaque)
         }
         q->inflight += batch->len;
         g_mutex_unlock(&q->lock);
-        pause_point(NVT_QUEUE_TOOK_BATCH);
+        nvt_test_point(NVT_TEST_TOOK_BATCH);
 
         guint waited = 0;
         for (guint i = 0; i < batch->len; i++)
@@ -293,7 +280,7 @@ static int submit(nvt_queue *q, request *r)
         return nvt_error(ESHUTDOWN, "the image is closing");
     }
     g_queue_push_tail(&q->pending, r);
-    pause_point(NVT_QUEUE_QUEUED);
+    nvt_test_point(NVT_TEST_QUEUED);
     g_cond_signal(&q->work);
     if (!r->wait) {
         g_mutex_unlock(&q->lock);
@@ -330,7 +317,7 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
         q->contention--;
     if (inline_ok) {
         q->inflight++;
-        pause_point(NVT_QUEUE_INLINE);
+        nvt_test_point(NVT_TEST_INLINE);
     }
     g_mutex_unlock(&q->lock);
     if (!inline_ok)
