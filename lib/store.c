@@ -18,6 +18,7 @@
 #include "journal.h"
 #include "store.h"
 #include "tdbguard.h"
+#include "testhook.h"
 #include "vfs.h"
 
 #define NVT_TDB_HASH_SIZE 131
@@ -170,7 +171,7 @@ static void tdb_detach(nvt_store *st)
 
 static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
 {
-    nvt_store *st = opaque;
+    GHashTable *index = opaque;
     char name[NVRAMTDB_NAME_MAX + 1];
 
     if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX)
@@ -181,43 +182,38 @@ static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
         return 0;
     blob_entry *e = g_new0(blob_entry, 1);
     e->damage = nvt_record_decode(name, data.dptr, data.dsize, false, &e->meta);
-    g_hash_table_replace(st->index, g_strdup(name), e);
+    g_hash_table_replace(index, g_strdup(name), e);
     return 0;
 }
 
-/* Rebuild the index from disk, keeping this handle's registrations. */
+/* Rebuild the index from disk, keeping this handle's registrations.  The
+ * new index is built aside and swapped in whole: validators on submitting
+ * threads see the old one or the new one, never a partial one. */
 static int index_load(nvt_store *st)
 {
     GHashTable *fresh = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    if (tdb_traverse_read(st->tdb, index_one, fresh) < 0) {
+        g_hash_table_destroy(fresh);
+        return nvt_error(tdb_errno(st), "%s: cannot list the tdb's records: %s",
+                         st->be->name, tdb_why(st));
+    }
     g_mutex_lock(&st->index_lock);
     GHashTable *old = st->index;
-    st->index = fresh;
-    g_mutex_unlock(&st->index_lock);
-    /* index_one fills st->index; validators may look at it meanwhile and
-     * see fewer blobs, which only makes them refuse, never accept wrongly. */
-    g_mutex_lock(&st->index_lock);
-    int tr = tdb_traverse_read(st->tdb, index_one, st);
-    g_mutex_unlock(&st->index_lock);
-    if (tr < 0) {
-        int err = tdb_errno(st);
-        if (old)
-            g_hash_table_destroy(old);
-        return nvt_error(err, "%s: cannot list the tdb's records: %s", st->be->name,
-                         tdb_why(st));
-    }
     if (old) {
         GHashTableIter it;
         gpointer k, v;
-        g_mutex_lock(&st->index_lock);
         g_hash_table_iter_init(&it, old);
         while (g_hash_table_iter_next(&it, &k, &v)) {
-            blob_entry *e = g_hash_table_lookup(st->index, k);
+            blob_entry *e = g_hash_table_lookup(fresh, k);
             if (e)
                 e->registered_max = ((blob_entry *)v)->registered_max;
         }
-        g_mutex_unlock(&st->index_lock);
-        g_hash_table_destroy(old);
     }
+    st->index = fresh;
+    g_mutex_unlock(&st->index_lock);
+    if (old)
+        g_hash_table_destroy(old);
+    nvt_test_point(NVT_TEST_INDEX_RELOADED);
     return 0;
 }
 

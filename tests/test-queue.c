@@ -38,7 +38,7 @@
 
 #include <glib.h>
 
-#include "queue.h"
+#include "testhook.h"
 #include "testutil.h"
 
 #define TIMEOUT_S 60
@@ -1150,6 +1150,53 @@ static void test_persistent_eio_under_load_fails_fast(const void *unused)
     nvt_be_close(fault);
 }
 
+/* ---- the index reloaded after a failed commit ---------------------------- */
+
+/*
+ * A failed commit reloads the store's index from the image while other
+ * threads validate their submissions against it.  A validation must see
+ * every blob all along: an oversized write of a registered blob is refused
+ * as too large (-EFBIG), never as unknown (-ENOENT).  The test point where
+ * the store publishes the reloaded index runs that validation.
+ */
+typedef struct reload_probe {
+    nvramtdb *db;
+    guint reloads;
+    int rc;          /* the first validation's result that was not -EFBIG */
+} reload_probe;
+
+static void validate_on_reload(nvt_test_event ev, void *opaque)
+{
+    reload_probe *p = opaque;
+    if (ev != NVT_TEST_INDEX_RELOADED || !p->db)
+        return;
+    uint8_t big[257] = { 0 };
+    int rc = nvramtdb_write(p->db, BLOB_C, big, sizeof big, NVRAMTDB_ASYNC, NULL, NULL);
+    if (rc != -EFBIG && p->rc == -EFBIG)
+        p->rc = rc;
+    p->reloads++;
+}
+
+static void test_reload_after_failed_commit_keeps_blobs_visible(const void *unused)
+{
+    (void)unused;
+    nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(NULL, 0));
+    reload_probe probe = { .rc = -EFBIG };
+    nvt_test_set_hook(validate_on_reload, &probe);
+    nvramtdb *db = start_on(nvt_be_borrow(fault), 0);
+    probe.db = db;
+    nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, 1, EIO);
+    uint8_t v[8] = { 1 };
+    TU_ASSERT_RC(nvramtdb_write(db, BLOB_A, v, sizeof v, 0, NULL, NULL), -EIO);
+    g_assert_cmpuint(probe.reloads, ==, 1);
+    if (probe.rc != -EFBIG)
+        g_error("a validation during the index reload after a failed commit gave %d (%s), "
+                "not -EFBIG: the registered blob was missing", probe.rc, g_strerror(-probe.rc));
+    TU_OK(nvramtdb_close(db));
+    nvt_test_set_hook(NULL, NULL);
+    nvt_be_close(fault);
+}
+
 /* ---- a commit on the caller's thread ending while a batch is in flight -- */
 
 /*
@@ -1174,15 +1221,15 @@ typedef struct interleave {
 
 static interleave il;
 
-static void interleave_hook(nvt_queue_event ev, void *opaque)
+static void interleave_hook(nvt_test_event ev, void *opaque)
 {
     interleave *x = opaque;
     g_mutex_lock(&x->lock);
-    if (ev == NVT_QUEUE_INLINE)
+    if (ev == NVT_TEST_INLINE)
         x->inline_started = true;
-    if (ev == NVT_QUEUE_QUEUED && x->took_batch)
+    if (ev == NVT_TEST_QUEUED && x->took_batch)
         x->queued_after = true;
-    if (ev == NVT_QUEUE_TOOK_BATCH && !x->took_batch) {
+    if (ev == NVT_TEST_TOOK_BATCH && !x->took_batch) {
         x->took_batch = true;
         g_cond_broadcast(&x->cond);
         while (!x->release)
@@ -1236,9 +1283,9 @@ static GThread *inline_commit_ends_during_batch(nvramtdb *db)
     memset(&il, 0, sizeof il);
     g_mutex_init(&il.lock);
     g_cond_init(&il.cond);
-    nvt_queue_set_test_hook(interleave_hook, &il);
+    nvt_test_set_hook(interleave_hook, &il);
 
-    nvt_store *st;
+    struct nvt_store *st;
     TU_OK(nvt_handle_lock_store(db, true, &st));
     GThread *t1 = g_thread_new("inline-writer", inline_writer_main, db);
     interleave_wait(&il.inline_started);       /* t1 commits on its thread... */
@@ -1261,7 +1308,7 @@ static void inline_interleave_drain(nvramtdb *db, GThread *releaser)
 static void inline_interleave_end(nvramtdb *db)
 {
     TU_OK(nvramtdb_close(db));
-    nvt_queue_set_test_hook(NULL, NULL);
+    nvt_test_set_hook(NULL, NULL);
     g_mutex_clear(&il.lock);
     g_cond_clear(&il.cond);
 }
@@ -1339,6 +1386,8 @@ int main(int argc, char **argv)
              test_callback_sync_read_sees_committed_state);
     ISOLATED("/queue/delete-after-queued-first-write-is-accepted",
              test_delete_after_queued_first_write_is_accepted);
+    ISOLATED("/queue/error/reload-after-failed-commit-keeps-blobs-visible",
+             test_reload_after_failed_commit_keeps_blobs_visible);
     ISOLATED("/queue/order/sync-read-waits-for-batch-after-inline-commit",
              test_sync_read_waits_for_batch_after_inline_commit);
     ISOLATED("/queue/order/sync-write-queues-behind-batch-after-inline-commit",
