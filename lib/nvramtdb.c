@@ -570,6 +570,9 @@ int nvramtdb_close(nvramtdb *db)
     if (!db)
         return 0;
     int r = 0;
+    if (db->queue && nvt_queue_on_writer(db->queue))
+        return nvt_error(EDEADLK, "%s: nvramtdb_close() called from a completion callback",
+                         db->uri);
     if (db->queue) {
         /* Drain: every accepted request completes before the store goes. */
         nvt_queue_free(db->queue);

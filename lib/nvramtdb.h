@@ -55,8 +55,9 @@ typedef struct nvramtdb nvramtdb;
  * pending is committed as one atomic group (one journal record and one
  * flush).  Completion callbacks run on the writer thread, outside the
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
- * synchronously, but must not wait for a request (-EDEADLK) nor close the
- * image.  Synchronous reads see every write submitted before them, from
+ * synchronously, but must not wait for a request nor close the image
+ * (both return -EDEADLK).  nvramtdb_last_error() in a callback gives the
+ * message of the request being completed.  Synchronous reads see every write submitted before them, from
  * any thread — except inside a callback, where a synchronous read sees
  * what is committed so far (waiting for the queue there would deadlock);
  * use nvramtdb_read_async with NVRAMTDB_ASYNC to read behind queued
@@ -361,13 +362,17 @@ int nvramtdb_import_tdb(nvramtdb *db, const char *path, unsigned flags);
 int nvramtdb_flush(nvramtdb *db);
 
 /**
- * Close the handle, after completing every accepted request.  Always
- * frees the handle; returns the first error met while finishing, if any.
- * NULL is accepted.
+ * Close the handle, after completing every accepted request.  Frees the
+ * handle and returns the first error met while finishing, if any.  NULL
+ * is accepted.  From a completion callback of the same handle it returns
+ * -EDEADLK and does nothing (closing waits for the writer thread, which is
+ * running the callback): close it from another thread.
  */
 int nvramtdb_close(nvramtdb *db);
 
-/** Message describing the most recent failure in the calling thread. */
+/** Message describing the most recent failure in the calling thread.
+ *  Inside a completion callback: the message of the request completed
+ *  ("" when it succeeded), until the callback itself calls the library. */
 const char *nvramtdb_last_error(void);
 
 /** Library version string, e.g. "0.1.0". */

@@ -152,6 +152,11 @@ static void complete(nvt_queue *q, GPtrArray *batch)
     for (guint i = 0; i < batch->len; i++) {
         request *r = batch->pdata[i];
         if (r->cb) {
+            /* The callback's nvramtdb_last_error() is its request's. */
+            if (r->result < 0)
+                nvt_error(-r->result, "%s", r->message ? r->message : g_strerror(-r->result));
+            else
+                nvt_error_clear();
             bool is_write = r->kind != REQ_READ && r->kind != REQ_FLUSH;
             uint8_t *data = r->kind == REQ_READ ? r->data : NULL;
             if (r->kind == REQ_READ)

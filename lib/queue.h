@@ -16,8 +16,9 @@
  *
  * Callbacks run on the writer thread, outside every lock.  A callback may
  * submit new requests that do not wait (NVRAMTDB_ASYNC) and may read
- * synchronously; it must not wait for a request (that is -EDEADLK) and
- * must not close the image.
+ * synchronously; it must not wait for a request nor close the image
+ * (both are -EDEADLK).  Each callback finds its request's message as the
+ * thread's last error.
  */
 #ifndef NVT_QUEUE_H
 #define NVT_QUEUE_H

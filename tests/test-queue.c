@@ -577,6 +577,80 @@ static void test_callback_that_waits_gets_edeadlk(const void *unused)
     TU_OK(nvramtdb_close(db));
 }
 
+/* Each callback finds its own request's message as the last error. */
+typedef struct message_slot {
+    int errcode;
+    char *message;
+} message_slot;
+
+static void message_cb(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
+{
+    message_slot *m = opaque;
+    (void)is_write;
+    (void)data;
+    (void)len;
+    m->errcode = errcode;
+    m->message = g_strdup(nvramtdb_last_error());
+}
+
+static void test_callback_last_error_is_its_requests(const void *unused)
+{
+    (void)unused;
+    nvramtdb *db = start_mem();
+    message_slot m[3] = { { 0 } };
+    /* One group: two deletes that fail when executed (the blobs have no
+     * value) around a write that succeeds. */
+    tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
+    TU_OK(nvramtdb_delete(db, BLOB_C, NVRAMTDB_ASYNC, message_cb, &m[0]));
+    write_async(db, BLOB_A, 1, 10, message_cb, &m[1]);
+    TU_OK(nvramtdb_delete(db, BLOB_B, NVRAMTDB_ASYNC, message_cb, &m[2]));
+    release_and_flush(db, h);
+    g_assert_cmpint(m[0].errcode, ==, -ENOENT);
+    g_assert_cmpint(m[1].errcode, ==, 0);
+    g_assert_cmpint(m[2].errcode, ==, -ENOENT);
+    if (!strstr(m[0].message, BLOB_C) || strstr(m[0].message, BLOB_B))
+        g_error("the callback of the failed delete of %s read \"%s\"", BLOB_C, m[0].message);
+    if (m[1].message[0])
+        g_error("the callback of a successful write read \"%s\"", m[1].message);
+    if (!strstr(m[2].message, BLOB_B) || strstr(m[2].message, BLOB_C))
+        g_error("the callback of the failed delete of %s read \"%s\"", BLOB_B, m[2].message);
+    for (int i = 0; i < 3; i++)
+        g_free(m[i].message);
+    TU_OK(nvramtdb_close(db));
+}
+
+/* nvramtdb_close() from a callback is refused, and the handle goes on. */
+typedef struct closer_ctx {
+    nvramtdb *db;
+    int rc;
+    bool message;
+} closer_ctx;
+
+static void closer_cb(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
+{
+    closer_ctx *c = opaque;
+    (void)errcode;
+    (void)is_write;
+    (void)data;
+    (void)len;
+    c->rc = nvramtdb_close(c->db);
+    c->message = strstr(nvramtdb_last_error(), "callback") != NULL;
+}
+
+static void test_callback_close_gets_edeadlk(const void *unused)
+{
+    (void)unused;
+    nvramtdb *db = start_mem();
+    closer_ctx c = { .db = db };
+    write_async(db, BLOB_A, 1, 10, closer_cb, &c);
+    TU_OK(nvramtdb_flush(db));
+    g_assert_cmpint(c.rc, ==, -EDEADLK);
+    g_assert_true(c.message);
+    write_wait(db, BLOB_B, 2, 10);          /* still open and working */
+    assert_value(db, BLOB_B, 2, 10);
+    TU_OK(nvramtdb_close(db));
+}
+
 typedef struct reading_cb_ctx {
     nvramtdb *db;
     int rc_a, rc_b;
@@ -1360,6 +1434,9 @@ int main(int argc, char **argv)
     ISOLATED("/queue/callback/can-submit-async-writes", test_callback_can_submit_async_writes);
     ISOLATED("/queue/callback/waiting-gets-edeadlk", test_callback_that_waits_gets_edeadlk);
     ISOLATED("/queue/callback/can-read-synchronously", test_callback_can_read_synchronously);
+    ISOLATED("/queue/callback/last-error-is-its-requests",
+             test_callback_last_error_is_its_requests);
+    ISOLATED("/queue/callback/close-gets-edeadlk", test_callback_close_gets_edeadlk);
     ISOLATED("/queue/close-completes-every-accepted-request",
              test_close_completes_every_accepted_request);
     ISOLATED("/queue/group/invalid-request-fails-alone",
