@@ -240,11 +240,14 @@ static int format_blank(nvramtdb *db)
     }
     r = nvt_be_get_size(db->be, &have);
     if (r == 0 && have < want) {
-        r = nvt_be_resize(db->be, want);
-        if (r < 0)
-            nvt_error(ENOSPC, "%s: image is %llu bytes; the registered blobs need %llu bytes "
-                      "(%s)", db->uri, (unsigned long long)have, (unsigned long long)want,
-                      nvt_last_error());
+        /* Whatever the backend's reason (a full file system, a file size
+         * limit, a block device), the image is too small: ENOSPC. */
+        if (nvt_be_resize(db->be, want) < 0) {
+            r = nvt_error_prefix(ENOSPC, "%s: image is %llu bytes; the registered blobs "
+                                 "need %llu bytes", db->uri, (unsigned long long)have,
+                                 (unsigned long long)want);
+            goto out;
+        }
         have = want;
     }
     /* A larger blank image keeps its size: the rest is room for blobs

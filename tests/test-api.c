@@ -6,7 +6,9 @@
  */
 #include "config.h"
 
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "testutil.h"
@@ -441,6 +443,36 @@ static void test_version(void)
     g_assert_cmpstr(nvramtdb_version(), ==, PACKAGE_VERSION);
 }
 
+/* An image file that cannot grow to the size the blobs need (here a file
+ * size limit makes posix_fallocate fail with EFBIG) is refused as too
+ * small: -ENOSPC with both sizes, and nothing is formatted. */
+static void test_image_that_cannot_grow_is_enospc(void)
+{
+    if (!g_test_subprocess()) {
+        g_test_trap_subprocess(NULL, 0, 0);
+        g_test_trap_assert_passed();
+        return;
+    }
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "small.img", NULL);
+    char *uri = g_strconcat("file:", path, NULL);
+    struct rlimit lim = { .rlim_cur = 64 * 1024, .rlim_max = RLIM_INFINITY };
+    signal(SIGXFSZ, SIG_IGN);
+    g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
+    const tu_blob one[] = { { "dev/a", 4096 } };
+    int rc = 0;
+    nvramtdb *db = tu_start_uri(uri, NVRAMTDB_OPEN_CREATE, one, 1, &rc);
+    g_assert_null(db);
+    TU_ASSERT_ERROR(rc, -ENOSPC, path, "bytes", "need");
+    struct stat st;
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, <=, 64 * 1024);
+    g_free(uri);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -457,6 +489,8 @@ int main(int argc, char **argv)
     g_test_add_func("/api/batch/submission-order", test_batch_keeps_submission_order);
     g_test_add_func("/api/lifecycle-errors", test_lifecycle_errors);
     g_test_add_func("/api/uri-and-flag-errors", test_uri_and_flag_errors);
+    g_test_add_func("/api/image-that-cannot-grow-is-enospc",
+                    test_image_that_cannot_grow_is_enospc);
     g_test_add_func("/api/file-image-persists", test_file_image_persists_across_reopen);
     g_test_add_func("/api/unregistered-blobs-kept", test_unregistered_blobs_on_disk_are_kept);
     g_test_add_func("/api/grown-maximum-keeps-value", test_grown_maximum_keeps_value);
