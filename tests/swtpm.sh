@@ -18,7 +18,13 @@
 #  4. malformed files, generated here (truncated header, wrong totlen,
 #     wrong version, TLV length that does not add up, flipped HMAC byte,
 #     wrong key, missing key): import fails with exit 1 and a message
-#     naming the problem, and the image is unchanged (sha256).
+#     naming the problem, and the image is unchanged (sha256);
+#  5. migration through the control channel, as QEMU migrates a TPM:
+#     swtpm_ioctl --save of the permanent, volatile and save state from
+#     swtpm and from nvram-tpmd (the absent save state answered by both
+#     alike, to the byte), then --stop, --load of the three and INIT on a
+#     new swtpm or nvram-tpmd, in all four directions; the NV index
+#     (permanent state) and an extended PCR (volatile state only) move.
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 # Environment: NVRAM_TOOL, NVRAM_TPMD (set by make check).
 
@@ -27,7 +33,7 @@ show_tail=15
 . "$(dirname "$0")/tpmlib.sh"
 need_commands "install swtpm, swtpm-tools and tpm2-tools" \
     swtpm swtpm_setup swtpm_ioctl tpm2_startup tpm2_shutdown tpm2_nvdefine \
-    tpm2_nvwrite tpm2_nvread tpm2_readpublic sha256sum od dd
+    tpm2_nvwrite tpm2_nvread tpm2_readpublic tpm2_pcrextend tpm2_pcrread sha256sum od dd
 
 check() {   # check DESCRIPTION CMD...
     desc=$1
@@ -283,6 +289,124 @@ else
         fi
     fi
 fi
+
+# ---- 5: migration through the control channel ---------------------------------------
+# What travels is what QEMU moves: GET_STATEBLOB of the three blobs on the
+# source, STOP, SET_STATEBLOB of the three and INIT on the destination (no
+# TPM2_Startup: the TPM resumes).  The NV index lives in the permanent
+# state; the PCR value only in the volatile state.
+PCR=16
+
+# raw_get_stateblob CTRL-PORT TYPE: the whole GET_STATEBLOB answer in hex.
+raw_get_stateblob() {
+    python3 - "$1" "$2" <<'PY'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(struct.pack(">IIII", 12, 0, int(sys.argv[2]), 0))
+b = b""
+while len(b) < 16 or len(b) < 16 + struct.unpack(">I", b[12:16])[0]:
+    c = s.recv(65536)
+    if not c:
+        break
+    b += c
+print(b.hex())
+PY
+}
+
+# mig_source KIND (swtpm or tpmd): a new TPM of that kind gets the NV index
+# and PCR; its blobs go to $tmp/mig.KIND.{permanent,volatile,savestate},
+# its NV data and PCR value to $tmp/mig.KIND.nv and .pcr.
+mig_source() {
+    kind=$1
+    case $kind in
+    swtpm) mkdir -p "$tmp/mig.src.swtpm" && start_swtpm "dir=$tmp/mig.src.swtpm" ;;
+    tpmd) start_tpmd "$tmp/mig.src.img" ;;
+    esac || { not_ok "migration: $kind starts as the source"; return 1; }
+    ctl=127.0.0.1:$((port + 1))
+    head -c 32 /dev/urandom >"$tmp/mig.$kind.nv"
+    digest=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    check "migration: NV index written and PCR $PCR extended on $kind" sh -c "
+        tpm2_nvdefine $NV -C o -s 32 -a 'ownerread|ownerwrite' &&
+        tpm2_nvwrite $NV -C o -i '$tmp/mig.$kind.nv' &&
+        tpm2_pcrextend $PCR:sha256=$digest &&
+        tpm2_pcrread sha256:$PCR -o '$tmp/mig.$kind.pcr'"
+    for blob in permanent volatile savestate; do
+        check "migration: swtpm_ioctl --save $blob from $kind" \
+            swtpm_ioctl --tcp "$ctl" --save "$blob" "$tmp/mig.$kind.$blob"
+    done
+    if command -v python3 >/dev/null 2>&1; then
+        raw_get_stateblob "$((port + 1))" 3 >"$tmp/mig.$kind.raw3"
+    fi
+    case $kind in
+    swtpm) stop_swtpm ;;
+    tpmd) stop_tpmd ;;
+    esac
+}
+
+# mig_dest FROM TO: a new TO takes the blobs of FROM and serves its NV
+# index and PCR value.
+mig_dest() {
+    from=$1 to=$2
+    rm -rf "$tmp/mig.dst" "$tmp/mig.dst.img"
+    case $to in
+    swtpm) mkdir -p "$tmp/mig.dst" && start_swtpm "dir=$tmp/mig.dst" ;;
+    tpmd) start_tpmd "$tmp/mig.dst.img" ;;
+    esac || { not_ok "migration $from -> $to: $to starts"; return 1; }
+    ctl=127.0.0.1:$((port + 1))
+    check "migration $from -> $to: STOP" swtpm_ioctl --tcp "$ctl" --stop
+    for blob in permanent volatile savestate; do
+        check "migration $from -> $to: $to takes the $blob blob of $from" \
+            swtpm_ioctl --tcp "$ctl" --load "$blob" "$tmp/mig.$from.$blob"
+    done
+    if [ "$to" = tpmd ]; then
+        # the empty container (an older nvram-tpmd's answer) is "no save state" too
+        printf '\002\001\000\012\000\004\000\000\000\026\000\004\000\000\000\006\000\001\000\000\000\000' \
+            >"$tmp/mig.empty-container"
+        check "migration $from -> $to: $to takes an empty container as the save state" \
+            swtpm_ioctl --tcp "$ctl" --load savestate "$tmp/mig.empty-container"
+    fi
+    check "migration $from -> $to: INIT" swtpm_ioctl --tcp "$ctl" -i
+    rm -f "$tmp/mig.got.nv" "$tmp/mig.got.pcr"
+    tpm2_nvread "$NV" -C o -s 32 -o "$tmp/mig.got.nv" >/dev/null 2>"$tmp/err"
+    tpm2_pcrread "sha256:$PCR" -o "$tmp/mig.got.pcr" >/dev/null 2>>"$tmp/err"
+    if cmp -s "$tmp/mig.$from.nv" "$tmp/mig.got.nv" &&
+        cmp -s "$tmp/mig.$from.pcr" "$tmp/mig.got.pcr"; then
+        ok "migration $from -> $to: the NV index and PCR $PCR moved"
+    else
+        not_ok "migration $from -> $to: the NV index and PCR $PCR moved"
+        show "$tmp/err"
+    fi
+    case $to in
+    swtpm) stop_swtpm ;;
+    tpmd) stop_tpmd ;;
+    esac
+}
+
+mig_source swtpm
+mig_source tpmd
+for blob in permanent volatile; do
+    [ -s "$tmp/mig.tpmd.$blob" ] && [ -s "$tmp/mig.swtpm.$blob" ] &&
+        ok "migration: both give a $blob blob" || not_ok "migration: both give a $blob blob"
+done
+if [ -e "$tmp/mig.swtpm.savestate" ] && cmp -s "$tmp/mig.swtpm.savestate" "$tmp/mig.tpmd.savestate"; then
+    ok "migration: the absent save state saves as swtpm's does ($(wc -c <"$tmp/mig.swtpm.savestate" | tr -d ' ') bytes)"
+else
+    not_ok "migration: the absent save state saves as swtpm's does"
+fi
+if [ -s "$tmp/mig.swtpm.raw3" ]; then
+    if [ "$(cat "$tmp/mig.swtpm.raw3")" = "$(cat "$tmp/mig.tpmd.raw3")" ]; then
+        ok "migration: GET_STATEBLOB of the save state answers as swtpm ($(cat "$tmp/mig.swtpm.raw3"))"
+    else
+        not_ok "migration: GET_STATEBLOB of the save state answers as swtpm" \
+            "(swtpm $(cat "$tmp/mig.swtpm.raw3"), nvram-tpmd $(cat "$tmp/mig.tpmd.raw3"))"
+    fi
+else
+    echo "ok - # SKIP raw GET_STATEBLOB comparison: python3 not found"
+fi
+mig_dest swtpm swtpm
+mig_dest swtpm tpmd
+mig_dest tpmd swtpm
+mig_dest tpmd tpmd
 
 echo "# $passed passed, $failed failed"
 [ "$failed" -eq 0 ] || exit 1

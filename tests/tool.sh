@@ -178,6 +178,100 @@ expect 1 "delete of a missing entry fails" delete "$tmp/b.img" tpm1/permall
 expect 0 "list --all" list --all "$tmp/b.img"
 check "list --all marks reserved slots without a value" grep -q '^tpm0/permall .*no value' "$tmp/out" || show "$tmp/out"
 
+# ---- outputs holding blob values -------------------------------------------
+# dump -o, export-swtpm and export-tdb write TPM secrets: the files are
+# 0600 whatever the umask, and nothing is written through a symbolic link.
+mode_of() { stat -c %a "$1"; }
+# under UMASK ARGS...: run the tool with that umask ($tmp/out, $tmp/err, $rc).
+under() {
+    (umask "$1" && shift && $run "$tool" "$@") >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+}
+# refused DESCRIPTION PATH-IN-MESSAGE: the last run failed (exit 1), naming PATH.
+refused() {
+    if [ "$rc" -eq 1 ] && grep -qF -- "$2" "$tmp/err"; then
+        ok "$1"
+    else
+        not_ok "$1 (exit $rc)"
+        show "$tmp/err"
+    fi
+}
+o=$tmp/out-files
+mkdir -p "$o"
+for um in 022 000; do
+    under "$um" dump -o "$o/dump.$um" "$img" tpm0/permall
+    check "dump -o under umask $um creates the file 0600" test "$rc.$(mode_of "$o/dump.$um")" = 0.600
+    under "$um" export-swtpm "$img" "$o/swtpm.$um"
+    check "export-swtpm under umask $um writes tpm2-00.permall 0600" \
+        test "$rc.$(mode_of "$o/swtpm.$um/tpm2-00.permall")" = 0.600
+    check "export-swtpm under umask $um writes tpm2-00.volatilestate 0600" \
+        test "$(mode_of "$o/swtpm.$um/tpm2-00.volatilestate")" = 600
+    under "$um" export-tdb "$img" "$o/tdb.$um"
+    check "export-tdb under umask $um creates the file 0600" test "$rc.$(mode_of "$o/tdb.$um")" = 0.600
+done
+printf 'not a secret\n' >"$o/existing"
+chmod 644 "$o/existing"
+expect 0 "dump -o over an existing file" dump -o "$o/existing" "$img" tpm0/permall
+check "the existing file now holds the value" cmp -s "$tmp/rnd" "$o/existing"
+check "the replaced file is 0600" test "$(mode_of "$o/existing")" = 600
+expect 0 "dump -o /dev/null writes to the device" dump -o /dev/null "$img" tpm0/permall
+check "/dev/null is still a character device" test -c /dev/null
+
+# Each case starts from a fresh symlink target and no "$o/nowhere".
+fresh() {
+    printf 'victim\n' >"$o/victim"
+    chmod 644 "$o/victim"
+    rm -f "$o/nowhere"
+}
+fresh
+victim=$(digest "$o/victim")
+unchanged() {
+    check "$1: the symlink's target is unchanged" \
+        test "$(digest "$o/victim").$(mode_of "$o/victim")" = "$victim.644"
+}
+ln -s "$o/victim" "$o/link"
+fresh
+nt dump -o "$o/link" "$img" tpm0/permall
+refused "dump -o refuses a symlink, naming it" "$o/link"
+unchanged "dump -o"
+check "dump -o leaves the symlink in place" test -L "$o/link"
+ln -s "$o/nowhere" "$o/dangling"
+fresh
+nt dump -o "$o/dangling" "$img" tpm0/permall
+refused "dump -o refuses a dangling symlink, naming it" "$o/dangling"
+check "dump -o creates no file through a dangling symlink" test ! -e "$o/nowhere"
+fresh
+nt export-tdb "$img" "$o/link"
+refused "export-tdb refuses a symlink, naming it" "$o/link"
+unchanged "export-tdb"
+fresh
+nt export-tdb "$img" "$o/dangling"
+refused "export-tdb refuses a dangling symlink, naming it" "$o/dangling"
+check "export-tdb creates no file through a dangling symlink" test ! -e "$o/nowhere"
+
+mkdir -p "$o/lockdir"
+ln -s "$o/victim" "$o/lockdir/.lock"
+fresh
+nt export-swtpm "$img" "$o/lockdir"
+refused "export-swtpm refuses DIR/.lock as a symlink, naming it" "$o/lockdir/.lock"
+unchanged "export-swtpm (.lock)"
+check "export-swtpm wrote no state next to the .lock symlink" test ! -e "$o/lockdir/tpm2-00.permall"
+mkdir -p "$o/lockdir2"
+ln -s "$o/nowhere" "$o/lockdir2/.lock"
+fresh
+nt export-swtpm "$img" "$o/lockdir2"
+refused "export-swtpm refuses DIR/.lock as a dangling symlink" "$o/lockdir2/.lock"
+check "export-swtpm creates no file through a dangling .lock symlink" test ! -e "$o/nowhere"
+for f in permall volatilestate; do
+    mkdir -p "$o/st.$f"
+    ln -s "$o/victim" "$o/st.$f/tpm2-00.$f"
+    fresh
+    nt export-swtpm --force "$img" "$o/st.$f"
+    refused "export-swtpm --force refuses tpm2-00.$f as a symlink, naming it" "$o/st.$f/tpm2-00.$f"
+    unchanged "export-swtpm (tpm2-00.$f)"
+    check "export-swtpm leaves the tpm2-00.$f symlink in place" test -L "$o/st.$f/tpm2-00.$f"
+done
+
 # ---- check and read-only commands -------------------------------------------
 expect 0 "check passes on a healthy image" check "$img"
 check "check says ok" grep -q ': ok$' "$tmp/out"

@@ -417,6 +417,63 @@ static int sync_parent_dir(const char *path)
     return err;
 }
 
+/* ---- files that hold blob values ---------------------------------------- */
+
+/*
+ * Blob values are secrets (a TPM's seeds and keys).  A file that receives
+ * them is written under a temporary name in its final directory with mode
+ * 0600 whatever the umask, synced, and renamed into place: it is never
+ * written through a symbolic link, and a failure leaves the old file.
+ */
+
+/* False, after a message naming @path, if @path is a symbolic link. */
+static bool not_a_symlink(const char *path)
+{
+    struct stat st;
+
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        error_msg("%s: is a symbolic link; refusing to write TPM state through it", path);
+        return false;
+    }
+    return true;
+}
+
+/* Write @data to a new file ".NAME.XXXXXX" next to @path, mode 0600,
+ * synced; its name in *tmp.  False after a message, with nothing left. */
+static bool write_private_temp(const char *path, const uint8_t *data, size_t len, char **tmp)
+{
+    char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path);
+    int fd, err = 0;
+
+    *tmp = g_strdup_printf("%s/.%s.XXXXXX", dir, base);
+    g_free(dir);
+    g_free(base);
+    /* O_CREAT | O_EXCL: a name that exists, symbolic link or not, is never opened */
+    fd = g_mkstemp_full(*tmp, O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        error_msg("%s: %s", *tmp, g_strerror(errno));
+        g_free(*tmp);
+        *tmp = NULL;
+        return false;
+    }
+    if (fchmod(fd, 0600) < 0)       /* exactly 0600, whatever the umask took away */
+        err = errno;
+    if (!err)
+        err = write_all(fd, data, len);
+    if (!err && fsync(fd) < 0)
+        err = errno;
+    if (close(fd) < 0 && !err)
+        err = errno;
+    if (err) {
+        error_msg("%s: %s", *tmp, g_strerror(err));
+        unlink(*tmp);
+        g_free(*tmp);
+        *tmp = NULL;
+        return false;
+    }
+    return true;
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 static bool parse_blob_spec(const char *text, struct blob_spec *spec)
@@ -819,32 +876,61 @@ static bool same_file(const char *a, const char *b)
            sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Write @len bytes to @path; a file this call created is removed on error. */
-static bool write_output(const char *path, const uint8_t *data, size_t len)
+/* Write a FIFO or device (/dev/null) as it is: nothing is created. */
+static bool write_in_place(const char *path, const uint8_t *data, size_t len)
 {
-    bool created = true;
-    int fd, err;
+    int fd = open(path, O_WRONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC), err = 0;
+    struct stat st;
 
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST) {
-        created = false;
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    }
     if (fd < 0) {
         error_msg("%s: %s", path, g_strerror(errno));
         return false;
     }
-    err = write_all(fd, data, len);
-    /* close() can report a failed delayed write (NFS, quotas). */
-    if (close(fd) < 0 && err == 0)
+    if (fstat(fd, &st) < 0)
         err = errno;
-    if (err) {
+    else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        err = EAGAIN;               /* replaced since lstat(): not ours to write into */
+    if (!err)
+        err = write_all(fd, data, len);
+    if (close(fd) < 0 && !err)
+        err = errno;
+    if (err)
         error_msg("%s: %s", path, g_strerror(err));
-        if (created)
-            unlink(path);
+    return !err;
+}
+
+/* Write @len bytes to @path: a new file, or one replacing an existing
+ * regular file atomically (mode 0600, never through a symbolic link); an
+ * existing FIFO or device is written as it is.  On error a regular file
+ * is left as it was. */
+static bool write_output(const char *path, const uint8_t *data, size_t len)
+{
+    struct stat st;
+    char *tmp = NULL;
+
+    if (lstat(path, &st) == 0) {
+        if (!not_a_symlink(path))
+            return false;
+        if (S_ISDIR(st.st_mode)) {
+            error_msg("%s: is a directory", path);
+            return false;
+        }
+        if (!S_ISREG(st.st_mode))
+            return write_in_place(path, data, len);
+    } else if (errno != ENOENT) {
+        error_msg("%s: %s", path, g_strerror(errno));
         return false;
     }
-    return true;
+    if (!write_private_temp(path, data, len, &tmp))
+        return false;
+    if (rename(tmp, path) < 0) {     /* rename() replaces a link, never follows it */
+        error_msg("%s: cannot rename into place: %s", path, g_strerror(errno));
+        unlink(tmp);
+        g_free(tmp);
+        return false;
+    }
+    g_free(tmp);
+    return sync_parent_dir(path) == 0;
 }
 
 static int cmd_dump(const struct command *cmd, int argc, char **argv)
@@ -898,6 +984,8 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
     }
     rc = RC_OK;
 out:
+    if (data)
+        OPENSSL_cleanse(data, len);
     free(data);
     nvramtdb_close(db);
     g_free(output);
@@ -1217,6 +1305,21 @@ static bool swtpm_key_opts_load(const struct swtpm_opts *o, size_t keylen, swtpm
     return ok;
 }
 
+/* Cleanse and release what swtpm_read_file() read (NULL is fine).  The
+ * bytes are ours (g_bytes_new_take), or a slice of a linear file's. */
+static void cleanse_bytes_unref(GBytes *bytes)
+{
+    gsize len = 0;
+    void *p;
+
+    if (!bytes)
+        return;
+    p = (void *)g_bytes_get_data(bytes, &len);
+    if (p)
+        OPENSSL_cleanse(p, len);
+    g_bytes_unref(bytes);
+}
+
 /* Read a whole swtpm file; *data NULL (and true) if it does not exist. */
 static bool swtpm_read_file(const char *path, bool missing_ok, GBytes **data)
 {
@@ -1262,7 +1365,7 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     char *where[SWTPM_NSTATES] = { NULL }, *names[SWTPM_NSTATES] = { NULL };
     struct blob_spec specs[SWTPM_NSTATES];
     size_t nspecs = 0, cipher_keylen = 0, need = 0;
-    swtpm_key key;
+    swtpm_key key = { 0 };
     bool have_key = false, existed = true;
     const char *src, *dev;
     nvramtdb *db = NULL;
@@ -1403,52 +1506,17 @@ out:
         nvramtdb_close(db);
     if (rc != RC_OK && !existed)
         unlink(image_path(args[0]));     /* ours, and incomplete */
-    if (have_key)
-        OPENSSL_cleanse(&key, sizeof key);
+    OPENSSL_cleanse(&key, sizeof key);     /* also after a failed load */
     for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
-        if (files[i])
-            g_bytes_unref(files[i]);
-        if (plain[i]) {
-            OPENSSL_cleanse(plain[i]->data, plain[i]->len);
-            g_byte_array_free(plain[i], TRUE);
-        }
+        cleanse_bytes_unref(files[i]);  /* a plain state file holds the state as it is */
+        swtpm_state_free(plain[i]);
         g_free(where[i]);
         g_free(names[i]);
     }
-    if (linear)
-        g_bytes_unref(linear);
+    cleanse_bytes_unref(linear);
     swtpm_opts_free(&so);
     g_strfreev(args);
     return rc;
-}
-
-/* Write @data to a new temporary file in @dir, synced; its name in *tmp. */
-static bool swtpm_write_temp(const char *dir, const char *name, const GByteArray *data,
-                             char **tmp)
-{
-    int fd, err;
-
-    *tmp = g_strdup_printf("%s/.%s.XXXXXX", dir, name);
-    fd = g_mkstemp_full(*tmp, O_RDWR | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        error_msg("%s: %s", *tmp, g_strerror(errno));
-        g_free(*tmp);
-        *tmp = NULL;
-        return false;
-    }
-    err = write_all(fd, data->data, data->len);
-    if (!err && fsync(fd) < 0)
-        err = errno;
-    if (close(fd) < 0 && !err)
-        err = errno;
-    if (err) {
-        error_msg("%s: %s", *tmp, g_strerror(err));
-        unlink(*tmp);
-        g_free(*tmp);
-        *tmp = NULL;
-        return false;
-    }
-    return true;
 }
 
 /* Export the TPM blobs of @image as a swtpm state directory. */
@@ -1463,7 +1531,7 @@ static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
     GByteArray *blob[SWTPM_NSTATES] = { NULL };
     char *tmp[SWTPM_NSTATES] = { NULL }, *final[SWTPM_NSTATES] = { NULL };
     size_t cipher_keylen = 0;
-    swtpm_key key;
+    swtpm_key key = { 0 };
     bool have_key = false;
     const char *dev, *dir;
     char *lock_path = NULL;
@@ -1523,9 +1591,12 @@ static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
         goto out;
     }
     lock_path = g_strdup_printf("%s/.lock", dir);
-    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (lock_fd < 0) {
-        error_msg("%s: %s", lock_path, g_strerror(errno));
+        if (errno == ELOOP)
+            error_msg("%s: is a symbolic link; refusing to follow it", lock_path);
+        else
+            error_msg("%s: %s", lock_path, g_strerror(errno));
         goto out;
     }
     {
@@ -1536,8 +1607,11 @@ static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
             goto out;
         }
     }
-    for (unsigned i = 0; i < SWTPM_NSTATES; i++)
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
         final[i] = g_strdup_printf("%s/tpm2-00.%s", dir, swtpm_state_name(i));
+        if (!not_a_symlink(final[i]))
+            goto out;
+    }
     if (!force && access(final[SWTPM_PERMALL], F_OK) == 0) {
         error_msg("%s: exists (use --force to replace the state in %s)", final[SWTPM_PERMALL],
                   dir);
@@ -1545,14 +1619,9 @@ static int cmd_export_swtpm(const struct command *cmd, int argc, char **argv)
     }
 
     /* 3. temporary files, synced; then stale states go and renames follow */
-    for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
-        char *base = g_path_get_basename(final[i]);
-        bool ok = !blob[i] || swtpm_write_temp(dir, base, blob[i], &tmp[i]);
-
-        g_free(base);
-        if (!ok)
+    for (unsigned i = 0; i < SWTPM_NSTATES; i++)
+        if (blob[i] && !write_private_temp(final[i], blob[i]->data, blob[i]->len, &tmp[i]))
             goto out;
-    }
     /* As for import: the old volatile and save states go first (synced),
      * so that no step pairs a permall with another TPM's volatile state. */
     for (unsigned i = SWTPM_VOLATILESTATE; i < SWTPM_NSTATES; i++) {
@@ -1583,16 +1652,14 @@ out:
     nvramtdb_close(db);
     if (lock_fd >= 0)
         close(lock_fd);
-    if (have_key)
-        OPENSSL_cleanse(&key, sizeof key);
+    OPENSSL_cleanse(&key, sizeof key);     /* also after a failed load */
     for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
         if (tmp[i]) {
             unlink(tmp[i]);
             g_free(tmp[i]);
         }
         g_free(final[i]);
-        if (blob[i])
-            g_byte_array_free(blob[i], TRUE);
+        swtpm_state_free(blob[i]);  /* plain TPM state unless encrypted */
     }
     g_free(lock_path);
     swtpm_opts_free(&so);
@@ -1615,7 +1682,9 @@ static const struct command commands[] = {
       NULL, cmd_info },
     { "list", "IMAGE", "List the blobs on an image", NULL, cmd_list },
     { "dump", "IMAGE ENTRY", "Write a blob's value (raw bytes) to a file or standard output",
-      "A value whose checksum does not match is an error: no bytes are written.",
+      "A value whose checksum does not match is an error: no bytes are written.\n"
+      "FILE (-o) is written as a new file, mode 0600, and renamed into place: an\n"
+      "existing file is replaced, a symbolic link is refused.",
       cmd_dump },
     { "import", "IMAGE ENTRY FILE", "Write the contents of FILE (\"-\" for standard input) as a blob's value",
       "Without --max, ENTRY must already be on the image.  The write is durable\n"
@@ -1661,8 +1730,9 @@ static const struct command commands[] = {
       "has them) in swtpm's format, encrypted with --key FILE or --pwdfile FILE\n"
       "(--cipher aes-128-cbc|aes-256-cbc), for 'swtpm socket --tpm2 --tpmstate\n"
       "dir=DIR' (with the same --key).  Each file is written under a temporary\n"
-      "name, synced and renamed into place; DIR is created if needed and locked\n"
-      "as swtpm locks it.  An existing state in DIR is only replaced with --force.",
+      "name (mode 0600), synced and renamed into place; DIR is created if needed\n"
+      "and locked as swtpm locks it.  Symbolic links at DIR/.lock or at the state\n"
+      "files are refused.  An existing state in DIR is only replaced with --force.",
       cmd_export_swtpm },
     { "help", "[COMMAND]", "Show help on nvram-tool or on one command", NULL, cmd_help },
 };

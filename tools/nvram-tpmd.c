@@ -37,7 +37,9 @@
  * SCM_RIGHTS and serves it as a data connection, as QEMU expects.
  * State blobs of GET/SET_STATEBLOB travel in swtpm's container (header
  * and TLVs) so that a TPM state can migrate between swtpm and this
- * daemon; encrypted containers are refused (no keys here).
+ * daemon; encrypted containers are refused (no keys here).  A blob that
+ * does not exist is answered as swtpm does (TPM_RETRY, no data); SET takes
+ * both an empty request and an empty container as "no such blob".
  *
  * Promises.  SIGTERM and SIGINT stop the listeners, let the command in
  * progress finish and its response go out, drain the image's queue
@@ -1044,6 +1046,11 @@ static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
         if (r < 0) {
             logm(L_ERR, "GET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
             res = errno_to_result(r);
+        } else if (blob_len == 0) {
+            /* No such blob (a TPM 2's save state): swtpm answers TPM_RETRY
+             * and no data, and refuses an empty container on SET (0x34),
+             * so an empty container here would break the way to swtpm. */
+            res = TPM_RETRY;
         } else {
             blob_wrap(wrapped, blob, blob_len);
             n = offset < wrapped->len ? wrapped->len - offset : 0;

@@ -251,8 +251,16 @@ static bool decrypt_tlvs(const tlvs *t, uint16_t data_tag, uint16_t iv_tag, size
 bad_pad:
     fail(error, SWTPM_STATE_ERROR_FORMAT, "bad padding after decryption (corrupted state)");
 bad:
-    g_byte_array_free(out, TRUE);
+    swtpm_state_free(out);          /* decrypted, or partly so */
     return false;
+}
+
+void swtpm_state_free(GByteArray *state)
+{
+    if (!state)
+        return;
+    OPENSSL_cleanse(state->data, state->len);
+    g_byte_array_free(state, TRUE);
 }
 
 bool swtpm_blob_decode(const uint8_t *p, size_t len, const swtpm_key *key, GByteArray **plain,
@@ -340,12 +348,15 @@ bool swtpm_blob_decode(const uint8_t *p, size_t len, const swtpm_key *key, GByte
 GByteArray *swtpm_blob_encode(const uint8_t *data, size_t len, const swtpm_key *key,
                               GError **error)
 {
-    GByteArray *out = g_byte_array_new();
+    /* Sized for the plain form, so that the state is never left behind in
+     * a buffer that g_byte_array_append() outgrew and freed. */
+    GByteArray *out = g_byte_array_sized_new((guint)MIN((uint64_t)HDR_SIZE + TLV_HDR + len,
+                                                        UINT32_MAX));
     uint16_t flags = 0;
 
     if ((uint64_t)len + 3 * TLV_HDR + HDR_SIZE + 2 * 32 + HMAC_SIZE > UINT32_MAX) {
         fail(error, SWTPM_STATE_ERROR_FORMAT, "state of %zu bytes is too large", len);
-        g_byte_array_free(out, TRUE);
+        swtpm_state_free(out);
         return NULL;
     }
     g_byte_array_set_size(out, HDR_SIZE);
@@ -375,7 +386,7 @@ GByteArray *swtpm_blob_encode(const uint8_t *data, size_t len, const swtpm_key *
         g_free(buf);
         g_free(ct);
         if (!ok) {
-            g_byte_array_free(out, TRUE);
+            swtpm_state_free(out);
             return NULL;
         }
     }
@@ -438,6 +449,7 @@ static bool read_small(const char *path, size_t max, gchar **data, gsize *len, G
         return false;
     }
     if (*len > max) {
+        OPENSSL_cleanse(*data, *len);   /* a key or passphrase after all, perhaps */
         g_free(*data);
         *data = NULL;
         return fail(error, SWTPM_STATE_ERROR_KEY, "%s: %zu bytes, too large for a %s", path,
@@ -536,9 +548,11 @@ bool swtpm_key_from_pwdfile(const char *path, swtpm_kdf kdf, size_t keylen, swtp
     }
     OPENSSL_cleanse(buf, len);
     g_free(buf);
-    if (!ok)
+    if (!ok) {
+        OPENSSL_cleanse(key, sizeof *key);
         return fail(error, SWTPM_STATE_ERROR_CRYPTO, "%s: key derivation failed (libcrypto)",
                     path);
+    }
     key->len = keylen;
     return true;
 }

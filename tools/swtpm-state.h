@@ -105,6 +105,11 @@ size_t swtpm_blob_keylen(const uint8_t *p, size_t len);
 bool swtpm_blob_decode(const uint8_t *p, size_t len, const swtpm_key *key, GByteArray **plain,
                        swtpm_blob_info *info, GError **error);
 
+/** Cleanse (OPENSSL_cleanse) and free a byte array that held TPM state or
+ *  key material: what swtpm_blob_decode() and swtpm_blob_encode() return
+ *  (an unencrypted encoding holds the state as it is).  NULL is fine. */
+void swtpm_state_free(GByteArray *state);
+
 /** Encode @len bytes of libtpms state as swtpm 0.7 writes a state file:
  *  plain (one DATA TLV) when @key is NULL, else encrypted with a fresh
  *  random IV (ENCRYPTED_DATA, HMAC, IVEC TLVs). */
