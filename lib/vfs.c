@@ -712,6 +712,9 @@ off_t nvt_vfs_lseek(int fd, off_t off, int whence)
     case SEEK_END: base = (int64_t)d->vf->length; break;
     default: return fail(EINVAL);
     }
+    /* base is at most the region's size: only a huge @off can overflow. */
+    if (off > 0 && base > INT64_MAX - off)
+        return fail(EOVERFLOW);
     if (base + off < 0)
         return fail(EINVAL);
     d->pos = (uint64_t)(base + off);
@@ -747,27 +750,52 @@ int nvt_vfs_ftruncate(int fd, off_t len)
     return r < 0 ? fail(-r) : 0;
 }
 
+/* fcntl's third argument exists only for some commands, and is an int or
+ * a pointer: read exactly what the caller passed. */
+static bool fcntl_takes_lock(int cmd)
+{
+    return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_GETLK || cmd == F_OFD_SETLK ||
+           cmd == F_OFD_SETLKW || cmd == F_OFD_GETLK;
+}
+
+static bool fcntl_takes_nothing(int cmd)
+{
+    return cmd == F_GETFD || cmd == F_GETFL || cmd == F_GETOWN || cmd == F_GETSIG ||
+           cmd == F_GETLEASE || cmd == F_GETPIPE_SZ;
+}
+
 int nvt_vfs_fcntl(int fd, int cmd, ...)
 {
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
+    struct flock *lock = NULL;
+    int iarg = 0;
+    if (fcntl_takes_lock(cmd) || !fcntl_takes_nothing(cmd)) {
+        va_list ap;
+        va_start(ap, cmd);
+        if (fcntl_takes_lock(cmd))
+            lock = va_arg(ap, struct flock *);
+        else
+            iarg = va_arg(ap, int);
+        va_end(ap);
+    }
 
     vfd *d = lookup_fd(fd);
-    if (!d)
-        return fcntl(fd, cmd, arg);
+    if (!d) {
+        if (lock)
+            return fcntl(fd, cmd, lock);
+        return fcntl_takes_nothing(cmd) ? fcntl(fd, cmd) : fcntl(fd, cmd, iarg);
+    }
     switch (cmd) {
     case F_GETFD:
-    case F_SETFD:
     case F_GETFL:
-        return fcntl(fd, cmd, arg);
+        return fcntl(fd, cmd);
+    case F_SETFD:
+        return fcntl(fd, cmd, iarg);
     case F_SETLK:
     case F_SETLKW:
         /* We serialise access ourselves (one writer per image). */
         return 0;
     case F_GETLK:
-        ((struct flock *)arg)->l_type = F_UNLCK;
+        lock->l_type = F_UNLCK;
         return 0;
     default:
         return fail(EINVAL);

@@ -70,6 +70,13 @@ static void test_file_semantics(fixture *f, gconstpointer data)
     g_assert_cmpint(nvt_vfs_lseek(f->fd, -1, SEEK_END), ==, 10);
     g_assert_cmpint(nvt_vfs_lseek(f->fd, -100, SEEK_SET), ==, -1);
     g_assert_cmpint(errno, ==, EINVAL);
+    /* An offset past what off_t holds is refused, not wrapped around. */
+    g_assert_cmpint(nvt_vfs_lseek(f->fd, INT64_MAX, SEEK_END), ==, -1);
+    g_assert_cmpint(errno, ==, EOVERFLOW);
+    g_assert_cmpint(nvt_vfs_lseek(f->fd, 4, SEEK_SET), ==, 4);
+    g_assert_cmpint(nvt_vfs_lseek(f->fd, INT64_MAX - 3, SEEK_CUR), ==, -1);
+    g_assert_cmpint(errno, ==, EOVERFLOW);
+    g_assert_cmpint(nvt_vfs_lseek(f->fd, 0, SEEK_CUR), ==, 4);  /* unchanged */
 
     /* The bytes land at the region's offset in the backend. */
     g_assert_cmpint(nvt_be_pread(f->be, buf, 11, 4096), ==, 0);
@@ -175,6 +182,13 @@ static void test_unknown_paths_pass_through(void)
     g_assert_cmpint(nvt_vfs_fstat(fd, &st), ==, 0);
     g_assert_cmpint(st.st_size, ==, 4);
     g_assert_cmpint(nvt_vfs_fdatasync(fd), ==, 0);
+    /* fcntl passes each command's argument as it was given (or none). */
+    g_assert_cmpint(nvt_vfs_fcntl(fd, F_SETFD, FD_CLOEXEC), ==, 0);
+    g_assert_cmpint(nvt_vfs_fcntl(fd, F_GETFD), ==, FD_CLOEXEC);
+    g_assert_cmpint(nvt_vfs_fcntl(fd, F_GETFL) & O_ACCMODE, ==, O_RDWR);
+    int dup = nvt_vfs_fcntl(fd, F_DUPFD_CLOEXEC, 100);
+    g_assert_cmpint(dup, >=, 100);
+    g_assert_cmpint(nvt_vfs_close(dup), ==, 0);
     g_assert_cmpint(nvt_vfs_close(fd), ==, 0);
     g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
     g_assert_cmpint(nvt_vfs_open("nvramtdb-vfs:999999", O_RDWR), ==, -1);
