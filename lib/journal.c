@@ -356,19 +356,6 @@ void nvt_journal_restart(nvt_journal *j)
     j->restarts++;
 }
 
-int nvt_journal_retire(nvt_journal *j)
-{
-    uint8_t zero[NVT_JOURNAL_HEADER_SIZE] = { 0 };
-    int r = nvt_be_pwrite(j->be, zero, sizeof zero, j->offset);
-    if (r == 0)
-        r = nvt_be_flush(j->be);
-    if (r < 0)
-        return r;
-    j->run_records = 0;
-    nvt_journal_restart(j);
-    return 0;
-}
-
 int nvt_journal_clear(nvt_journal *j)
 {
     uint8_t zero[NVT_JOURNAL_HEADER_SIZE] = { 0 };
@@ -378,6 +365,14 @@ int nvt_journal_clear(nvt_journal *j)
     j->run_records = 0;
     nvt_journal_restart(j);
     return 0;
+}
+
+int nvt_journal_retire(nvt_journal *j)
+{
+    /* If the flush fails the caller latches the error and recovery scans
+     * the ring afresh: restarting before it is harmless. */
+    int r = nvt_journal_clear(j);
+    return r < 0 ? r : nvt_be_flush(j->be);
 }
 
 uint32_t nvt_journal_max_pages(const nvt_journal *j)

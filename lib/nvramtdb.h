@@ -57,11 +57,11 @@ typedef struct nvramtdb nvramtdb;
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
  * synchronously, but must not wait for a request nor close the image
  * (both return -EDEADLK).  nvramtdb_last_error() in a callback gives the
- * message of the request being completed.  Synchronous reads see every write submitted before them, from
- * any thread — except inside a callback, where a synchronous read sees
- * what is committed so far (waiting for the queue there would deadlock);
- * use nvramtdb_read_async with NVRAMTDB_ASYNC to read behind queued
- * writes from a callback.
+ * message of the request being completed.  Synchronous reads see every
+ * write submitted before them, from any thread — except inside a
+ * callback, where a synchronous read sees what is committed so far
+ * (waiting for the queue there would deadlock); use nvramtdb_read_async
+ * with NVRAMTDB_ASYNC to read behind queued writes from a callback.
  */
 
 /* ---- open flags ------------------------------------------------------- */

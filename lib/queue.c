@@ -54,7 +54,6 @@ struct nvt_queue {
     bool stopping;
 };
 
-
 static void free_batch(request *r)
 {
     for (size_t i = 0; i < r->batch_n; i++) {
