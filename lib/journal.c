@@ -356,6 +356,19 @@ void nvt_journal_restart(nvt_journal *j)
     j->restarts++;
 }
 
+int nvt_journal_retire(nvt_journal *j)
+{
+    uint8_t zero[NVT_JOURNAL_HEADER_SIZE] = { 0 };
+    int r = nvt_be_pwrite(j->be, zero, sizeof zero, j->offset);
+    if (r == 0)
+        r = nvt_be_flush(j->be);
+    if (r < 0)
+        return r;
+    j->run_records = 0;
+    nvt_journal_restart(j);
+    return 0;
+}
+
 int nvt_journal_clear(nvt_journal *j)
 {
     uint8_t zero[NVT_JOURNAL_HEADER_SIZE] = { 0 };

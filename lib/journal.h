@@ -13,9 +13,13 @@
  * from it, so a page rewritten by many commits reaches its home location
  * once.
  *
- * A checkpoint writes every journaled page in place and flushes; only then
+ * A checkpoint writes every journaled page in place and flushes; then it
+ * retires the ring: a zero header at the ring's start, flushed.  Only then
  * may the ring restart from its beginning, under a new random epoch.  So a
- * record is never overwritten before its pages are durable in place.
+ * record is never overwritten before its pages are durable in place, and
+ * the records of an older epoch, which stay in the ring beyond the new
+ * epoch's records, can never start a run: a torn first record of the new
+ * epoch leaves either its own invalid header or zeros at the start.
  *
  * Recovery (at open, or after a failed commit) replays, in order, the run
  * of valid records that starts at the ring's beginning: same epoch,
@@ -81,7 +85,13 @@ typedef struct nvt_journal_extent {
  * (a caller's mistake) or the backend says so. */
 int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint32_t n,
                                uint64_t tdb_length);
-/* After a checkpoint: start again at the ring's beginning (no I/O). */
+/* After a checkpoint (every journaled page durable in place): invalidate
+ * the ring's records (a zero header at its start) and flush, then restart
+ * under a new epoch. */
+int nvt_journal_retire(nvt_journal *j);
+/* Start again at the ring's beginning (no I/O): only when the ring's
+ * start holds no valid record, i.e. after nvt_journal_clear() or
+ * nvt_journal_retire(). */
 void nvt_journal_restart(nvt_journal *j);
 /* Invalidate the run (write a zero header at the ring's start, not
  * flushed) and restart, so that nothing replays. */

@@ -45,10 +45,28 @@ struct nvt_queue {
     GMutex lock;              /* pending, inflight, stopping, done flags */
     GCond work;               /* the writer waits for requests */
     GQueue pending;
+    /* Requests taken but not completed: the writer's batch and a commit on
+     * a caller's thread may overlap (the batch waiting for the store lock),
+     * so each adds and removes its own count. */
     unsigned inflight;
     unsigned contention;      /* see CONTENTION_MEMORY */
     bool stopping;
 };
+
+static nvt_queue_hook_fn *test_hook;
+static void *test_hook_opaque;
+
+void nvt_queue_set_test_hook(nvt_queue_hook_fn *fn, void *opaque)
+{
+    test_hook = fn;
+    test_hook_opaque = opaque;
+}
+
+static void pause_point(nvt_queue_event ev)
+{
+    if (G_UNLIKELY(test_hook))
+        test_hook(ev, test_hook_opaque);
+}
 
 static void free_batch(request *r)
 {
@@ -198,18 +216,20 @@ static gpointer writer_main(gpointer opaque)
             g_ptr_array_add(batch, r);
             bytes += r->len;
         }
-        q->inflight = batch->len;
+        q->inflight += batch->len;
         g_mutex_unlock(&q->lock);
+        pause_point(NVT_QUEUE_TOOK_BATCH);
 
         guint waited = 0;
         for (guint i = 0; i < batch->len; i++)
             waited += ((request *)batch->pdata[i])->wait;
+        guint taken = batch->len;
         process(q, batch);
         complete(q, batch);
         g_ptr_array_free(batch, TRUE);
 
         g_mutex_lock(&q->lock);
-        q->inflight = 0;
+        q->inflight -= taken;
         /* The submitters just woken will probably submit again. */
         expect = g_queue_get_length(&q->pending) + waited;
     }
@@ -273,6 +293,7 @@ static int submit(nvt_queue *q, request *r)
         return nvt_error(ESHUTDOWN, "the image is closing");
     }
     g_queue_push_tail(&q->pending, r);
+    pause_point(NVT_QUEUE_QUEUED);
     g_cond_signal(&q->work);
     if (!r->wait) {
         g_mutex_unlock(&q->lock);
@@ -294,8 +315,10 @@ static int finish_waited(request *r)
 
 /* A synchronous request without a callback, submitted while nothing is
  * queued or in flight, is committed on the calling thread: no hand-off to
- * the writer and back (each a cross-CPU wake-up).  Requests submitted
- * meanwhile queue behind it, as they would behind the writer's batch. */
+ * the writer and back (each a cross-CPU wake-up).  Every request accepted
+ * before it has completed then.  Requests submitted meanwhile are
+ * concurrent with it and may commit on either side of it; while it is in
+ * flight no other request runs inline and no read is served directly. */
 static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, int *result)
 {
     g_mutex_lock(&q->lock);
@@ -305,8 +328,10 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
         q->contention = CONTENTION_MEMORY;
     else if (q->contention)
         q->contention--;
-    if (inline_ok)
-        q->inflight = 1;
+    if (inline_ok) {
+        q->inflight++;
+        pause_point(NVT_QUEUE_INLINE);
+    }
     g_mutex_unlock(&q->lock);
     if (!inline_ok)
         return false;
@@ -325,7 +350,7 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
     *result = r;
 
     g_mutex_lock(&q->lock);
-    q->inflight = 0;
+    q->inflight--;
     g_mutex_unlock(&q->lock);
     return true;
 }

@@ -64,4 +64,15 @@ bool nvt_queue_idle(nvt_queue *q);
 /* True on the writer thread (inside a callback). */
 bool nvt_queue_on_writer(nvt_queue *q);
 
+/* Test-only pause points, process-wide, so that a test can force one
+ * interleaving of submitters and the writer.  Set before opening any image
+ * and cleared after closing them; NULL (the default) costs one test. */
+typedef enum nvt_queue_event {
+    NVT_QUEUE_QUEUED,      /* a submitter queued a request (queue lock held) */
+    NVT_QUEUE_INLINE,      /* a caller's thread is to commit (queue lock held) */
+    NVT_QUEUE_TOOK_BATCH,  /* the writer took a batch, not yet committed (no lock) */
+} nvt_queue_event;
+typedef void nvt_queue_hook_fn(nvt_queue_event ev, void *opaque);
+void nvt_queue_set_test_hook(nvt_queue_hook_fn *fn, void *opaque);
+
 #endif /* NVT_QUEUE_H */

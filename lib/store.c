@@ -313,12 +313,14 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
     return 0;
 }
 
-/* Write every journaled page in place (in stock mode: make tdb's writes
- * durable) and clear the ring (flushed), so that writes outside the
- * journal are safe and no replay can undo them. */
+/* Write every journaled page in place and retire the ring (a checkpoint),
+ * or in stock mode make tdb's writes durable and clear the ring (flushed),
+ * so that writes outside the journal are safe and no replay can undo them. */
 static int empty_journal(nvt_store *st)
 {
-    int r = st->journal_mode ? nvt_vfile_checkpoint(st->vf) : nvt_be_flush(st->be);
+    if (st->journal_mode)
+        return nvt_vfile_checkpoint(st->vf);
+    int r = nvt_be_flush(st->be);
     if (r == 0)
         r = nvt_journal_clear(st->journal);
     if (r == 0)

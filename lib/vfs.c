@@ -454,14 +454,21 @@ int nvt_vfile_checkpoint(nvt_vfile *vf)
         if (r == 0)
             vf->persisted_length = vf->length;
     }
-    if (r == 0 && n)
+    if (r == 0 && n) {
         r = nvt_be_flush(vf->be);
+        vf->flushes++;
+    }
+    /* In place and durable: only now may the ring's records be retired
+     * (one more flush), so that none of them can start a replay once the
+     * new epoch writes over them.  Nothing journaled: nothing to retire. */
+    if (r == 0 && n) {
+        r = nvt_journal_retire(vf->journal);
+        vf->flushes++;
+    }
     if (r < 0) {
         latch(vf, r);
         return r;
     }
-    if (n)
-        vf->flushes++;
     /* In place now: the journaled copies become the clean cache. */
     GHashTableIter it;
     gpointer k, v;
@@ -475,7 +482,6 @@ int nvt_vfile_checkpoint(nvt_vfile *vf)
             g_free(v);
         }
     }
-    nvt_journal_restart(vf->journal);
     vf->checkpoints++;
     return 0;
 }

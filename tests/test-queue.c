@@ -38,6 +38,7 @@
 
 #include <glib.h>
 
+#include "queue.h"
 #include "testutil.h"
 
 #define TIMEOUT_S 60
@@ -1149,6 +1150,152 @@ static void test_persistent_eio_under_load_fails_fast(const void *unused)
     nvt_be_close(fault);
 }
 
+/* ---- a commit on the caller's thread ending while a batch is in flight -- */
+
+/*
+ * The writer takes a batch while a synchronous write is being committed on
+ * its caller's thread, and waits for the store lock; that commit ends
+ * first.  The batch is still in flight: a synchronous read must wait for
+ * it, and a synchronous write must queue behind it.  The queue's pause
+ * points make the interleaving certain: the store lock is held while the
+ * first write starts, the writer stops once it has taken its batch, and
+ * it goes on only when the request under test has either queued (right)
+ * or returned without queueing (the defect).
+ */
+typedef struct interleave {
+    GMutex lock;
+    GCond cond;
+    bool inline_started;
+    bool took_batch;
+    bool queued_after;     /* a request queued behind the taken batch */
+    bool main_done;        /* the request under test returned */
+    bool release;
+} interleave;
+
+static interleave il;
+
+static void interleave_hook(nvt_queue_event ev, void *opaque)
+{
+    interleave *x = opaque;
+    g_mutex_lock(&x->lock);
+    if (ev == NVT_QUEUE_INLINE)
+        x->inline_started = true;
+    if (ev == NVT_QUEUE_QUEUED && x->took_batch)
+        x->queued_after = true;
+    if (ev == NVT_QUEUE_TOOK_BATCH && !x->took_batch) {
+        x->took_batch = true;
+        g_cond_broadcast(&x->cond);
+        while (!x->release)
+            g_cond_wait(&x->cond, &x->lock);
+    }
+    g_cond_broadcast(&x->cond);
+    g_mutex_unlock(&x->lock);
+}
+
+static void interleave_wait(bool *flag)
+{
+    g_mutex_lock(&il.lock);
+    while (!*flag)
+        g_cond_wait(&il.cond, &il.lock);
+    g_mutex_unlock(&il.lock);
+}
+
+static void interleave_set(bool *flag)
+{
+    g_mutex_lock(&il.lock);
+    *flag = true;
+    g_cond_broadcast(&il.cond);
+    g_mutex_unlock(&il.lock);
+}
+
+static gpointer inline_writer_main(gpointer p)
+{
+    write_wait(p, BLOB_A, 2, 100);
+    return NULL;
+}
+
+/* Releases the held writer once the request under test queued or returned. */
+static gpointer interleave_releaser(gpointer unused)
+{
+    (void)unused;
+    g_mutex_lock(&il.lock);
+    while (!il.queued_after && !il.main_done)
+        g_cond_wait(&il.cond, &il.lock);
+    il.release = true;
+    g_cond_broadcast(&il.cond);
+    g_mutex_unlock(&il.lock);
+    return NULL;
+}
+
+/* Reach the state: value(1) in blob b, then an ASYNC write of value(3) to
+ * b taken by the writer and held, while a synchronous write of blob a
+ * committed on another thread has just ended.  Returns the releaser. */
+static GThread *inline_commit_ends_during_batch(nvramtdb *db)
+{
+    write_wait(db, BLOB_B, 1, 200);
+    memset(&il, 0, sizeof il);
+    g_mutex_init(&il.lock);
+    g_cond_init(&il.cond);
+    nvt_queue_set_test_hook(interleave_hook, &il);
+
+    nvt_store *st;
+    TU_OK(nvt_handle_lock_store(db, true, &st));
+    GThread *t1 = g_thread_new("inline-writer", inline_writer_main, db);
+    interleave_wait(&il.inline_started);       /* t1 commits on its thread... */
+    write_async(db, BLOB_B, 3, 200, NULL, NULL);
+    interleave_wait(&il.took_batch);           /* ...the writer took b's write... */
+    nvt_handle_unlock_store(db);
+    g_thread_join(t1);                         /* ...and t1's commit has ended. */
+    return g_thread_new("releaser", interleave_releaser, NULL);
+}
+
+/* The request under test has returned: let the held batch go, and wait
+ * until every request has completed. */
+static void inline_interleave_drain(nvramtdb *db, GThread *releaser)
+{
+    interleave_set(&il.main_done);
+    g_thread_join(releaser);
+    TU_OK(nvramtdb_flush(db));
+}
+
+static void inline_interleave_end(nvramtdb *db)
+{
+    TU_OK(nvramtdb_close(db));
+    nvt_queue_set_test_hook(NULL, NULL);
+    g_mutex_clear(&il.lock);
+    g_cond_clear(&il.cond);
+}
+
+static void test_sync_read_waits_for_batch_after_inline_commit(const void *unused)
+{
+    (void)unused;
+    nvramtdb *db = start_mem();
+    GThread *releaser = inline_commit_ends_during_batch(db);
+    uint8_t *got = NULL;
+    size_t len = 0;
+    int rc = nvramtdb_read(db, BLOB_B, &got, &len);
+    inline_interleave_drain(db, releaser);
+    uint8_t *want = value(3, 200);
+    if (rc != 0 || len != 200 || memcmp(got, want, 200) != 0)
+        g_error("a synchronous read missed the ASYNC write accepted before it: rc %d, "
+                "%zu bytes", rc, len);
+    g_free(want);
+    free(got);
+    inline_interleave_end(db);
+}
+
+static void test_sync_write_queues_behind_batch_after_inline_commit(const void *unused)
+{
+    (void)unused;
+    nvramtdb *db = start_mem();
+    GThread *releaser = inline_commit_ends_during_batch(db);
+    write_wait(db, BLOB_B, 4, 200);
+    inline_interleave_drain(db, releaser);
+    assert_value(db, BLOB_B, 4, 200);   /* the later write wins */
+    assert_value(db, BLOB_A, 2, 100);
+    inline_interleave_end(db);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1192,6 +1339,10 @@ int main(int argc, char **argv)
              test_callback_sync_read_sees_committed_state);
     ISOLATED("/queue/delete-after-queued-first-write-is-accepted",
              test_delete_after_queued_first_write_is_accepted);
+    ISOLATED("/queue/order/sync-read-waits-for-batch-after-inline-commit",
+             test_sync_read_waits_for_batch_after_inline_commit);
+    ISOLATED("/queue/order/sync-write-queues-behind-batch-after-inline-commit",
+             test_sync_write_queues_behind_batch_after_inline_commit);
 #undef ISOLATED
     return g_test_run();
 }
