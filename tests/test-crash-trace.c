@@ -1542,6 +1542,8 @@ static void test_checkpoints(void)
     nvramtdb_info info;
     TU_OK(nvramtdb_get_info(s.db, &info));
     session_end(&s);
+    g_test_message("%s: %" G_GUINT64_FORMAT " commits, %" G_GUINT64_FORMAT " flushes "
+                   "(checkpoints included)", s.name, info.commits, info.flushes);
     check_session(&s, true);
     session_free(&s);
 }
