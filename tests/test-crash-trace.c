@@ -35,7 +35,8 @@
  * tears, one garbage sector (with the rest kept, and with the rest
  * dropped); and random subsets with garbage over several seeds.  Equal
  * images of one I/O state are checked once.  NVT_CRASH_TRACE_LONG=1 tries
- * every sector position and 25 times the random seeds.
+ * every sector position and 25 times the random seeds; under valgrind
+ * (NVT_VALGRIND set, make check-valgrind) a smaller sample runs.
  *
  * Checking.  Each crash image must start read-write (on a memory copy, as
  * a restart would), pass nvramtdb_check(), and hold the state after some
@@ -680,6 +681,7 @@ typedef struct checker {
     session *s;
     bool garbage;
     bool long_mode;
+    bool quick;                 /* under valgrind: fewer states */
     bool forget_last_barrier;   /* the negative control */
     unsigned seeds;
     uint64_t ring_off, ring_len, tdb_off, tdb_cap;
@@ -1064,13 +1066,13 @@ static GArray *positions(checker *c, size_t n, size_t from)
     for (size_t k = from; k < n; k++) {
         /* around each 4096-byte boundary (records and pages start there) */
         size_t in_page = k % (NVT_PAGE_SIZE / SECTOR);
-        bool take = c->long_mode || n <= 24 || k < 2 || k + 2 >= n || in_page <= 1 ||
-                    in_page == NVT_PAGE_SIZE / SECTOR - 1;
+        bool take = c->long_mode || n <= 24 || k < 2 || k + 2 >= n || in_page == 0 ||
+                    (!c->quick && (in_page == 1 || in_page == NVT_PAGE_SIZE / SECTOR - 1));
         if (take)
             g_array_append_val(a, k);
     }
     /* and a few others at random */
-    for (int i = 0; i < 2 && n > 24 && !c->long_mode; i++) {
+    for (int i = 0; i < 2 && n > 24 && !c->long_mode && !c->quick; i++) {
         size_t k = from + (size_t)g_rand_int_range(c->rand, 0, (gint32)(n - from));
         g_array_append_val(a, k);
     }
@@ -1246,7 +1248,9 @@ static void checker_init(checker *c, session *s)
     c->s = s;
     c->garbage = s->garbage;
     c->long_mode = g_getenv("NVT_CRASH_TRACE_LONG") && atoi(g_getenv("NVT_CRASH_TRACE_LONG"));
-    c->seeds = c->long_mode ? 400 : 16;
+    /* Under valgrind (make check-valgrind) a sample: page boundaries only. */
+    c->quick = !c->long_mode && g_getenv("NVT_VALGRIND") && *g_getenv("NVT_VALGRIND");
+    c->seeds = c->long_mode ? 400 : c->quick ? 2 : 16;
     const char *shown = g_getenv("NVT_CRASH_TRACE_SHOW");
     c->show = shown ? (unsigned)atoi(shown) : 6;
     c->base = g_byte_array_new();
@@ -1341,9 +1345,10 @@ static void print_figures(const checker *c)
         direct += e->kind == EV_WRITE && e->direct;
         flushes += e->kind == EV_FLUSH;
     }
-    g_string_append_printf(g, "%s%s: %u events (%zu writes, %zu of them O_DIRECT; %zu flushes; "
+    g_string_append_printf(g, "%s%s%s: %u events (%zu writes, %zu of them O_DIRECT; %zu flushes; "
                            "%u requests), %lu cut points in %lu I/O states; crash states:",
                            c->s->name, c->forget_last_barrier ? " [control]" : "",
+                           c->long_mode ? " [long]" : c->quick ? " [valgrind sample]" : "",
                            c->s->events->len, writes, direct, flushes,
                            c->s->requests->len - 1, c->cut_points, c->io_states);
     for (int k = 0; k < N_CATS; k++)
