@@ -81,6 +81,7 @@
 
 #include "nvramtdb.h"
 #include "nvtpm.h"
+#include "tpmd-ctrl.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -89,29 +90,6 @@
 enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 
 /* ---- protocol constants ------------------------------------------------- */
-
-/* Control commands (swtpm's tpm_ioctl.h, "commands used by the non-CUSE
- * TPMs"). */
-enum {
-    CTRL_GET_CAPABILITY = 1,
-    CTRL_INIT = 2,
-    CTRL_SHUTDOWN = 3,
-    CTRL_GET_TPMESTABLISHED = 4,
-    CTRL_SET_LOCALITY = 5,
-    CTRL_HASH_START = 6,
-    CTRL_HASH_DATA = 7,
-    CTRL_HASH_END = 8,
-    CTRL_CANCEL_TPM_CMD = 9,
-    CTRL_STORE_VOLATILE = 10,
-    CTRL_RESET_TPMESTABLISHED = 11,
-    CTRL_GET_STATEBLOB = 12,
-    CTRL_SET_STATEBLOB = 13,
-    CTRL_STOP = 14,
-    CTRL_GET_CONFIG = 15,
-    CTRL_SET_DATAFD = 16,
-    CTRL_SET_BUFFERSIZE = 17,
-    CTRL_GET_INFO = 18,
-};
 
 /* GET_CAPABILITY bits. */
 #define CAP_INIT                 (1u << 0)
@@ -140,17 +118,6 @@ enum {
 
 /* State blob types of GET/SET_STATEBLOB. */
 enum { BLOB_PERMANENT = 1, BLOB_VOLATILE = 2, BLOB_SAVESTATE = 3 };
-
-/* swtpm's state blob container: header {u8 version, u8 min_version,
- * u16 hdrsize, u16 flags, u32 totlen}, then TLVs {u16 tag, u32 len}. */
-#define BLOB_HDR_SIZE                 10u
-#define BLOB_VERSION                  2u
-#define BLOB_FLAG_ENCRYPTED           0x01u
-#define BLOB_FLAG_MIGRATION_ENCRYPTED 0x02u
-#define BLOB_FLAG_MIGRATION_DATA      0x04u
-#define TLV_HDR_SIZE                  6u
-#define TLV_TAG_DATA                  1u
-#define TLV_TAG_MIGRATION_DATA        4u
 
 /* Data channel framing (Microsoft simulator commands). */
 #define MSSIM_SEND_COMMAND 8u
@@ -248,11 +215,6 @@ static const char *lib_msg(int r)
 }
 
 /* ---- byte order --------------------------------------------------------- */
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -873,31 +835,6 @@ static void data_process(tpmd *d, conn *c)
 
 /* ---- control channel ---------------------------------------------------- */
 
-/* Bytes of a complete request whose first bytes are @p (@len of them). */
-static size_t ctrl_request_size(const uint8_t *p, size_t len)
-{
-    if (len < 4)
-        return 4;
-    switch (get32(p)) {
-    case CTRL_INIT:
-    case CTRL_SET_BUFFERSIZE:
-        return 8;
-    case CTRL_SET_LOCALITY:
-    case CTRL_RESET_TPMESTABLISHED:
-        return 5;
-    case CTRL_GET_STATEBLOB:
-        return 16;                  /* state_flags, type, offset */
-    case CTRL_SET_STATEBLOB:        /* state_flags, type, length, data */
-        return len < 16 ? 16 : 16 + (size_t)get32(p + 12);
-    case CTRL_HASH_DATA:            /* length, data */
-        return len < 8 ? 8 : 8 + (size_t)get32(p + 4);
-    case CTRL_GET_INFO:
-        return 20;                  /* u64 flags, offset, pad */
-    default:
-        return 4;
-    }
-}
-
 static uint32_t errno_to_result(int r)
 {
     switch (-r) {
@@ -949,28 +886,6 @@ static int state_type(uint32_t blob_type)
     }
 }
 
-/* Find TLV @tag in @p/@len; false if absent or the TLVs are malformed. */
-static bool tlv_find(const uint8_t *p, size_t len, uint16_t tag, const uint8_t **val,
-                     size_t *val_len)
-{
-    size_t off = 0;
-
-    while (len - off >= TLV_HDR_SIZE) {
-        uint16_t t = get16(p + off);
-        uint32_t l = get32(p + off + 2);
-
-        if (l > len - off - TLV_HDR_SIZE)
-            return false;
-        if (t == tag) {
-            *val = p + off + TLV_HDR_SIZE;
-            *val_len = l;
-            return true;
-        }
-        off += TLV_HDR_SIZE + l;
-    }
-    return false;
-}
-
 /* Wrap a libtpms state blob in swtpm's migration container. */
 static void blob_wrap(GByteArray *out, const uint8_t *raw, size_t len)
 {
@@ -989,41 +904,6 @@ static void blob_wrap(GByteArray *out, const uint8_t *raw, size_t len)
     g_byte_array_append(out, h, sizeof(h));
     if (len)
         g_byte_array_append(out, raw, (guint)len);
-}
-
-/* Unwrap swtpm's container; returns a TPM result code. */
-static uint32_t blob_unwrap(const uint8_t *p, size_t len, const uint8_t **raw, size_t *raw_len)
-{
-    uint16_t hdrsize, flags;
-    uint8_t version;
-    const uint8_t *mig;
-    size_t mig_len;
-
-    if (len < BLOB_HDR_SIZE || get32(p + 6) != len)
-        return TPM_BAD_PARAMETER;
-    if (p[1] > BLOB_VERSION)
-        return TPM_BAD_VERSION;
-    version = p[0];
-    hdrsize = get16(p + 2);
-    flags = get16(p + 4);
-    if (hdrsize != BLOB_HDR_SIZE)
-        return TPM_BAD_DATASIZE;
-    if (flags & (BLOB_FLAG_ENCRYPTED | BLOB_FLAG_MIGRATION_ENCRYPTED))
-        return TPM_KEYNOTFOUND;
-    p += hdrsize;
-    len -= hdrsize;
-    if (len == 0 || version < 2) {                  /* empty, or version 1: no TLVs */
-        *raw = p;
-        *raw_len = len;
-        return TPM_SUCCESS;
-    }
-    if (tlv_find(p, len, TLV_TAG_MIGRATION_DATA, &mig, &mig_len)) {
-        p = mig;
-        len = mig_len;
-    }
-    if (!tlv_find(p, len, TLV_TAG_DATA, raw, raw_len))
-        return TPM_FAIL;
-    return TPM_SUCCESS;
 }
 
 static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)

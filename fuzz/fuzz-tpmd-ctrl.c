@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-3.0-or-later */
+/*
+ * fuzz-tpmd-ctrl.c — nvram-tpmd's control channel request parser: the
+ * framing (ctrl_request_size) of what a client writes, and for
+ * SET_STATEBLOB the state blob container (blob_unwrap), exactly as
+ * ctrl_process()/ctrl_set_stateblob() call them.
+ * Input: control byte, then the bytes received.  Unless the control byte
+ * says not to, a SET_STATEBLOB request gets its length field and its
+ * blob's totlen set to what the input holds (the fields a mutation breaks).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <libtpms/tpm_error.h>
+
+#include "fuzz-util.h"
+#include "tpmd-ctrl.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* ctrl_process() refuses larger requests before parsing them. */
+#define CTRL_REQUEST_MAX (8u * 1024 * 1024)
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void set32(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    uint8_t ctl = data[0];
+    size_t len = size - 1;
+    uint8_t *req = g_memdup2(data + 1, len);
+    if (!(ctl & FZ_KEEP_CHECKSUMS) && len >= 16 && get32(req) == CTRL_SET_STATEBLOB) {
+        set32(req + 12, len - 16);
+        if (len >= 16 + BLOB_HDR_SIZE)
+            set32(req + 16 + 6, len - 16);
+    }
+    size_t need = ctrl_request_size(req, len);
+    if (need < 4)
+        abort();
+    if (len >= 4 && need <= len && need <= CTRL_REQUEST_MAX &&
+        get32(req) == CTRL_SET_STATEBLOB) {
+        uint32_t blob_len = get32(req + 12);
+        const uint8_t *raw = NULL;
+        size_t raw_len = 0;
+        if (blob_len && blob_unwrap(req + 16, blob_len, &raw, &raw_len) == TPM_SUCCESS &&
+            (raw < req + 16 || raw_len > blob_len || raw + raw_len > req + 16 + blob_len))
+            abort();                      /* the state must lie inside the blob */
+    }
+    g_free(req);
+    return 0;
+}
