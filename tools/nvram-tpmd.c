@@ -658,6 +658,22 @@ static conn *conn_new(tpmd *d, int fd, chan_kind kind)
     return c;
 }
 
+/* TPM commands, answers and state blobs carry secrets: bytes a connection
+ * is done with are wiped, not just dropped (the array keeps its storage,
+ * and shifting leaves copies past its end). */
+static void bytes_drop_front(GByteArray *a, size_t n)
+{
+    guint old = a->len;
+    g_byte_array_remove_range(a, 0, (guint)MIN(n, a->len));
+    explicit_bzero(a->data + a->len, old - a->len);
+}
+
+static void bytes_wipe(GByteArray *a)
+{
+    explicit_bzero(a->data, a->len);
+    g_byte_array_set_size(a, 0);
+}
+
 static void conn_free(gpointer p)
 {
     conn *c = p;
@@ -666,6 +682,8 @@ static void conn_free(gpointer p)
         close(c->fd);
     if (c->rx_fd >= 0)
         close(c->rx_fd);
+    bytes_wipe(c->in);
+    bytes_wipe(c->out);
     g_byte_array_unref(c->in);
     g_byte_array_unref(c->out);
     g_free(c);
@@ -702,7 +720,7 @@ static bool conn_flush(conn *c)
         }
         c->out_off += (size_t)n;
     }
-    g_byte_array_set_size(c->out, 0);
+    bytes_wipe(c->out);
     c->out_off = 0;
     return true;
 }
@@ -718,7 +736,7 @@ static void conn_send(conn *c, const uint8_t *buf, size_t len)
 /* Drop the first @n input bytes. */
 static void conn_consume(conn *c, size_t n)
 {
-    g_byte_array_remove_range(c->in, 0, (guint)MIN(n, c->in->len));
+    bytes_drop_front(c->in, n);
 }
 
 /* ---- data channel ------------------------------------------------------- */
@@ -823,7 +841,7 @@ static void data_process(tpmd *d, conn *c)
             tpm2_error_response(err, TPM2_RC_COMMAND_SIZE);
             conn_send(c, err, sizeof(err));
             c->eof = true;
-            g_byte_array_set_size(c->in, 0);
+            bytes_wipe(c->in);
             return;
         }
         if (c->in->len < hdr + size)
@@ -943,7 +961,11 @@ static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
     if (n)
         g_byte_array_append(out, wrapped->data + offset, (guint)n);
     logm(L_INFO, "GET_STATEBLOB type %" PRIu32 ": result 0x%" PRIx32 ", %zu bytes", type, res, n);
+    /* The TPM's state holds its seeds: leave no copy behind in the heap. */
+    explicit_bzero(wrapped->data, wrapped->len);
     g_byte_array_unref(wrapped);
+    if (blob)
+        explicit_bzero(blob, blob_len);
     free(blob);
 }
 
@@ -1135,14 +1157,14 @@ static void ctrl_process(tpmd *d, conn *c)
             set32(res, TPM_BAD_PARAMETER);
             conn_send(c, res, 4);
             c->eof = true;
-            g_byte_array_set_size(c->in, 0);
+            bytes_wipe(c->in);
             return;
         }
         if (c->in->len < need)
             return;
         ctrl_execute(d, c, c->in->data);
         /* Whatever came with the request beyond its layout is padding. */
-        g_byte_array_set_size(c->in, 0);
+        bytes_wipe(c->in);
     }
 }
 
