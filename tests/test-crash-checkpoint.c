@@ -212,13 +212,6 @@ typedef struct sweep_case {
     uint32_t size;
 } sweep_case;
 
-static unsigned crash_seeds(void)
-{
-    const char *env = g_getenv("NVT_CRASH_SEEDS");
-    unsigned n = env ? (unsigned)g_ascii_strtoull(env, NULL, 10) : 0;
-    return n ? n : 20;
-}
-
 static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t len,
                                 nvt_backend **fault)
 {

@@ -65,7 +65,6 @@
 
 /* ---- the workload ------------------------------------------------------- */
 
-
 static int do_step(nvramtdb *db, const step *s)
 {
     const char *name = blobs[s->blob].name;
@@ -108,13 +107,6 @@ static uint8_t *crash_image(nvt_backend *fault, disk_model model, uint32_t seed,
     uint8_t *img = nvt_fault_crash_image(fault, seed, len);
     g_assert_nonnull(img);
     return img;
-}
-
-static unsigned crash_seeds(void)
-{
-    const char *env = g_getenv("NVT_CRASH_SEEDS");
-    unsigned n = env ? (unsigned)g_ascii_strtoull(env, NULL, 10) : 0;
-    return n ? n : 20;
 }
 
 /* ---- running the workload ----------------------------------------------- */
@@ -171,7 +163,6 @@ static bool run_workload(nvramtdb *db, nvt_backend *fault, uint64_t cut, run *r)
 
 
 
-
 /* What blob @b reads as, naming the workload step that wrote it if any
  * (an older value means a lost update). */
 static char *seen_describe(const seen *s, int b)
@@ -222,7 +213,6 @@ static int classify(nvramtdb *db, const run *r, int b, const char *ctx, const ch
     free(s.data);
     return which;
 }
-
 
 
 /* The tdb recovery record of an image, as tdb will see it at open. */
@@ -1444,7 +1434,6 @@ static void test_missing_superblock_copy_restored(void)
 }
 
 /* ---- registration ------------------------------------------------------- */
-
 
 
 int main(int argc, char **argv)

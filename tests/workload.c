@@ -101,6 +101,13 @@ bool seen_is(const seen *s, const value *v)
            (v->len == 0 || memcmp(s->data, value_bytes(v), v->len) == 0);
 }
 
+unsigned crash_seeds(void)
+{
+    const char *env = g_getenv("NVT_CRASH_SEEDS");
+    unsigned n = env ? (unsigned)g_ascii_strtoull(env, NULL, 10) : 0;
+    return n ? n : 20;
+}
+
 bool violation(const char *fmt, ...)
 {
     va_list ap;

@@ -72,6 +72,9 @@ typedef struct seen {
 void seen_read(nvramtdb *db, int blob, seen *s);
 bool seen_is(const seen *s, const value *v);
 
+/* Seeds per cut point of a crash sweep: NVT_CRASH_SEEDS, default 20. */
+unsigned crash_seeds(void);
+
 /* Report a contract violation: the test fails, the run goes on. */
 bool violation(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
 /* nvramtdb_check() found no problem; otherwise a violation naming @ctx. */
