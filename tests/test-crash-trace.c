@@ -36,7 +36,8 @@
  * dropped); and random subsets with garbage over several seeds.  Equal
  * images of one I/O state are checked once.  NVT_CRASH_TRACE_LONG=1 tries
  * every sector position and 25 times the random seeds; under valgrind
- * (NVT_VALGRIND set, make check-valgrind) a smaller sample runs.
+ * (NVT_VALGRIND set, make check-valgrind) or with NVT_CRASH_TRACE_QUICK=1
+ * a smaller sample runs.
  *
  * Checking.  Each crash image must start read-write (on a memory copy, as
  * a restart would), pass nvramtdb_check(), and hold the state after some
@@ -1248,8 +1249,11 @@ static void checker_init(checker *c, session *s)
     c->s = s;
     c->garbage = s->garbage;
     c->long_mode = g_getenv("NVT_CRASH_TRACE_LONG") && atoi(g_getenv("NVT_CRASH_TRACE_LONG"));
-    /* Under valgrind (make check-valgrind) a sample: page boundaries only. */
-    c->quick = !c->long_mode && g_getenv("NVT_VALGRIND") && *g_getenv("NVT_VALGRIND");
+    /* Under valgrind (make check-valgrind), or in the sanitizers' build
+     * (NVT_CRASH_TRACE_QUICK=1), a sample: page boundaries only. */
+    const char *quick = g_getenv("NVT_CRASH_TRACE_QUICK");
+    c->quick = !c->long_mode && ((g_getenv("NVT_VALGRIND") && *g_getenv("NVT_VALGRIND")) ||
+                                 (quick && atoi(quick)));
     c->seeds = c->long_mode ? 400 : c->quick ? 2 : 16;
     const char *shown = g_getenv("NVT_CRASH_TRACE_SHOW");
     c->show = shown ? (unsigned)atoi(shown) : 6;
@@ -1348,7 +1352,7 @@ static void print_figures(const checker *c)
     g_string_append_printf(g, "%s%s%s: %u events (%zu writes, %zu of them O_DIRECT; %zu flushes; "
                            "%u requests), %lu cut points in %lu I/O states; crash states:",
                            c->s->name, c->forget_last_barrier ? " [control]" : "",
-                           c->long_mode ? " [long]" : c->quick ? " [valgrind sample]" : "",
+                           c->long_mode ? " [long]" : c->quick ? " [sample]" : "",
                            c->s->events->len, writes, direct, flushes,
                            c->s->requests->len - 1, c->cut_points, c->io_states);
     for (int k = 0; k < N_CATS; k++)
