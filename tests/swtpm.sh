@@ -252,18 +252,21 @@ else
     put_byte "$f" "$hoff" "$(od -An -tx1 -j"$hoff" -N1 "$enc" | tr -d ' ' | tr 0-9a-f 1-9a-f0)"
     bad wrongkey "$enc" >/dev/null
     bad nokey "$enc" >/dev/null
+    # the encrypted blob's header alone (totlen 10): no data, no HMAC
+    f=$(bad stripped "$enc"); head -c 10 "$enc" >"$f"; put_byte "$f" 6 00; put_byte "$f" 7 00
+    put_byte "$f" 8 00; put_byte "$f" 9 0a
     echo 0x0f0e0d0c0b0a09080706050403020100 >"$tmp/wrong.hex"
 
     before=$(sha256sum <"$img")
     for case in "truncated:truncated header" "totlen:length mismatch" \
                 "version:unsupported blob version" "tlvlen:TLV tag" \
                 "hmac:HMAC check failed" "wrongkey:HMAC check failed" \
-                "nokey:is encrypted"; do
+                "nokey:is encrypted" "stripped:no encrypted data"; do
         name=${case%%:*}
         want=${case#*:}
         set --
         case $name in
-        hmac) set -- --key "$tmp/key.hex" ;;
+        hmac|stripped) set -- --key "$tmp/key.hex" ;;
         wrongkey) set -- --key "$tmp/wrong.hex" ;;
         esac
         "$tool" import-swtpm "$img" "$tmp/bad/$name" "$@" >"$tmp/out" 2>"$tmp/err"

@@ -318,6 +318,11 @@ bool swtpm_blob_decode(const uint8_t *p, size_t len, const swtpm_key *key, GByte
         return true;
     }
     if (len == 0) {                     /* an empty state */
+        /* Unless encrypted: nothing would authenticate it. */
+        if (flags & FLAG_ENCRYPTED)
+            return fail(error, SWTPM_STATE_ERROR_FORMAT,
+                        "the blob is marked encrypted but holds no encrypted data "
+                        "(and no HMAC)");
         *plain = g_byte_array_new();
         return true;
     }
