@@ -18,12 +18,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    uint8_t ctl;
+    size_t n;
+    uint8_t *rec = fz_body(data, size, &ctl, &n);
+    if (!rec)
         return 0;
-    uint8_t ctl = data[0];
-    size_t n = size - 1;
-    /* an exact-size heap copy, so that ASan sees any read past the value */
-    uint8_t *rec = g_memdup2(data + 1, n);
     if (!(ctl & FZ_KEEP_CHECKSUMS) && n >= NVT_RECORD_HEADER_SIZE)
         fz_fix_records(rec, n);
 

@@ -101,14 +101,14 @@ static void fix_blob(uint8_t *b, size_t n, const swtpm_key *key, bool encrypt)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    uint8_t ctl;
+    size_t n;
+    uint8_t *blob = fz_body(data, size, &ctl, &n);
+    if (!blob)
         return 0;
-    uint8_t ctl = data[0];
-    size_t n = size - 1;
     swtpm_key key = { .len = ctl & KEY_256 ? 32 : 16 };
     for (size_t i = 0; i < sizeof key.bytes; i++)
         key.bytes[i] = (uint8_t)(0xa0 + i);
-    uint8_t *blob = g_memdup2(data + 1, n);
     if (!(ctl & FZ_KEEP_CHECKSUMS) && n >= 10)
         fix_blob(blob, n, &key, ctl & ENCRYPT);
 

@@ -20,11 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    uint8_t ctl;
+    size_t n;
+    uint8_t *blob = fz_body(data, size, &ctl, &n);
+    if (!blob)
         return 0;
-    uint8_t ctl = data[0];
-    size_t n = size - 1;
-    uint8_t *blob = g_memdup2(data + 1, n);
     if (!(ctl & FZ_KEEP_CHECKSUMS) && n >= 10) {
         blob[6] = (uint8_t)(n >> 24);
         blob[7] = (uint8_t)(n >> 16);

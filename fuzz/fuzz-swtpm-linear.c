@@ -20,11 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    uint8_t ctl;
+    size_t n;
+    uint8_t *file = fz_body(data, size, &ctl, &n);
+    if (!file)
         return 0;
-    uint8_t ctl = data[0];
-    size_t n = size - 1;
-    uint8_t *file = g_memdup2(data + 1, n);
     swtpm_key key = { .len = 16 };
     memset(key.bytes, 0x5a, sizeof key.bytes);
 

@@ -39,11 +39,11 @@ static void set32(uint8_t *p, size_t v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
+    uint8_t ctl;
+    size_t len;
+    uint8_t *req = fz_body(data, size, &ctl, &len);
+    if (!req)
         return 0;
-    uint8_t ctl = data[0];
-    size_t len = size - 1;
-    uint8_t *req = g_memdup2(data + 1, len);
     if (!(ctl & FZ_KEEP_CHECKSUMS) && len >= 16 && get32(req) == CTRL_SET_STATEBLOB) {
         set32(req + 12, len - 16);
         if (len >= 16 + BLOB_HDR_SIZE)

@@ -30,6 +30,15 @@ void fz_put_le32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+uint8_t *fz_body(const uint8_t *data, size_t size, uint8_t *ctl, size_t *len)
+{
+    if (size < 1)
+        return NULL;
+    *ctl = data[0];
+    *len = size - 1;
+    return g_memdup2(data + 1, *len);
+}
+
 void fz_fix_superblock(uint8_t *slot)
 {
     fz_put_le32(slot + 124, nvt_crc32c(0, slot, 124));

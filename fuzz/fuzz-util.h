@@ -21,6 +21,11 @@
 #define FZ_KEEP_CHECKSUMS (1u << 0)   /* do not fix checksums up */
 #define FZ_KEEP_UUID      (1u << 1)   /* journal: do not stamp the image's UUID */
 
+/* Split an input into its control byte (*ctl) and the rest: returns an
+ * exact-size g_malloc()ed copy of the rest (*len bytes), so that ASan sees
+ * any read past it; NULL when the input is empty. */
+uint8_t *fz_body(const uint8_t *data, size_t size, uint8_t *ctl, size_t *len);
+
 /* Superblock slot (NVT_SB_ENCODED_SIZE bytes): recompute its CRC. */
 void fz_fix_superblock(uint8_t *slot);
 
