@@ -204,6 +204,16 @@ static bool read_record(nvt_journal *j, uint64_t at, record *rec)
     return true;
 }
 
+/* Start again at the ring's beginning (no I/O): only when its start
+ * holds no valid record. */
+static void restart(nvt_journal *j)
+{
+    j->head = 0;
+    j->next_seq = 1;
+    j->epoch = random_epoch();
+    j->restarts++;
+}
+
 int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
                      const uint8_t uuid[16], nvt_journal **out)
 {
@@ -250,7 +260,7 @@ int nvt_journal_open(nvt_backend *be, uint64_t offset, uint64_t length,
                              "lost", be->name, damaged, (unsigned long long)le64(hdr + 24));
         }
     }
-    nvt_journal_restart(j);
+    restart(j);
     *out = j;
     return 0;
 }
@@ -348,31 +358,18 @@ bool nvt_journal_fits(const nvt_journal *j, uint32_t n)
     return j->head + record_size(n) <= j->length;
 }
 
-void nvt_journal_restart(nvt_journal *j)
-{
-    j->head = 0;
-    j->next_seq = 1;
-    j->epoch = random_epoch();
-    j->restarts++;
-}
 
-int nvt_journal_clear(nvt_journal *j)
+int nvt_journal_retire(nvt_journal *j)
 {
     uint8_t zero[NVT_JOURNAL_HEADER_SIZE] = { 0 };
     int r = nvt_be_pwrite(j->be, zero, sizeof zero, j->offset);
     if (r < 0)
         return r;
-    j->run_records = 0;
-    nvt_journal_restart(j);
-    return 0;
-}
-
-int nvt_journal_retire(nvt_journal *j)
-{
     /* If the flush fails the caller latches the error and recovery scans
      * the ring afresh: restarting before it is harmless. */
-    int r = nvt_journal_clear(j);
-    return r < 0 ? r : nvt_be_flush(j->be);
+    j->run_records = 0;
+    restart(j);
+    return nvt_be_flush(j->be);
 }
 
 uint32_t nvt_journal_max_pages(const nvt_journal *j)

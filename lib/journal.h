@@ -66,7 +66,7 @@ typedef int nvt_journal_page_fn(void *opaque, uint64_t page, uint32_t offset,
 int nvt_journal_replay(nvt_journal *j, nvt_journal_page_fn *fn, void *opaque);
 
 /* Whether a record of @n pages fits in the rest of the ring; when it
- * does not, make a checkpoint and call nvt_journal_restart() first. */
+ * does not, make a checkpoint (which retires the ring) first. */
 bool nvt_journal_fits(const nvt_journal *j, uint32_t n);
 /* One change in a record: bytes [offset, offset + length) of a page
  * (0 < length, offset + length <= NVT_PAGE_SIZE). */
@@ -85,17 +85,10 @@ typedef struct nvt_journal_extent {
  * (a caller's mistake) or the backend says so. */
 int nvt_journal_append_extents(nvt_journal *j, const nvt_journal_extent *e, uint32_t n,
                                uint64_t tdb_length);
-/* After a checkpoint (every journaled page durable in place): invalidate
- * the ring's records (a zero header at its start) and flush, then restart
- * under a new epoch. */
+/* Once every journaled page is durable in place (after a checkpoint or a
+ * replay): invalidate the ring's records (a zero header at its start) and
+ * flush, then restart under a new epoch, so that nothing replays. */
 int nvt_journal_retire(nvt_journal *j);
-/* Start again at the ring's beginning (no I/O): only when the ring's
- * start holds no valid record, i.e. after nvt_journal_clear() or
- * nvt_journal_retire(). */
-void nvt_journal_restart(nvt_journal *j);
-/* Invalidate the run (write a zero header at the ring's start, not
- * flushed) and restart, so that nothing replays. */
-int nvt_journal_clear(nvt_journal *j);
 
 uint32_t nvt_journal_max_pages(const nvt_journal *j);
 /* Records appended since open, and checkpoints-worth of restarts. */

@@ -317,11 +317,7 @@ static int empty_journal(nvt_store *st)
     if (st->journal_mode)
         return nvt_vfile_checkpoint(st->vf);
     int r = nvt_be_flush(st->be);
-    if (r == 0)
-        r = nvt_journal_clear(st->journal);
-    if (r == 0)
-        r = nvt_be_flush(st->be);
-    return r;
+    return r < 0 ? r : nvt_journal_retire(st->journal);
 }
 
 /* Apply @ops in one tdb transaction, made atomic on disk by the journal
@@ -438,9 +434,7 @@ static int journal_recover(nvt_store *st)
             r = nvt_be_flush(st->be);
     }
     if (r == 0)
-        r = nvt_journal_clear(st->journal);
-    if (r == 0)
-        r = nvt_be_flush(st->be);
+        r = nvt_journal_retire(st->journal);
     if (r < 0)
         nvt_error_prefix(r, "%s: journal recovery failed", st->be->name);
     return r;
