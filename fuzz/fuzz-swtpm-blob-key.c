@@ -19,7 +19,7 @@
 #include <openssl/evp.h>
 
 #include "fuzz-util.h"
-#include "swtpm-state.h"
+#include "swtpm-crypt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

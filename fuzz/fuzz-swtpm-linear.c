@@ -14,7 +14,7 @@
 #include <glib.h>
 
 #include "fuzz-util.h"
-#include "swtpm-state.h"
+#include "swtpm-crypt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,6 +17,7 @@
 #include <libtpms/tpm_error.h>
 
 #include "fuzz-util.h"
+#include "swtpm-blob.h"
 #include "tpmd-ctrl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (!(ctl & FZ_KEEP_CHECKSUMS) && len >= 16 && get32(req) == CTRL_SET_STATEBLOB) {
         set32(req + 12, len - 16);
-        if (len >= 16 + BLOB_HDR_SIZE)
+        if (len >= 16 + SWTPM_BLOB_HDR_SIZE)
             set32(req + 16 + 6, len - 16);
     }
     size_t need = ctrl_request_size(req, len);

@@ -28,7 +28,7 @@
 #include "journal.h"
 #include "nvramtdb.h"
 #include "record.h"
-#include "swtpm-state.h"
+#include "swtpm-crypt.h"
 
 static const char *outdir;
 

@@ -30,7 +30,7 @@
 #include <openssl/crypto.h>
 
 #include "nvramtdb.h"
-#include "swtpm-state.h"
+#include "swtpm-crypt.h"
 
 enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 

@@ -81,6 +81,7 @@
 
 #include "nvramtdb.h"
 #include "nvtpm.h"
+#include "swtpm-blob.h"
 #include "tpmd-ctrl.h"
 
 #ifndef PACKAGE_VERSION
@@ -904,26 +905,6 @@ static int state_type(uint32_t blob_type)
     }
 }
 
-/* Wrap a libtpms state blob in swtpm's migration container. */
-static void blob_wrap(GByteArray *out, const uint8_t *raw, size_t len)
-{
-    uint8_t h[BLOB_HDR_SIZE + 2 * TLV_HDR_SIZE];
-    size_t total = sizeof(h) + len;
-
-    h[0] = BLOB_VERSION;
-    h[1] = 1;                                        /* min_version */
-    set16(h + 2, BLOB_HDR_SIZE);
-    set16(h + 4, BLOB_FLAG_MIGRATION_DATA);
-    set32(h + 6, (uint32_t)total);
-    set16(h + 10, TLV_TAG_MIGRATION_DATA);
-    set32(h + 12, (uint32_t)(TLV_HDR_SIZE + len));
-    set16(h + 16, TLV_TAG_DATA);
-    set32(h + 18, (uint32_t)len);
-    g_byte_array_append(out, h, sizeof(h));
-    if (len)
-        g_byte_array_append(out, raw, (guint)len);
-}
-
 static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
 {
     uint32_t type = get32(req + 8), offset = get32(req + 12);   /* after state_flags */
@@ -931,7 +912,7 @@ static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
     uint8_t *blob = NULL;
     size_t blob_len = 0;
     uint32_t res = TPM_SUCCESS;
-    GByteArray *wrapped = g_byte_array_new();
+    GByteArray *wrapped = NULL;
     size_t n = 0;
 
     if (st < 0) {
@@ -950,7 +931,7 @@ static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
              * so an empty container here would break the way to swtpm. */
             res = TPM_RETRY;
         } else {
-            blob_wrap(wrapped, blob, blob_len);
+            wrapped = swtpm_blob_wrap(blob, blob_len, true);
             n = offset < wrapped->len ? wrapped->len - offset : 0;
         }
     }
@@ -962,8 +943,10 @@ static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
         g_byte_array_append(out, wrapped->data + offset, (guint)n);
     logm(L_INFO, "GET_STATEBLOB type %" PRIu32 ": result 0x%" PRIx32 ", %zu bytes", type, res, n);
     /* The TPM's state holds its seeds: leave no copy behind in the heap. */
-    explicit_bzero(wrapped->data, wrapped->len);
-    g_byte_array_unref(wrapped);
+    if (wrapped) {
+        explicit_bzero(wrapped->data, wrapped->len);
+        g_byte_array_unref(wrapped);
+    }
     if (blob)
         explicit_bzero(blob, blob_len);
     free(blob);

@@ -7,16 +7,10 @@
 #include "config.h"
 #endif
 
-#include <stdbool.h>
-
 #include <libtpms/tpm_error.h>
 
+#include "swtpm-blob.h"
 #include "tpmd-ctrl.h"
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -48,58 +42,22 @@ size_t ctrl_request_size(const uint8_t *p, size_t len)
     }
 }
 
-/* Find TLV @tag in @p/@len; false if absent or the TLVs are malformed. */
-static bool tlv_find(const uint8_t *p, size_t len, uint16_t tag, const uint8_t **val,
-                     size_t *val_len)
-{
-    size_t off = 0;
-
-    while (len - off >= TLV_HDR_SIZE) {
-        uint16_t t = get16(p + off);
-        uint32_t l = get32(p + off + 2);
-
-        if (l > len - off - TLV_HDR_SIZE)
-            return false;
-        if (t == tag) {
-            *val = p + off + TLV_HDR_SIZE;
-            *val_len = l;
-            return true;
-        }
-        off += TLV_HDR_SIZE + l;
-    }
-    return false;
-}
-
 uint32_t blob_unwrap(const uint8_t *p, size_t len, const uint8_t **raw, size_t *raw_len)
 {
-    uint16_t hdrsize, flags;
-    uint8_t version;
-    const uint8_t *mig;
-    size_t mig_len;
-
-    if (len < BLOB_HDR_SIZE || get32(p + 6) != len)
-        return TPM_BAD_PARAMETER;
-    if (p[1] > BLOB_VERSION)
-        return TPM_BAD_VERSION;
-    version = p[0];
-    hdrsize = get16(p + 2);
-    flags = get16(p + 4);
-    if (hdrsize != BLOB_HDR_SIZE)
-        return TPM_BAD_DATASIZE;
-    if (flags & (BLOB_FLAG_ENCRYPTED | BLOB_FLAG_MIGRATION_ENCRYPTED))
-        return TPM_KEYNOTFOUND;
-    p += hdrsize;
-    len -= hdrsize;
-    if (len == 0 || version < 2) {                  /* empty, or version 1: no TLVs */
-        *raw = p;
-        *raw_len = len;
+    /* swtpm's answers to each refusal */
+    switch (swtpm_blob_unwrap_lenient(p, len, raw, raw_len)) {
+    case SWTPM_BLOB_OK:
         return TPM_SUCCESS;
-    }
-    if (tlv_find(p, len, TLV_TAG_MIGRATION_DATA, &mig, &mig_len)) {
-        p = mig;
-        len = mig_len;
-    }
-    if (!tlv_find(p, len, TLV_TAG_DATA, raw, raw_len))
+    case SWTPM_BLOB_BAD_LENGTH:
+        return TPM_BAD_PARAMETER;
+    case SWTPM_BLOB_BAD_VERSION:
+        return TPM_BAD_VERSION;
+    case SWTPM_BLOB_BAD_HDRSIZE:
+        return TPM_BAD_DATASIZE;
+    case SWTPM_BLOB_ENCRYPTED:
+        return TPM_KEYNOTFOUND;
+    case SWTPM_BLOB_NO_DATA:
+    default:
         return TPM_FAIL;
-    return TPM_SUCCESS;
+    }
 }

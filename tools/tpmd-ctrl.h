@@ -37,22 +37,12 @@ enum {
     CTRL_GET_INFO = 18,
 };
 
-/* swtpm's state blob container: header {u8 version, u8 min_version,
- * u16 hdrsize, u16 flags, u32 totlen}, then TLVs {u16 tag, u32 len}. */
-#define BLOB_HDR_SIZE                 10u
-#define BLOB_VERSION                  2u
-#define BLOB_FLAG_ENCRYPTED           0x01u
-#define BLOB_FLAG_MIGRATION_ENCRYPTED 0x02u
-#define BLOB_FLAG_MIGRATION_DATA      0x04u
-#define TLV_HDR_SIZE                  6u
-#define TLV_TAG_DATA                  1u
-#define TLV_TAG_MIGRATION_DATA        4u
-
 /* Bytes of a complete control request whose first bytes are @p (@len of
  * them); may be more than @len (wait for more) or huge (refuse it). */
 size_t ctrl_request_size(const uint8_t *p, size_t len);
 
-/* Unwrap swtpm's container @p/@len: *raw and *raw_len point into @p at the
+/* Unwrap swtpm's container @p/@len as swtpm's SET_STATEBLOB does
+ * (swtpm_blob_unwrap_lenient()): *raw and *raw_len point into @p at the
  * libtpms state.  Returns a TPM result code (TPM_SUCCESS, or why not). */
 uint32_t blob_unwrap(const uint8_t *p, size_t len, const uint8_t **raw, size_t *raw_len);
 
