@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
  * fuzz-tpmd-ctrl.c — nvram-tpmd's control channel request parser: the
- * framing (ctrl_request_size) of what a client writes, and for
- * SET_STATEBLOB the state blob container (blob_unwrap), exactly as
- * ctrl_process()/ctrl_set_stateblob() call them.
+ * framing (tpmd_ctrl_request_size) of what a client writes, and for
+ * SET_STATEBLOB the state blob container (tpmd_ctrl_blob_unwrap), exactly
+ * as ctrl_process() and the SET_STATEBLOB handler call them (requests
+ * above TPMD_CTRL_REQUEST_MAX are refused before parsing).
  * Input: control byte, then the bytes received.  Unless the control byte
  * says not to, a SET_STATEBLOB request gets its length field and its
  * blob's totlen set to what the input holds (the fields a mutation breaks).
@@ -21,9 +22,6 @@
 #include "tpmd-ctrl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* ctrl_process() refuses larger requests before parsing them. */
-#define CTRL_REQUEST_MAX (8u * 1024 * 1024)
 
 static uint32_t get32(const uint8_t *p)
 {
@@ -50,15 +48,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len >= 16 + SWTPM_BLOB_HDR_SIZE)
             set32(req + 16 + 6, len - 16);
     }
-    size_t need = ctrl_request_size(req, len);
+    size_t need = tpmd_ctrl_request_size(req, len);
     if (need < 4)
         abort();
-    if (len >= 4 && need <= len && need <= CTRL_REQUEST_MAX &&
+    if (len >= 4 && need <= len && need <= TPMD_CTRL_REQUEST_MAX &&
         get32(req) == CTRL_SET_STATEBLOB) {
         uint32_t blob_len = get32(req + 12);
         const uint8_t *raw = NULL;
         size_t raw_len = 0;
-        if (blob_len && blob_unwrap(req + 16, blob_len, &raw, &raw_len) == TPM_SUCCESS &&
+        if (blob_len && tpmd_ctrl_blob_unwrap(req + 16, blob_len, &raw, &raw_len) == TPM_SUCCESS &&
             (raw < req + 16 || raw_len > blob_len || raw + raw_len > req + 16 + blob_len))
             abort();                      /* the state must lie inside the blob */
     }

@@ -25,8 +25,10 @@
  * (a raw command can never start with 00 00 00 08).  A connection may
  * carry any number of commands; u32 TPM_SESSION_END (20) closes it.
  *
- * Control channel.  Big-endian u32 command code and a payload laid out as
- * in swtpm's include/swtpm/tpm_ioctl.h; every response starts with a u32
+ * Control channel (its table of commands, framing and handlers are
+ * tpmd-ctrl.c's; the daemon supplies the operations on its TPM).
+ * Big-endian u32 command code and a payload laid out as in swtpm's
+ * include/swtpm/tpm_ioctl.h; every response starts with a u32
  * result (a TPM 1.2 style code, 0 = success), except GET_CAPABILITY whose
  * 8-byte answer is a big-endian u64 bit mask (which reads as result 0
  * followed by a u32 mask).  As in swtpm, a request is the message a
@@ -92,34 +94,6 @@ enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 
 /* ---- protocol constants ------------------------------------------------- */
 
-/* GET_CAPABILITY bits. */
-#define CAP_INIT                 (1u << 0)
-#define CAP_SHUTDOWN             (1u << 1)
-#define CAP_GET_TPMESTABLISHED   (1u << 2)
-#define CAP_SET_LOCALITY         (1u << 3)
-#define CAP_HASHING              (1u << 4)   /* not offered: TPM 1.2 TIS hashing */
-#define CAP_CANCEL_TPM_CMD       (1u << 5)
-#define CAP_STORE_VOLATILE       (1u << 6)
-#define CAP_RESET_TPMESTABLISHED (1u << 7)
-#define CAP_GET_STATEBLOB        (1u << 8)
-#define CAP_SET_STATEBLOB        (1u << 9)
-#define CAP_STOP                 (1u << 10)
-#define CAP_GET_CONFIG           (1u << 11)
-#define CAP_SET_DATAFD           (1u << 12)
-#define CAP_SET_BUFFERSIZE       (1u << 13)
-#define CAP_GET_INFO             (1u << 14)  /* not offered */
-
-#define CAPS_OFFERED (CAP_INIT | CAP_SHUTDOWN | CAP_GET_TPMESTABLISHED | CAP_SET_LOCALITY | \
-                      CAP_CANCEL_TPM_CMD | CAP_STORE_VOLATILE | CAP_RESET_TPMESTABLISHED | \
-                      CAP_GET_STATEBLOB | CAP_SET_STATEBLOB | CAP_STOP | CAP_GET_CONFIG | \
-                      CAP_SET_DATAFD | CAP_SET_BUFFERSIZE)
-
-#define INIT_FLAG_DELETE_VOLATILE 1u      /* INIT's flag; volatile state is always single use here */
-#define STATE_FLAG_ENCRYPTED      2u      /* SET_STATEBLOB: blob encrypted with a state key */
-
-/* State blob types of GET/SET_STATEBLOB. */
-enum { BLOB_PERMANENT = 1, BLOB_VOLATILE = 2, BLOB_SAVESTATE = 3 };
-
 /* Data channel framing (Microsoft simulator commands). */
 #define MSSIM_SEND_COMMAND 8u
 #define MSSIM_SESSION_END  20u
@@ -131,15 +105,10 @@ enum { BLOB_PERMANENT = 1, BLOB_VOLATILE = 2, BLOB_SAVESTATE = 3 };
 #define TPM2_RC_COMMAND_SIZE 0x142u
 #define TPM2_RC_INITIALIZE   0x100u
 
-/* Largest control request accepted (SET_STATEBLOB of a full permall is
- * about 180 KiB). */
-#define CTRL_REQUEST_MAX (8u * 1024 * 1024)
-
 /* ---- logging ------------------------------------------------------------ */
 
-/* Levels: 0 errors; 1 life cycle (default); 2 connections and every
- * control command; 3 every TPM command with its result and duration. */
-enum { L_ERR = 0, L_INFO = 1, L_CONN = 2, L_CMD = 3 };
+/* The levels of tpmd-ctrl.h, by short names. */
+enum { L_ERR = TPMD_LOG_ERR, L_INFO = TPMD_LOG_INFO, L_CONN = TPMD_LOG_CONN, L_CMD = TPMD_LOG_CMD };
 
 static int log_level = L_INFO;
 static int log_fd = STDERR_FILENO;   /* -1: discard */
@@ -234,14 +203,6 @@ static void set32(uint8_t *p, uint32_t v)
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
-}
-
-static void put32(GByteArray *b, uint32_t v)
-{
-    uint8_t x[4];
-
-    set32(x, v);
-    g_byte_array_append(b, x, 4);
 }
 
 /* ---- daemon state ------------------------------------------------------- */
@@ -854,30 +815,13 @@ static void data_process(tpmd *d, conn *c)
 
 /* ---- control channel ---------------------------------------------------- */
 
-static uint32_t errno_to_result(int r)
-{
-    switch (-r) {
-    case 0:
-        return TPM_SUCCESS;
-    case EINVAL:
-        return TPM_BAD_PARAMETER;
-    case ENODEV:
-    case EBUSY:
-    case EALREADY:
-        return TPM_BAD_ORDINAL;     /* swtpm's answer for "not in this state" */
-    case ENOENT:
-        return TPM_RETRY;           /* no such state: libtpms's "not found" */
-    case EFBIG:
-    case ENOSPC:
-        return TPM_SIZE;
-    case EIO:
-        return TPM_IOERROR;
-    case EPERM:
-        return TPM_BAD_LOCALITY;    /* e.g. resetting "established" needs locality 3 or 4 */
-    default:
-        return TPM_FAIL;
-    }
-}
+/* The protocol is tpmd-ctrl.c's; these are the daemon's operations. */
+
+/* The request's connection, for SET_DATAFD. */
+typedef struct ctrl_call {
+    tpmd *d;
+    conn *c;
+} ctrl_call;
 
 static uint32_t power_on(tpmd *d, const char *why)
 {
@@ -894,246 +838,191 @@ static uint32_t power_on(tpmd *d, const char *why)
 static int state_type(uint32_t blob_type)
 {
     switch (blob_type) {
-    case BLOB_PERMANENT:
+    case CTRL_BLOB_PERMANENT:
         return TPMLIB_STATE_PERMANENT;
-    case BLOB_VOLATILE:
+    case CTRL_BLOB_VOLATILE:
         return TPMLIB_STATE_VOLATILE;
-    case BLOB_SAVESTATE:
+    case CTRL_BLOB_SAVESTATE:
         return TPMLIB_STATE_SAVE_STATE;
     default:
         return -1;
     }
 }
 
-static void ctrl_get_stateblob(tpmd *d, const uint8_t *req, GByteArray *out)
+static bool op_powered(void *opaque)
 {
-    uint32_t type = get32(req + 8), offset = get32(req + 12);   /* after state_flags */
-    int st = state_type(type);
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    uint32_t res = TPM_SUCCESS;
-    GByteArray *wrapped = NULL;
-    size_t n = 0;
+    ctrl_call *k = opaque;
 
-    if (st < 0) {
-        res = TPM_BAD_PARAMETER;
-    } else if (!nvtpm_is_powered(d->tpm)) {
-        res = TPM_BAD_ORDINAL;
-    } else {
-        int r = nvtpm_get_state_blob(d->tpm, (unsigned)st, &blob, &blob_len);
-
-        if (r < 0) {
-            logm(L_ERR, "GET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
-            res = errno_to_result(r);
-        } else if (blob_len == 0) {
-            /* No such blob (a TPM 2's save state): swtpm answers TPM_RETRY
-             * and no data, and refuses an empty container on SET (0x34),
-             * so an empty container here would break the way to swtpm. */
-            res = TPM_RETRY;
-        } else {
-            wrapped = swtpm_blob_wrap(blob, blob_len, true);
-            n = offset < wrapped->len ? wrapped->len - offset : 0;
-        }
-    }
-    put32(out, res);
-    put32(out, 0);                   /* state_flags: never encrypted */
-    put32(out, (uint32_t)n);         /* totlength: what follows from @offset */
-    put32(out, (uint32_t)n);         /* length */
-    if (n)
-        g_byte_array_append(out, wrapped->data + offset, (guint)n);
-    logm(L_INFO, "GET_STATEBLOB type %" PRIu32 ": result 0x%" PRIx32 ", %zu bytes", type, res, n);
-    /* The TPM's state holds its seeds: leave no copy behind in the heap. */
-    if (wrapped) {
-        explicit_bzero(wrapped->data, wrapped->len);
-        g_byte_array_unref(wrapped);
-    }
-    if (blob)
-        explicit_bzero(blob, blob_len);
-    free(blob);
+    return nvtpm_is_powered(k->d->tpm);
 }
 
-static uint32_t ctrl_set_stateblob(tpmd *d, const uint8_t *req)
+static int op_power_on(void *opaque, bool delete_volatile)
 {
-    uint32_t flags = get32(req + 4), type = get32(req + 8), blob_len = get32(req + 12);
-    const uint8_t *raw = NULL;
-    size_t raw_len = 0;
-    int st = state_type(type), r;
-    uint32_t res;
+    ctrl_call *k = opaque;
 
-    if (st < 0)
-        return TPM_BAD_PARAMETER;
-    if (nvtpm_is_powered(d->tpm))
-        return TPM_BAD_ORDINAL;      /* as swtpm: STOP first */
-    if (flags & STATE_FLAG_ENCRYPTED)
-        return TPM_KEYNOTFOUND;
-    if (blob_len) {
-        res = blob_unwrap(req + 16, blob_len, &raw, &raw_len);
-        if (res != TPM_SUCCESS)
-            return res;
-    }
-    r = nvtpm_set_state_blob(d->tpm, (unsigned)st, raw_len ? raw : NULL, raw_len);
-    if (r < 0) {
+    return power_on(k->d, delete_volatile ? "INIT, delete volatile" : "INIT") == TPM_SUCCESS
+               ? 0 : -EIO;
+}
+
+static void op_power_off(void *opaque)
+{
+    ctrl_call *k = opaque;
+
+    nvtpm_power_off(k->d->tpm);
+}
+
+static void op_terminate(void *opaque)
+{
+    ctrl_call *k = opaque;
+
+    k->d->terminate = true;
+}
+
+static int op_get_established(void *opaque, bool *established)
+{
+    ctrl_call *k = opaque;
+
+    return nvtpm_get_established(k->d->tpm, established);
+}
+
+static int op_reset_established(void *opaque, uint8_t locality)
+{
+    ctrl_call *k = opaque;
+
+    return nvtpm_reset_established(k->d->tpm, locality);
+}
+
+static int op_set_locality(void *opaque, uint8_t locality)
+{
+    ctrl_call *k = opaque;
+    int r = nvtpm_set_locality(k->d->tpm, locality);
+
+    if (r >= 0)
+        k->d->locality = locality;
+    return r;
+}
+
+static int op_cancel(void *opaque)
+{
+    ctrl_call *k = opaque;
+
+    return nvtpm_cancel(k->d->tpm);
+}
+
+static int op_store_volatile(void *opaque)
+{
+    ctrl_call *k = opaque;
+    int r = nvtpm_store_volatile(k->d->tpm);
+
+    if (r < 0)
+        logm(L_ERR, "STORE_VOLATILE failed: %s", lib_msg(r));
+    else
+        logm(L_INFO, "STORE_VOLATILE: volatile state stored");
+    return r;
+}
+
+static int op_get_state_blob(void *opaque, uint32_t type, uint8_t **blob, size_t *len)
+{
+    ctrl_call *k = opaque;
+    int r = nvtpm_get_state_blob(k->d->tpm, (unsigned)state_type(type), blob, len);
+
+    if (r < 0)
+        logm(L_ERR, "GET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
+    return r;
+}
+
+static int op_set_state_blob(void *opaque, uint32_t type, const uint8_t *raw, size_t len)
+{
+    ctrl_call *k = opaque;
+    int r = nvtpm_set_state_blob(k->d->tpm, (unsigned)state_type(type), raw, len);
+
+    if (r < 0)
         logm(L_ERR, "SET_STATEBLOB type %" PRIu32 ": %s", type, lib_msg(r));
-        return errno_to_result(r);
-    }
-    logm(L_INFO, "SET_STATEBLOB type %" PRIu32 ": %zu bytes stored", type, raw_len);
-    return TPM_SUCCESS;
+    return r;
 }
+
+static int op_set_datafd(void *opaque)
+{
+    ctrl_call *k = opaque;
+    tpmd *d = k->d;
+    conn *c = k->c, *dc;
+
+    if (!c->unix_ctrl || c->rx_fd < 0)
+        return -EBADF;                       /* no descriptor came with the request */
+    for (guint i = 0; i < d->conns->len; i++) {
+        conn *o = g_ptr_array_index(d->conns, i);
+
+        if (o->passed && !o->dead)
+            return -EBUSY;                   /* as swtpm: one passed data channel */
+    }
+    dc = conn_new(d, c->rx_fd, CHAN_DATA);
+    dc->passed = true;
+    c->rx_fd = -1;
+    fcntl(dc->fd, F_SETFL, fcntl(dc->fd, F_GETFL) | O_NONBLOCK);
+    fcntl(dc->fd, F_SETFD, FD_CLOEXEC);
+    logm(L_INFO, "SET_DATAFD: serving data connection %lu on the passed socket", dc->id);
+    return 0;
+}
+
+static uint32_t op_set_buffer_size(void *opaque, uint32_t wanted, uint32_t *min, uint32_t *max)
+{
+    ctrl_call *k = opaque;
+    uint32_t size = nvtpm_set_buffer_size(k->d->tpm, wanted, min, max);
+
+    if (size)
+        k->d->bufsize = MIN(size, NVTPM_BUFFER_MAX);
+    return size;
+}
+
+static void G_GNUC_PRINTF(3, 4) op_log(void *opaque, int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    (void)opaque;
+    va_start(ap, fmt);
+    vlogm(level, fmt, ap);
+    va_end(ap);
+}
+
+static const tpmd_ctrl_ops ctrl_ops = {
+    .powered = op_powered,
+    .power_on = op_power_on,
+    .power_off = op_power_off,
+    .terminate = op_terminate,
+    .get_established = op_get_established,
+    .reset_established = op_reset_established,
+    .set_locality = op_set_locality,
+    .cancel = op_cancel,
+    .store_volatile = op_store_volatile,
+    .get_state_blob = op_get_state_blob,
+    .set_state_blob = op_set_state_blob,
+    .set_datafd = op_set_datafd,
+    .set_buffer_size = op_set_buffer_size,
+    .log = op_log,
+};
 
 /* Execute the complete request at the start of @c's input. */
-static void ctrl_execute(tpmd *d, conn *c, const uint8_t *req)
+static void ctrl_execute(tpmd *d, conn *c)
 {
+    ctrl_call call = { .d = d, .c = c };
     GByteArray *out = g_byte_array_new();
-    uint32_t cmd = get32(req), res = TPM_SUCCESS;
-    bool running = nvtpm_is_powered(d->tpm);
-    int r;
 
-    switch (cmd) {
-    case CTRL_GET_CAPABILITY:
-        /* A big-endian u64 mask: u32 result 0, then u32 mask. */
-        put32(out, 0);
-        put32(out, CAPS_OFFERED);
-        break;
-    case CTRL_INIT:
-        if (running)
-            nvtpm_power_off(d->tpm);
-        res = power_on(d, get32(req + 4) & INIT_FLAG_DELETE_VOLATILE
-                              ? "INIT, delete volatile" : "INIT");
-        put32(out, res);
-        break;
-    case CTRL_SHUTDOWN:
-        nvtpm_power_off(d->tpm);
-        logm(L_INFO, "SHUTDOWN: TPM powered off, exiting");
-        d->terminate = true;
-        put32(out, TPM_SUCCESS);
-        break;
-    case CTRL_STOP:
-        nvtpm_power_off(d->tpm);
-        logm(L_INFO, "STOP: TPM powered off");
-        put32(out, TPM_SUCCESS);
-        break;
-    case CTRL_GET_TPMESTABLISHED: {
-        bool est = false;
-
-        if (!running) {
-            put32(out, TPM_BAD_ORDINAL);
-            break;
-        }
-        if ((r = nvtpm_get_established(d->tpm, &est)) < 0)
-            res = errno_to_result(r);
-        /* ptm_est's response: u32 result, u8 bit, padded to 8 bytes. */
-        put32(out, res);
-        put32(out, 0);
-        out->data[4] = est ? 1 : 0;
-        break;
-    }
-    case CTRL_SET_LOCALITY:
-        if (req[4] > 4) {
-            res = TPM_BAD_LOCALITY;
-        } else if ((r = nvtpm_set_locality(d->tpm, req[4])) < 0) {
-            res = errno_to_result(r);
-        } else {
-            d->locality = req[4];
-        }
-        put32(out, res);
-        break;
-    case CTRL_RESET_TPMESTABLISHED:
-        if (!running)
-            res = TPM_BAD_ORDINAL;
-        else if (req[4] > 4)
-            res = TPM_BAD_LOCALITY;
-        else if ((r = nvtpm_reset_established(d->tpm, req[4])) < 0)
-            res = errno_to_result(r);
-        put32(out, res);
-        break;
-    case CTRL_CANCEL_TPM_CMD:
-        /* Commands run to completion before the loop reads the control
-         * channel again, so there is rarely anything to cancel; the call
-         * is made anyway, as swtpm does. */
-        res = !running ? TPM_BAD_ORDINAL : errno_to_result(nvtpm_cancel(d->tpm));
-        put32(out, res);
-        break;
-    case CTRL_STORE_VOLATILE:
-        if (!running) {
-            res = TPM_BAD_ORDINAL;
-        } else if ((r = nvtpm_store_volatile(d->tpm)) < 0) {
-            logm(L_ERR, "STORE_VOLATILE failed: %s", lib_msg(r));
-            res = errno_to_result(r);
-        } else {
-            logm(L_INFO, "STORE_VOLATILE: volatile state stored");
-        }
-        put32(out, res);
-        break;
-    case CTRL_GET_STATEBLOB:
-        ctrl_get_stateblob(d, req, out);
-        break;
-    case CTRL_SET_STATEBLOB:
-        put32(out, ctrl_set_stateblob(d, req));
-        break;
-    case CTRL_GET_CONFIG:
-        put32(out, TPM_SUCCESS);
-        put32(out, 0);                       /* no file key, no migration key */
-        break;
-    case CTRL_SET_DATAFD: {
-        bool have = false;
-
-        for (guint i = 0; i < d->conns->len; i++) {
-            conn *o = g_ptr_array_index(d->conns, i);
-
-            have |= o->passed && !o->dead;
-        }
-        if (!c->unix_ctrl || c->rx_fd < 0) {
-            res = TPM_BAD_PARAMETER;         /* no descriptor came with the request */
-        } else if (have) {
-            res = TPM_IOERROR;               /* as swtpm: one passed data channel */
-        } else {
-            conn *dc = conn_new(d, c->rx_fd, CHAN_DATA);
-
-            dc->passed = true;
-            c->rx_fd = -1;
-            fcntl(dc->fd, F_SETFL, fcntl(dc->fd, F_GETFL) | O_NONBLOCK);
-            fcntl(dc->fd, F_SETFD, FD_CLOEXEC);
-            logm(L_INFO, "SET_DATAFD: serving data connection %lu on the passed socket", dc->id);
-        }
-        put32(out, res);
-        break;
-    }
-    case CTRL_SET_BUFFERSIZE: {
-        uint32_t wanted = get32(req + 4), min = 0, max = 0, size;
-
-        if (wanted && running) {
-            put32(out, TPM_BAD_ORDINAL);     /* only while stopped (swtpm) */
-            break;
-        }
-        size = nvtpm_set_buffer_size(d->tpm, wanted, &min, &max);
-        if (size)
-            d->bufsize = MIN(size, NVTPM_BUFFER_MAX);
-        put32(out, TPM_SUCCESS);
-        put32(out, size);
-        put32(out, min);
-        put32(out, max);
-        break;
-    }
-    default:                                 /* HASH_*, GET_INFO, unknown */
-        put32(out, TPM_BAD_ORDINAL);
-        break;
-    }
+    tpmd_ctrl_execute(&ctrl_ops, &call, c->in->data, c->in->len, out);
     if (c->rx_fd >= 0) {                     /* a descriptor nobody asked for */
         close(c->rx_fd);
         c->rx_fd = -1;
     }
-    logm(cmd == CTRL_SET_LOCALITY || cmd == CTRL_GET_CAPABILITY ? L_CMD : L_CONN,
-         "control command %" PRIu32 " -> 0x%" PRIx32, cmd, out->len >= 4 ? get32(out->data) : 0);
     conn_send(c, out->data, out->len);
+    bytes_wipe(out);                         /* GET_STATEBLOB's answer is TPM state */
     g_byte_array_unref(out);
 }
 
 static void ctrl_process(tpmd *d, conn *c)
 {
     while (!c->dead && !conn_pending(c) && c->in->len >= 4 && !d->terminate) {
-        size_t need = ctrl_request_size(c->in->data, c->in->len);
+        size_t need = tpmd_ctrl_request_size(c->in->data, c->in->len);
 
-        if (need > CTRL_REQUEST_MAX) {
+        if (need > TPMD_CTRL_REQUEST_MAX) {
             uint8_t res[4];
 
             logm(L_ERR, "control connection %lu: request of %zu bytes refused", c->id, need);
@@ -1145,7 +1034,7 @@ static void ctrl_process(tpmd *d, conn *c)
         }
         if (c->in->len < need)
             return;
-        ctrl_execute(d, c, c->in->data);
+        ctrl_execute(d, c);
         /* Whatever came with the request beyond its layout is padding. */
         bytes_wipe(c->in);
     }
