@@ -83,7 +83,6 @@
 
 #include "nvramtdb.h"
 #include "nvtpm.h"
-#include "swtpm-blob.h"
 #include "tpmd-ctrl.h"
 
 #ifndef PACKAGE_VERSION
@@ -108,7 +107,12 @@ enum { RC_OK = 0, RC_FAIL = 1, RC_USAGE = 2 };
 /* ---- logging ------------------------------------------------------------ */
 
 /* The levels of tpmd-ctrl.h, by short names. */
-enum { L_ERR = TPMD_LOG_ERR, L_INFO = TPMD_LOG_INFO, L_CONN = TPMD_LOG_CONN, L_CMD = TPMD_LOG_CMD };
+enum {
+    L_ERR = TPMD_LOG_ERR,
+    L_INFO = TPMD_LOG_INFO,
+    L_CONN = TPMD_LOG_CONN,
+    L_CMD = TPMD_LOG_CMD,
+};
 
 static int log_level = L_INFO;
 static int log_fd = STDERR_FILENO;   /* -1: discard */
