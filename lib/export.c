@@ -74,7 +74,7 @@ static int collect_records(nvramtdb *db, GPtrArray *recs)
     int r = nvt_handle_lock_store(db, false, &st);
     if (r < 0)
         return r;
-    nvramtdb_entry *entries = NULL;
+    nvt_blob_info *entries = NULL;
     size_t n = 0;
     r = nvt_store_list(st, &entries, &n);
     for (size_t i = 0; r == 0 && i < n; i++) {
@@ -87,7 +87,7 @@ static int collect_records(nvramtdb *db, GPtrArray *recs)
                                  rec->name);
     }
     nvt_handle_unlock_store(db);
-    free(entries);
+    g_free(entries);
     return r;
 }
 

@@ -25,6 +25,13 @@
 #include "nvramtdb.h"
 #include "store.h"
 
+/* The store and the queue use internal names for the public limits and
+ * callback; they must agree. */
+_Static_assert(NVT_BLOB_NAME_MAX == NVRAMTDB_NAME_MAX, "blob name limit");
+_Static_assert(NVT_BLOB_MAX_SIZE == NVRAMTDB_BLOB_MAX, "blob size limit");
+_Static_assert(sizeof(((nvt_blob_info *)0)->name) == sizeof(((nvramtdb_entry *)0)->name),
+               "blob name buffer");
+
 struct nvramtdb {
     GMutex lock;
     GMutex store_lock;
@@ -453,7 +460,7 @@ int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
 
 /* Validate, then queue.  A request refused by validation is not
  * accepted, so its callback is not called. */
-static int submit(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
+static int validate_and_queue(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
                   unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
 {
     if (flags & ~request_flags)
@@ -471,13 +478,13 @@ static int submit(nvramtdb *db, const char *name, const void *data, size_t len, 
 int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
                    unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, data, len, false, flags, cb, opaque);
+    return validate_and_queue(db, name, data, len, false, flags, cb, opaque);
 }
 
 int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
                     nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, NULL, 0, true, flags, cb, opaque);
+    return validate_and_queue(db, name, NULL, 0, true, flags, cb, opaque);
 }
 
 int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
@@ -516,10 +523,32 @@ int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
     int r = need_started(db);
     if (r < 0)
         return r;
+    nvt_blob_info *blobs = NULL;
+    size_t n = 0;
     g_mutex_lock(&db->store_lock);
-    r = nvt_store_list(db->st, entries, count);
+    r = nvt_store_list(db->st, &blobs, &n);
     g_mutex_unlock(&db->store_lock);
-    return r;
+    if (r < 0)
+        return r;
+    nvramtdb_entry *out = calloc(n ? n : 1, sizeof *out);
+    if (!out) {
+        g_free(blobs);
+        return nvt_error(ENOMEM, "%s: out of memory listing %zu blobs", db->uri, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        nvramtdb_entry *e = &out[i];
+        memcpy(e->name, blobs[i].name, sizeof e->name);
+        e->size = blobs[i].size;
+        e->max_size = blobs[i].max_size;
+        e->generation = blobs[i].generation;
+        e->crc32c = blobs[i].crc32c;
+        e->present = blobs[i].present;
+        e->registered = blobs[i].registered;
+    }
+    g_free(blobs);
+    *entries = out;
+    *count = n;
+    return 0;
 }
 
 int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
@@ -528,12 +557,22 @@ int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
     if (r < 0)
         return r;
     memset(info, 0, sizeof *info);
+    nvt_store_stats stats;
     g_mutex_lock(&db->store_lock);
     info->format_version = db->img->sb.format_version;
     memcpy(info->uuid, db->img->sb.uuid, 16);
     info->image_size = db->img->sb.image_size;
-    nvt_store_info(db->st, info);
+    nvt_store_get_stats(db->st, &stats);
     g_mutex_unlock(&db->store_lock);
+    info->data_capacity = stats.data_capacity;
+    info->data_used = stats.data_used;
+    info->reserved_bytes = stats.reserved_bytes;
+    info->value_bytes = stats.value_bytes;
+    info->entries = stats.entries;
+    info->slots = stats.slots;
+    info->flushes = stats.flushes;
+    info->commits = stats.commits;
+    info->journaled = stats.journaled;
     return 0;
 }
 

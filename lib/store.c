@@ -172,9 +172,9 @@ static void tdb_detach(nvt_store *st)
 static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
 {
     GHashTable *index = opaque;
-    char name[NVRAMTDB_NAME_MAX + 1];
+    char name[NVT_BLOB_NAME_MAX + 1];
 
-    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX)
+    if (key.dsize == 0 || key.dsize > NVT_BLOB_NAME_MAX)
         return 0;  /* not a blob: left alone, reported by check */
     memcpy(name, key.dptr, key.dsize);
     name[key.dsize] = '\0';
@@ -636,9 +636,9 @@ static int check_specs(const nvt_blob_spec *specs, size_t n)
         int r = nvt_blob_name_check(specs[i].name);
         if (r < 0)
             return r;
-        if (specs[i].max_size == 0 || specs[i].max_size > NVRAMTDB_BLOB_MAX)
+        if (specs[i].max_size == 0 || specs[i].max_size > NVT_BLOB_MAX_SIZE)
             return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", specs[i].name,
-                             specs[i].max_size, NVRAMTDB_BLOB_MAX);
+                             specs[i].max_size, NVT_BLOB_MAX_SIZE);
     }
     return 0;
 }
@@ -1179,15 +1179,13 @@ uint64_t nvt_store_groups(const nvt_store *st)
 
 static int entry_cmp(const void *a, const void *b)
 {
-    return strcmp(((const nvramtdb_entry *)a)->name, ((const nvramtdb_entry *)b)->name);
+    return strcmp(((const nvt_blob_info *)a)->name, ((const nvt_blob_info *)b)->name);
 }
 
-int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count)
+int nvt_store_list(nvt_store *st, nvt_blob_info **blobs, size_t *count)
 {
     size_t n = g_hash_table_size(st->index), i = 0;
-    nvramtdb_entry *out = calloc(n ? n : 1, sizeof *out);
-    if (!out)
-        return nvt_error(ENOMEM, "out of memory listing blobs");
+    nvt_blob_info *out = g_new0(nvt_blob_info, n ? n : 1);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, st->index);
@@ -1203,12 +1201,12 @@ int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count)
         i++;
     }
     qsort(out, n, sizeof *out, entry_cmp);
-    *entries = out;
+    *blobs = out;
     *count = n;
     return 0;
 }
 
-void nvt_store_info(nvt_store *st, nvramtdb_info *info)
+void nvt_store_get_stats(nvt_store *st, nvt_store_stats *info)
 {
     GHashTableIter it;
     gpointer k, v;
@@ -1234,7 +1232,7 @@ void nvt_store_info(nvt_store *st, nvramtdb_info *info)
 
 typedef struct check_ctx {
     nvt_store *st;
-    nvramtdb_report_fn *report;
+    nvt_report_fn *report;
     void *opaque;
     int problems;
 } check_ctx;
@@ -1255,10 +1253,10 @@ static void problem(check_ctx *c, const char *fmt, ...)
 static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
 {
     check_ctx *c = opaque;
-    char name[NVRAMTDB_NAME_MAX + 1];
+    char name[NVT_BLOB_NAME_MAX + 1];
     nvt_record_meta m;
 
-    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX) {
+    if (key.dsize == 0 || key.dsize > NVT_BLOB_NAME_MAX) {
         problem(c, "%s: record with a %zu-byte key is not a blob", c->st->be->name, key.dsize);
         return 0;
     }
@@ -1274,7 +1272,7 @@ static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
     return 0;
 }
 
-int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque)
+int nvt_store_check(nvt_store *st, nvt_report_fn *report, void *opaque)
 {
     check_ctx c = { st, report, opaque, 0 };
     int r = store_usable(st);
