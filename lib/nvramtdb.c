@@ -637,25 +637,46 @@ int nvramtdb_close(nvramtdb *db)
 }
 
 /* ---- for export.c (internal.h) -------------------------------------- */
+/* Named operations instead of the store and its lock: export.c reads the
+ * records under the lock, and writes through the public write path. */
 
 const char *nvt_handle_uri(nvramtdb *db)
 {
     return db->uri;
 }
 
-int nvt_handle_lock_store(nvramtdb *db, bool writable, nvt_store **st)
+int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *opaque)
 {
-    int r = writable ? need_writable(db) : need_started(db);
+    int r = need_started(db);
     if (r < 0)
         return r;
+    nvt_blob_info *blobs = NULL;
+    size_t n = 0;
     g_mutex_lock(&db->store_lock);
-    *st = db->st;
-    return 0;
+    r = nvt_store_list(db->st, &blobs, &n);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        uint8_t *record;
+        size_t size;
+        r = nvt_store_fetch_record(db->st, blobs[i].name, &record, &size);
+        if (r < 0)
+            r = nvt_error_prefix(-r, "%s: cannot export blob %s", db->uri, blobs[i].name);
+        else
+            r = visit(opaque, blobs[i].name, record, size);
+    }
+    g_mutex_unlock(&db->store_lock);
+    g_free(blobs);
+    return r;
 }
 
-void nvt_handle_unlock_store(nvramtdb *db)
+int nvt_handle_need_writable(nvramtdb *db)
 {
-    g_mutex_unlock(&db->store_lock);
+    return need_writable(db);
+}
+
+int nvt_handle_validate_write(nvramtdb *db, const char *name, size_t len)
+{
+    int r = need_writable(db);
+    return r < 0 ? r : nvt_store_validate(db->st, name, len, false);
 }
 
 int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size)

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "journal.h"
 #include "store.h"
+#include "tdbfile.h"
 #include "tdbguard.h"
 #include "testhook.h"
 #include "vfs.h"
@@ -25,9 +26,6 @@
 #define NVT_TDB_FLAGS (TDB_NOLOCK | TDB_NOMMAP | TDB_DISALLOW_NESTING)
 /* A tdb file is addressed with 32-bit offsets; leave tdb room to round. */
 #define NVT_TDB_MAX_LENGTH (UINT32_MAX - (1u << 20))
-
-/* tdb keeps a process-wide list of open databases: serialise open/close. */
-static GMutex tdb_open_lock;
 
 typedef struct blob_entry {
     nvt_record_meta meta;
@@ -46,7 +44,7 @@ struct nvt_store {
     GHashTable *index;         /* name -> blob_entry */
     int failed;                /* sticky error once the tdb cannot be reopened */
     char failed_msg[512];
-    char tdb_msg[NVT_TDB_MSG_SIZE]; /* tdb's latest error log line */
+    char tdb_msg[NVT_TDBFILE_MSG_SIZE]; /* tdb's latest error log line */
     uint64_t commits;          /* tdb transactions */
     uint64_t groups;           /* groups committed (either mode) */
 };
@@ -88,18 +86,6 @@ static TDB_DATA key_of(const char *name)
 
 /* ---- tdb plumbing --------------------------------------------------- */
 
-void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-{
-    char *buf = tdb_get_logging_private(tdb);
-    if (level > TDB_DEBUG_ERROR || !buf)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, NVT_TDB_MSG_SIZE, fmt, ap);
-    va_end(ap);
-    g_strchomp(buf);
-}
-
 static const char *tdb_why(nvt_store *st)
 {
     return st->tdb_msg[0] ? st->tdb_msg : (st->tdb ? tdb_errorstr(st->tdb) : "unknown error");
@@ -126,7 +112,6 @@ static int tdb_errno(nvt_store *st)
 static void tdb_detach(nvt_store *st);
 static int tdb_attach(nvt_store *st, int open_flags)
 {
-    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = st->tdb_msg };
     bool needs_recovery = false;
 
     st->tdb_msg[0] = '\0';
@@ -136,10 +121,8 @@ static int tdb_attach(nvt_store *st, int open_flags)
         if (r < 0)
             return r;
     }
-    g_mutex_lock(&tdb_open_lock);
-    st->tdb = tdb_open_ex(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
-                          open_flags, 0600, &log, NULL);
-    g_mutex_unlock(&tdb_open_lock);
+    st->tdb = nvt_tdbfile_open(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
+                               open_flags, 0600, st->tdb_msg);
     if (!st->tdb) {
         int err = nvt_vfile_latched_error(st->vf) ? -nvt_vfile_latched_error(st->vf) : EBADMSG;
         return nvt_error(err, "%s: cannot open the tdb: %s", st->be->name,
@@ -161,9 +144,7 @@ static void tdb_detach(nvt_store *st)
 {
     if (!st->tdb)
         return;
-    g_mutex_lock(&tdb_open_lock);
-    tdb_close(st->tdb);
-    g_mutex_unlock(&tdb_open_lock);
+    nvt_tdbfile_close(st->tdb);
     st->tdb = NULL;
 }
 
@@ -1314,24 +1295,4 @@ int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, siz
     *value = raw.dptr;
     *size = raw.dsize;
     return 0;
-}
-
-struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
-                                      unsigned mode, const struct tdb_logging_context *log)
-{
-    g_mutex_lock(&tdb_open_lock);
-    struct tdb_context *tdb = tdb_open_ex(path, 0, tdb_flags, open_flags, (mode_t)mode, log,
-                                          NULL);
-    int saved = errno;
-    g_mutex_unlock(&tdb_open_lock);
-    errno = saved;
-    return tdb;
-}
-
-int nvt_tdb_close_file(struct tdb_context *tdb)
-{
-    g_mutex_lock(&tdb_open_lock);
-    int r = tdb_close(tdb);
-    g_mutex_unlock(&tdb_open_lock);
-    return r;
 }

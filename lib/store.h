@@ -25,10 +25,8 @@
 #define NVT_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>  /* tdb.h needs mode_t */
-
-#include <tdb.h>
 
 #include "backend.h"
 #include "image.h"
@@ -154,19 +152,5 @@ int nvt_blob_name_check(const char *name);
  * full (nvt_record_decode with the payload): *value is malloc()ed.
  * Errors: -ENOENT not on the image; -EBADMSG damaged record. */
 int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, size_t *size);
-
-/* tdb_open_ex()/tdb_close() of a standalone tdb (export.c: a real file,
- * which vfs.c passes straight to libc, or a vfile over a private copy),
- * serialised with the store's own opens: tdb keeps a process-wide list
- * of open databases.  Hash size: tdb's default.  errno is kept. */
-/* tdb log callback: keeps tdb's latest error line in the buffer given as
- * log_private (NVT_TDB_MSG_SIZE bytes), for error messages. */
-#define NVT_TDB_MSG_SIZE 256
-void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
-                                      unsigned mode, const struct tdb_logging_context *log);
-int nvt_tdb_close_file(struct tdb_context *tdb);
 
 #endif /* NVT_STORE_H */
