@@ -306,7 +306,8 @@ static int import_write(nvramtdb *db, const char *path, GPtrArray *recs)
             r = nvt_error_prefix(-r, "%s: cannot import %s", nvt_handle_uri(db), path);
             goto out;
         }
-        changes[n++] = (nvramtdb_change){ .name = rec->name, .data = rec->value,
+        changes[n++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                          .name = rec->name, .data = rec->value,
                                           .len = rec->size };
     }
     if (n) {

@@ -188,30 +188,37 @@ static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *ima
 {
     int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
     if (r < 0)
-        return nvt_error_prefix(r, "%s: computing the image layout", db->uri);
+        return nvt_error_prefix(-r, "%s: computing the image layout", db->uri);
     *image_size = nvt_image_size_for(*len, journal_length(db));
     return 0;
 }
 
-uint64_t nvramtdb_get_totalsize(nvramtdb *db)
+int nvramtdb_get_totalsize(nvramtdb *db, uint64_t *bytes)
 {
+    int r = 0;
     g_mutex_lock(&db->lock);
     if (!db->totalsize) {
         uint8_t *tdb;
         uint64_t len, size = 0;
-        if (build_fresh(db, &tdb, &len, &size) == 0) {
+        r = build_fresh(db, &tdb, &len, &size);
+        if (r == 0) {
             g_free(tdb);
             db->totalsize = size;
         }
     }
-    uint64_t size = db->totalsize;
+    if (r == 0)
+        *bytes = db->totalsize;
     g_mutex_unlock(&db->lock);
-    return size;
+    return r;
 }
 
-uint64_t nvramtdb_get_totalsize_kb(nvramtdb *db)
+int nvramtdb_get_totalsize_kb(nvramtdb *db, uint64_t *kib)
 {
-    return (nvramtdb_get_totalsize(db) + 1023) / 1024;
+    uint64_t bytes;
+    int r = nvramtdb_get_totalsize(db, &bytes);
+    if (r == 0)
+        *kib = (bytes + 1023) / 1024;
+    return r;
 }
 
 int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes)
@@ -390,6 +397,32 @@ out:
     return r;
 }
 
+/* ---- extensible structures (nvramtdb.h) ----------------------------- */
+
+/* Largest struct_size taken seriously: guards against an uninitialised
+ * field, far above any version's size. */
+#define STRUCT_SIZE_MAX 65536
+
+static int check_struct_size(nvramtdb *db, const char *what, size_t size, size_t v1)
+{
+    if (size < v1 || size > STRUCT_SIZE_MAX)
+        return nvt_error(EINVAL, "%s: %s size %zu is outside %zu..%u (set struct_size to "
+                         "sizeof(%s))", db->uri, what, size, v1, STRUCT_SIZE_MAX, what);
+    return 0;
+}
+
+/* Copy the library's @known bytes of an output structure into the
+ * caller's @size bytes: bytes the caller's version has and this library
+ * does not know are zero; struct_size keeps the caller's value. */
+static void put_struct(void *dst, size_t size, const void *known, size_t known_size)
+{
+    uint32_t struct_size = (uint32_t)size;
+    memcpy(dst, known, MIN(size, known_size));
+    if (size > known_size)
+        memset((uint8_t *)dst + known_size, 0, size - known_size);
+    memcpy(dst, &struct_size, sizeof struct_size);
+}
+
 /* ---- requests ------------------------------------------------------- */
 
 static int need_started(nvramtdb *db)
@@ -497,18 +530,28 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
     int r = need_writable(db);
     if (r < 0)
         return r;
+    /* The first change's size is the array's stride. */
+    size_t stride = changes[0].struct_size;
+    r = check_struct_size(db, "nvramtdb_change", stride, NVRAMTDB_CHANGE_SIZE_V1);
+    if (r < 0)
+        return r;
     nvt_store_op *ops = g_new0(nvt_store_op, n);
     for (size_t i = 0; r == 0 && i < n; i++) {
-        const nvramtdb_change *c = &changes[i];
+        nvramtdb_change change = { 0 };
+        memcpy(&change, (const uint8_t *)changes + i * stride, MIN(stride, sizeof change));
+        const nvramtdb_change *c = &change;
         size_t len = c->is_delete ? 0 : c->len;
-        if (!c->name)
+        if (c->struct_size != stride)
+            r = nvt_error(EINVAL, "%s: change %zu of the batch has struct_size %u, the first "
+                          "has %zu", db->uri, i + 1, c->struct_size, stride);
+        else if (!c->name)
             r = nvt_error(EINVAL, "%s: change %zu of the batch has no blob name", db->uri, i + 1);
         else if (len && !c->data)
             r = nvt_error(EINVAL, "%s: blob %s: no data for %zu bytes", db->uri, c->name, len);
         else
             r = nvt_store_validate(db->st, c->name, len, c->is_delete);
-        if (r < 0 && c->name)
-            nvt_error_prefix(r, "change %zu of the batch", i + 1);
+        if (r < 0 && c->name && c->struct_size == stride)
+            nvt_error_prefix(-r, "change %zu of the batch", i + 1);
         ops[i] = (nvt_store_op){ .name = c->name, .data = c->data, .len = len,
                                  .is_delete = c->is_delete };
     }
@@ -518,9 +561,11 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
     return r;
 }
 
-int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
+int nvramtdb_list(nvramtdb *db, size_t entry_size, nvramtdb_entry **entries, size_t *count)
 {
     int r = need_started(db);
+    if (r == 0)
+        r = check_struct_size(db, "nvramtdb_entry", entry_size, NVRAMTDB_ENTRY_SIZE_V1);
     if (r < 0)
         return r;
     nvt_blob_info *blobs = NULL;
@@ -530,49 +575,53 @@ int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
     g_mutex_unlock(&db->store_lock);
     if (r < 0)
         return r;
-    nvramtdb_entry *out = calloc(n ? n : 1, sizeof *out);
+    uint8_t *out = calloc(n ? n : 1, entry_size);
     if (!out) {
         g_free(blobs);
         return nvt_error(ENOMEM, "%s: out of memory listing %zu blobs", db->uri, n);
     }
     for (size_t i = 0; i < n; i++) {
-        nvramtdb_entry *e = &out[i];
-        memcpy(e->name, blobs[i].name, sizeof e->name);
-        e->size = blobs[i].size;
-        e->max_size = blobs[i].max_size;
-        e->generation = blobs[i].generation;
-        e->crc32c = blobs[i].crc32c;
-        e->present = blobs[i].present;
-        e->registered = blobs[i].registered;
+        nvramtdb_entry e = { 0 };
+        memcpy(e.name, blobs[i].name, sizeof e.name);
+        e.size = blobs[i].size;
+        e.max_size = blobs[i].max_size;
+        e.generation = blobs[i].generation;
+        e.crc32c = blobs[i].crc32c;
+        e.present = blobs[i].present;
+        e.registered = blobs[i].registered;
+        put_struct(out + i * entry_size, entry_size, &e, sizeof e);
     }
     g_free(blobs);
-    *entries = out;
+    *entries = (nvramtdb_entry *)out;
     *count = n;
     return 0;
 }
 
-int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
+int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *out)
 {
     int r = need_started(db);
+    if (r == 0)
+        r = check_struct_size(db, "nvramtdb_info", out->struct_size, NVRAMTDB_INFO_SIZE_V1);
     if (r < 0)
         return r;
-    memset(info, 0, sizeof *info);
+    nvramtdb_info info = { 0 };
     nvt_store_stats stats;
     g_mutex_lock(&db->store_lock);
-    info->format_version = db->img->sb.format_version;
-    memcpy(info->uuid, db->img->sb.uuid, 16);
-    info->image_size = db->img->sb.image_size;
+    info.format_version = db->img->sb.format_version;
+    memcpy(info.uuid, db->img->sb.uuid, 16);
+    info.image_size = db->img->sb.image_size;
     nvt_store_get_stats(db->st, &stats);
     g_mutex_unlock(&db->store_lock);
-    info->data_capacity = stats.data_capacity;
-    info->data_used = stats.data_used;
-    info->reserved_bytes = stats.reserved_bytes;
-    info->value_bytes = stats.value_bytes;
-    info->entries = stats.entries;
-    info->slots = stats.slots;
-    info->flushes = stats.flushes;
-    info->commits = stats.commits;
-    info->journaled = stats.journaled;
+    info.data_capacity = stats.data_capacity;
+    info.data_used = stats.data_used;
+    info.reserved_bytes = stats.reserved_bytes;
+    info.value_bytes = stats.value_bytes;
+    info.entries = stats.entries;
+    info.slots = stats.slots;
+    info.flushes = stats.flushes;
+    info.commits = stats.commits;
+    info.journaled = stats.journaled;
+    put_struct(out, out->struct_size, &info, sizeof info);
     return 0;
 }
 

@@ -713,6 +713,10 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
     uint64_t records = 0;
     for (size_t i = 0; i < n; i++)
         records += blob_record_bytes(&specs[i]) + NVT_TDB_TAILER_SIZE;
+    /* Refused before building gigabytes in memory only to find it out. */
+    if (records > NVT_TDB_MAX_LENGTH)
+        return nvt_error(ENOSPC, "%zu blobs need %llu bytes of records; a tdb holds at most "
+                         "%u bytes", n, (unsigned long long)records, NVT_TDB_MAX_LENGTH);
     r = build_layout(specs, n, 0, tdb, len);
     const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
     for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {

@@ -13,6 +13,9 @@
 
 #include "testutil.h"
 
+/* The start of every nvramtdb_change: its size (nvramtdb.h). */
+#define SIZED .struct_size = sizeof(nvramtdb_change),
+
 static const tu_blob tpm_blobs[] = {
     { "tpm0/permall", 8192 },
     { "tpm0/volatilestate", 4096 },
@@ -70,7 +73,7 @@ static void test_generation_counts_writes(void)
         TU_OK(nvramtdb_write(db, "tpm0/permall", &b, 1, 0, NULL, NULL));
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_cmpstr(e[0].name, ==, "tpm0/permall");
     g_assert_cmpuint(e[0].generation, ==, 5);
@@ -141,8 +144,8 @@ static void test_batch_writes_every_blob(void)
     tu_fill(perm, sizeof perm, 1);
     tu_fill(vol, sizeof vol, 2);
     nvramtdb_change changes[] = {
-        { .name = "tpm0/permall", .data = perm, .len = sizeof perm },
-        { .name = "tpm0/volatilestate", .data = vol, .len = sizeof vol },
+        { SIZED .name = "tpm0/permall", .data = perm, .len = sizeof perm },
+        { SIZED .name = "tpm0/volatilestate", .data = vol, .len = sizeof vol },
     };
     tu_completion c = { 0 };
     TU_OK(nvramtdb_write_batch(db, changes, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
@@ -157,10 +160,10 @@ static void test_batch_writes_every_blob(void)
     /* In order, the last change to a blob wins; deletes take part. */
     uint8_t again[10] = "0123456789";
     nvramtdb_change mixed[] = {
-        { .name = "tpm0/permall", .data = again, .len = 4 },
-        { .name = "tpm0/volatilestate", .is_delete = true },
-        { .name = "tpm0/permall", .is_delete = true },
-        { .name = "tpm0/permall", .data = again, .len = sizeof again },
+        { SIZED .name = "tpm0/permall", .data = again, .len = 4 },
+        { SIZED .name = "tpm0/volatilestate", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .data = again, .len = sizeof again },
     };
     TU_OK(nvramtdb_write_batch(db, mixed, G_N_ELEMENTS(mixed), 0, NULL, NULL));
     tu_assert_blob(db, "tpm0/permall", again, sizeof again);
@@ -181,23 +184,23 @@ static void test_batch_is_all_or_nothing(void)
     tu_completion c = { 0 };
 
     nvramtdb_change too_big[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "tpm0/volatilestate", .data = big, .len = sizeof big },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "tpm0/volatilestate", .data = big, .len = sizeof big },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, too_big, 2, NVRAMTDB_ASYNC, tu_on_complete, &c),
                     ==, -EFBIG);
     g_assert_nonnull(strstr(nvramtdb_last_error(), "change 2 of the batch"));
     nvramtdb_change unknown[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "nosuch/blob", .data = fresh, .len = 1 },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "nosuch/blob", .data = fresh, .len = 1 },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, unknown, 2, 0, tu_on_complete, &c), ==, -ENOENT);
     g_assert_cmpint(c.calls, ==, 0);
 
     /* volatilestate has no value: its delete fails when applied. */
     nvramtdb_change late[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "tpm0/volatilestate", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "tpm0/volatilestate", .is_delete = true },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, late, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
                                          tu_on_complete, &c), ==, -ENOENT);
@@ -210,7 +213,7 @@ static void test_batch_is_all_or_nothing(void)
     tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
 
     g_assert_cmpint(nvramtdb_write_batch(db, late, 0, 0, NULL, NULL), ==, -EINVAL);
-    nvramtdb_change nameless[] = { { .name = NULL, .data = fresh, .len = 1 } };
+    nvramtdb_change nameless[] = { { SIZED .name = NULL, .data = fresh, .len = 1 } };
     g_assert_cmpint(nvramtdb_write_batch(db, nameless, 1, 0, NULL, NULL), ==, -EINVAL);
     g_assert_cmpint(nvramtdb_write_batch(db, late, 2, 0x80, NULL, NULL), ==, -EINVAL);
     tu_assert_healthy(db);
@@ -226,7 +229,7 @@ static void test_batch_keeps_submission_order(void)
     tu_fill(b, sizeof b, 6);
     tu_completion c = { 0 };
     TU_OK(nvramtdb_write(db, "tpm0/permall", a, sizeof a, NVRAMTDB_ASYNC, tu_on_complete, &c));
-    nvramtdb_change one[] = { { .name = "tpm0/permall", .data = b, .len = sizeof b } };
+    nvramtdb_change one[] = { { SIZED .name = "tpm0/permall", .data = b, .len = sizeof b } };
     TU_OK(nvramtdb_write_batch(db, one, 1, NVRAMTDB_ASYNC, tu_on_complete, &c));
     TU_OK(nvramtdb_write(db, "tpm0/volatilestate", a, sizeof a, NVRAMTDB_ASYNC,
                          tu_on_complete, &c));
@@ -244,7 +247,7 @@ static void test_delete_registered_keeps_its_space(void)
     uint8_t buf[8192];
     tu_fill(buf, sizeof buf, 3);
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
-    nvramtdb_info before, after;
+    nvramtdb_info before = { .struct_size = sizeof before }, after = { .struct_size = sizeof after };
     TU_OK(nvramtdb_get_info(db, &before));
     TU_OK(nvramtdb_delete(db, "tpm0/permall", 0, NULL, NULL));
     tu_assert_blob(db, "tpm0/permall", NULL, -1);
@@ -305,9 +308,11 @@ static void test_file_image_persists_across_reopen(void)
 
     TU_OK(nvramtdb_open(uri, NVRAMTDB_OPEN_CREATE, &db));
     TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
-    uint64_t need = nvramtdb_get_totalsize(db);
+    uint64_t need = 0, kib = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &need));
     g_assert_cmpuint(need, >, 8192);
-    g_assert_cmpuint(nvramtdb_get_totalsize_kb(db), ==, (need + 1023) / 1024);
+    TU_OK(nvramtdb_get_totalsize_kb(db, &kib));
+    g_assert_cmpuint(kib, ==, (need + 1023) / 1024);
     TU_OK(nvramtdb_start(db, 0));
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, NVRAMTDB_WAIT_COMPLETION, NULL,
                          NULL));
@@ -323,7 +328,7 @@ static void test_file_image_persists_across_reopen(void)
     TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
     TU_OK(nvramtdb_start(db, 0));
     tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     TU_OK(nvramtdb_get_info(db, &info));
     g_assert_cmpuint(info.image_size, ==, need);
     g_assert_cmpuint(info.format_version, ==, 1);
@@ -363,7 +368,7 @@ static void test_unregistered_blobs_on_disk_are_kept(void)
     tu_assert_blob(db, "tpm0/volatilestate", buf, sizeof buf);
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_false(e[1].registered);
     g_assert_true(e[1].present);
@@ -372,7 +377,7 @@ static void test_unregistered_blobs_on_disk_are_kept(void)
      * and deleting it removes it entirely. */
     TU_OK(nvramtdb_write(db, "tpm0/volatilestate", buf, 10, 0, NULL, NULL));
     TU_OK(nvramtdb_delete(db, "tpm0/volatilestate", 0, NULL, NULL));
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 1);
     free(e);
     tu_assert_healthy(db);
@@ -408,7 +413,7 @@ static void test_grown_maximum_keeps_value(void)
     tu_assert_healthy(db);
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_cmpuint(e[1].max_size, ==, 100000);
     g_assert_cmpuint(e[1].generation, ==, 2);

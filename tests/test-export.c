@@ -14,6 +14,9 @@
 #include "store.h"
 #include "testutil.h"
 
+/* The start of every nvramtdb_change: its size (nvramtdb.h). */
+#define SIZED .struct_size = sizeof(nvramtdb_change),
+
 static const tu_blob blobs[] = {
     { "tpm0/permall", 8192 },
     { "tpm0/volatilestate", 4096 },
@@ -80,8 +83,8 @@ static void assert_same_list(nvramtdb *a, nvramtdb *b)
 {
     nvramtdb_entry *ea, *eb;
     size_t na, nb;
-    TU_OK(nvramtdb_list(a, &ea, &na));
-    TU_OK(nvramtdb_list(b, &eb, &nb));
+    TU_OK(nvramtdb_list(a, sizeof(nvramtdb_entry), &ea, &na));
+    TU_OK(nvramtdb_list(b, sizeof(nvramtdb_entry), &eb, &nb));
     g_assert_cmpuint(na, ==, nb);
     for (size_t i = 0; i < na; i++) {
         g_assert_cmpstr(ea[i].name, ==, eb[i].name);
@@ -265,8 +268,8 @@ static void test_import_larger_than_journal(void)
 
     /* As one batch the values do not fit: the import must not stop there. */
     nvramtdb_change both[] = {
-        { .name = "dev/x", .data = x, .len = set[0].max_size },
-        { .name = "dev/y", .data = y, .len = set[1].max_size },
+        { SIZED .name = "dev/x", .data = x, .len = set[0].max_size },
+        { SIZED .name = "dev/y", .data = y, .len = set[1].max_size },
     };
     TU_ASSERT_ERROR(nvramtdb_write_batch(dst, both, 2, 0, NULL, NULL), -E2BIG, "journal");
     TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 2);

@@ -386,7 +386,7 @@ static int find_entry(nvramtdb *db, const char *name, bool *present)
     size_t count = 0;
     int r, found = 0;
 
-    r = nvramtdb_list(db, &entries, &count);
+    r = nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &count);
     if (r < 0)
         return r;
     if (present)
@@ -522,7 +522,7 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
     char *work_path = NULL, *work_uri = NULL, *size_text = NULL;
     bool is_mem, created = false, replace = false;
     nvramtdb *db = NULL;
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     struct stat st;
     int rc, r;
 
@@ -718,7 +718,7 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
     };
     gchar **args = NULL;
     nvramtdb *db = NULL;
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     char uuid[37];
     uint64_t data_free;
     int rc, r;
@@ -849,7 +849,7 @@ static int cmd_list(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    r = nvramtdb_list(db, &list, &count);
+    r = nvramtdb_list(db, sizeof(nvramtdb_entry), &list, &count);
     if (r < 0) {
         lib_error(r);
         goto out;
@@ -1475,7 +1475,8 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
         bool present = false;
         if (plain[i]) {
-            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .data = plain[i]->data,
+            changes[nchanges++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                                     .name = names[i], .data = plain[i]->data,
                                                      .len = plain[i]->len };
             continue;
         }
@@ -1485,7 +1486,8 @@ static int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
             goto out;
         }
         if (present)
-            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .is_delete = true };
+            changes[nchanges++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                                     .name = names[i], .is_delete = true };
     }
     r = nvramtdb_write_batch(db, changes, nchanges, NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
     if (r < 0) {
