@@ -77,7 +77,7 @@ typedef struct nvramtdb nvramtdb;
 /* ---- threads ---------------------------------------------------------- *
  * Each writable handle has a writer thread.  Writes, deletes, queued reads
  * and flush barriers are executed by it in submission order; everything
- * pending is committed as one atomic group (one journal record and one
+ * pending is committed as one atomic group (one journal frame and one
  * flush).  Completion callbacks run on the writer thread, outside the
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
  * synchronously, but must not wait for a request nor close the image
@@ -257,7 +257,7 @@ typedef struct nvramtdb_change {
  * writer applies the batch: a delete of a blob that has no value by then)
  * nothing changes, and the batch fails with that change's error and a
  * message naming it.  The batch commits on its own, never split: one
- * journal record (an image's journal holds every registered blob at its
+ * journal frame (an image's journal holds every registered blob at its
  * maximum) or one tdb transaction.
  *
  * @changes is an array of @n changes spaced changes[0].struct_size bytes
@@ -270,7 +270,7 @@ typedef struct nvramtdb_change {
  * Errors: those of nvramtdb_write() and nvramtdb_delete(), for the first
  * change that has one; -EINVAL no changes, a change without a name, a
  * struct_size below NVRAMTDB_CHANGE_SIZE_V1 or different from the
- * first change's; -E2BIG the batch does not fit one journal record
+ * first change's; -E2BIG the batch does not fit one journal frame
  * (possible only with blobs registered after the image was created;
  * nothing changes).
  */
@@ -394,9 +394,10 @@ int nvramtdb_export_tdb(nvramtdb *db, const char *path);
  * is written as that blob's new value (records without a value are
  * skipped; blobs not in the file are left alone).  Every blob must be
  * registered or on the image, with a maximum at least the value's length,
- * or nothing is written.  The values are committed together as one
- * atomic, durable group (except when a group of that size does not fit
- * the image's journal: each blob is then committed on its own).
+ * or nothing is written.  The values are committed as one
+ * nvramtdb_write_batch(), ordered after every write accepted before the
+ * call (except when a batch of that size does not fit the image's
+ * journal: each blob is then written on its own).
  *
  * Returns the number of blobs registered or written.  Errors: -EBADMSG
  * the file is not a valid export (message names the record); -ENOENT no
