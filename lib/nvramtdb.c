@@ -493,8 +493,9 @@ int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
 
 /* Validate, then queue.  A request refused by validation is not
  * accepted, so its callback is not called. */
-static int validate_and_queue(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
-                  unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+static int validate_and_queue(nvramtdb *db, const char *name, const void *data, size_t len,
+                              bool is_delete, unsigned flags, nvramtdb_completion_fn *cb,
+                              void *opaque)
 {
     if (flags & ~request_flags)
         return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);

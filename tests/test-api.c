@@ -247,7 +247,8 @@ static void test_delete_registered_keeps_its_space(void)
     uint8_t buf[8192];
     tu_fill(buf, sizeof buf, 3);
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
-    nvramtdb_info before = { .struct_size = sizeof before }, after = { .struct_size = sizeof after };
+    nvramtdb_info before = { .struct_size = sizeof before };
+    nvramtdb_info after = { .struct_size = sizeof after };
     TU_OK(nvramtdb_get_info(db, &before));
     TU_OK(nvramtdb_delete(db, "tpm0/permall", 0, NULL, NULL));
     tu_assert_blob(db, "tpm0/permall", NULL, -1);
