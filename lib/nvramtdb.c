@@ -7,7 +7,9 @@
  * read-only opens working on a private copy, request validation before
  * execution.  @lock guards the handle's own state (registrations,
  * start); @store_lock serialises access to the store between the writer
- * thread (queue.c) and direct reads, listings and checks.
+ * thread (queue.c) and direct reads, listings, checks and the record walk
+ * of an export (nvt_handle_export_records).  export.c never sees the
+ * store nor the lock (internal.h).
  */
 #include "config.h"
 

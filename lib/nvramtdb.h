@@ -68,7 +68,8 @@ typedef struct nvramtdb nvramtdb;
  *   ignored (a field added later has a zero value that means what the
  *   earlier versions did);
  * - a struct_size below NVRAMTDB_*_SIZE_V1 (the end of version 1's last
- *   field) fails with -EINVAL and a message.
+ *   field), or above 64 KiB (an uninitialised size), fails with -EINVAL
+ *   and a message.
  * Later versions only append fields, never reorder, resize or remove
  * one; the first field a version adds is 8-byte aligned, so that it
  * never falls in the tail padding of the previous version's structure.
