@@ -206,7 +206,8 @@ static void method_phase(method *m, size_t ops, bool measure)
     unsigned n = m->writers;
     worker w[MAX_WRITERS];
     GThread *t[MAX_WRITERS];
-    nvramtdb_info before = { 0 }, after = { 0 };
+    nvramtdb_info before = { .struct_size = sizeof before };
+    nvramtdb_info after = { .struct_size = sizeof after };
 
     if (m->db && measure && nvramtdb_get_info(m->db, &before) < 0)
         die_db("nvramtdb_get_info", -EIO);

@@ -72,8 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nvramtdb *db = NULL;
     if (nvramtdb_open("mem:", 0, &db) < 0)
         abort();
+    uint64_t need = 0;
     if (nvramtdb_import_tdb(db, path, NVRAMTDB_IMPORT_REGISTER) > 0 &&
-        nvramtdb_get_totalsize(db) <= MAX_IMAGE && nvramtdb_start(db, 0) == 0)
+        nvramtdb_get_totalsize(db, &need) == 0 && need <= MAX_IMAGE &&
+        nvramtdb_start(db, 0) == 0)
         nvramtdb_import_tdb(db, path, 0);
     nvramtdb_close(db);
     return 0;

@@ -85,11 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nvt_open_backend(be, NVRAMTDB_OPEN_READONLY, &db) < 0)
         return 0;
     if (nvramtdb_start(db, 0) == 0) {
-        nvramtdb_info info;
+        nvramtdb_info info = { .struct_size = sizeof info };
         nvramtdb_get_info(db, &info);
         nvramtdb_entry *entries = NULL;
         size_t count = 0;
-        if (nvramtdb_list(db, &entries, &count) == 0) {
+        if (nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &count) == 0) {
             for (size_t i = 0; i < count; i++) {
                 uint8_t *value = NULL;
                 size_t value_len = 0;

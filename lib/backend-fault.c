@@ -261,7 +261,6 @@ static void fault_close(nvt_backend *be)
 }
 
 static const nvt_backend_ops fault_ops = {
-    .version = NVT_BACKEND_OPS_VERSION,
     .kind = "fault",
     .pread = fault_pread,
     .pwrite = fault_pwrite,

@@ -330,7 +330,6 @@ static void file_close(nvt_backend *be)
 }
 
 static const nvt_backend_ops file_ops = {
-    .version = NVT_BACKEND_OPS_VERSION,
     .kind = "file",
     .pread = file_pread,
     .pwrite = file_pwrite,

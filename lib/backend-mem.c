@@ -95,7 +95,6 @@ static void mem_close(nvt_backend *be)
 }
 
 static const nvt_backend_ops mem_ops = {
-    .version = NVT_BACKEND_OPS_VERSION,
     .kind = "mem",
     .pread = mem_pread,
     .pwrite = mem_pwrite,

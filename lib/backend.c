@@ -96,7 +96,6 @@ static void borrow_close(nvt_backend *be)
 }
 
 static const nvt_backend_ops borrow_ops = {
-    .version = NVT_BACKEND_OPS_VERSION,
     .kind = "borrowed",
     .pread = borrow_pread,
     .pwrite = borrow_pwrite,

@@ -5,7 +5,8 @@
  * A backend stores bytes at offsets and makes them durable on flush.  It
  * knows nothing of tdb or records: policy (what to write, when to flush,
  * retries, capacity) lives in the layers above, as in QEMU's block layer.
- * The vtable is versioned like sqlite3_io_methods so it can grow.
+ * The vtable is internal (backends are compiled into the library), so it
+ * carries no version: adding an operation updates every backend.
  *
  * Rules every backend follows:
  * - pread/pwrite transfer the whole range or fail; they return 0 or a
@@ -24,10 +25,7 @@
 
 typedef struct nvt_backend nvt_backend;
 
-#define NVT_BACKEND_OPS_VERSION 1
-
 typedef struct nvt_backend_ops {
-    int version;          /* NVT_BACKEND_OPS_VERSION */
     const char *kind;     /* "file", "mem", "fault" */
     int (*pread)(nvt_backend *be, void *buf, size_t len, uint64_t off);
     int (*pwrite)(nvt_backend *be, const void *buf, size_t len, uint64_t off);

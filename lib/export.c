@@ -10,15 +10,17 @@
  * Promises:
  * - export never replaces a file (O_EXCL), writes every record in one tdb
  *   transaction, syncs the file and its directory, and removes the file
- *   if anything fails; it reads the records under the handle's store lock
- *   after a flush, so the file is one consistent state of the image;
+ *   if anything fails; it reads the records after a flush, in one walk
+ *   under the store lock (nvt_handle_export_records), so the file is one
+ *   consistent state of the image;
  * - import never trusts the file: it works on a private in-memory copy
  *   (tdb's recovery, if one is pending, is applied to the copy; the
  *   foreign file is never written nor locked), runs the tdb guard on it,
  *   and checks every key and record in full before it registers or
- *   writes anything.  The values are committed as one group through the
- *   store under the store lock (the queue is flushed first, so writes
- *   accepted before the call are ordered before the import).
+ *   writes anything.  The values are committed like any other write: as
+ *   one nvramtdb_write_batch() (queued behind the writes accepted before
+ *   the call), or, when such a batch does not fit the image's journal,
+ *   blob by blob with nvramtdb_write().
  */
 #include "config.h"
 
@@ -38,6 +40,7 @@
 #include "internal.h"
 #include "record.h"
 #include "store.h"
+#include "tdbfile.h"
 #include "tdbguard.h"
 #include "vfs.h"
 #include "nvramtdb.h"
@@ -60,35 +63,17 @@ static void export_rec_free(gpointer p)
     g_free(r);
 }
 
-static const char *tdb_why(struct tdb_context *tdb, const char *msg)
-{
-    return msg[0] ? msg : tdb_errorstr(tdb);
-}
-
 /* ---- export --------------------------------------------------------- */
 
-/* Every blob record of the image, under the store lock. */
-static int collect_records(nvramtdb *db, GPtrArray *recs)
+/* Keeps one blob record of the image (nvt_handle_export_records). */
+static int collect_record(void *opaque, const char *name, uint8_t *record, size_t size)
 {
-    nvt_store *st;
-    int r = nvt_handle_lock_store(db, false, &st);
-    if (r < 0)
-        return r;
-    nvramtdb_entry *entries = NULL;
-    size_t n = 0;
-    r = nvt_store_list(st, &entries, &n);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        export_rec *rec = g_new0(export_rec, 1);
-        rec->name = g_strdup(entries[i].name);
-        g_ptr_array_add(recs, rec);
-        r = nvt_store_fetch_record(st, rec->name, &rec->value, &rec->size);
-        if (r < 0)
-            r = nvt_error_prefix(-r, "%s: cannot export blob %s", nvt_handle_uri(db),
-                                 rec->name);
-    }
-    nvt_handle_unlock_store(db);
-    free(entries);
-    return r;
+    export_rec *rec = g_new0(export_rec, 1);
+    rec->name = g_strdup(name);
+    rec->value = record;
+    rec->size = size;
+    g_ptr_array_add(opaque, rec);
+    return 0;
 }
 
 /* Make the new directory entry durable (best effort: not every file
@@ -106,12 +91,11 @@ static void sync_parent(const char *path)
 
 static int write_file(const char *path, GPtrArray *recs)
 {
-    char msg[NVT_TDB_MSG_SIZE] = "";
-    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = msg };
+    char msg[NVT_TDBFILE_MSG_SIZE];
 
     errno = 0;
-    struct tdb_context *tdb = nvt_tdb_open_file(path, TDB_DEFAULT, O_CREAT | O_EXCL | O_RDWR,
-                                                0600, &log);
+    struct tdb_context *tdb = nvt_tdbfile_open(path, 0, TDB_DEFAULT, O_CREAT | O_EXCL | O_RDWR,
+                                               0600, msg);
     if (!tdb) {
         int err = errno ? errno : EIO;
         if (err == EEXIST)
@@ -122,22 +106,22 @@ static int write_file(const char *path, GPtrArray *recs)
     int r = 0;
     bool in_txn = tdb_transaction_start(tdb) == 0;
     if (!in_txn)
-        r = nvt_error(EIO, "%s: cannot start a transaction: %s", path, tdb_why(tdb, msg));
+        r = nvt_error(EIO, "%s: cannot start a transaction: %s", path, nvt_tdbfile_why(tdb, msg));
     for (guint i = 0; r == 0 && i < recs->len; i++) {
         export_rec *rec = recs->pdata[i];
         TDB_DATA key = { .dptr = (unsigned char *)rec->name, .dsize = strlen(rec->name) };
         TDB_DATA val = { .dptr = rec->value, .dsize = rec->size };
         if (tdb_store(tdb, key, val, TDB_INSERT) != 0)
             r = nvt_error(EIO, "%s: storing blob %s failed: %s", path, rec->name,
-                          tdb_why(tdb, msg));
+                          nvt_tdbfile_why(tdb, msg));
     }
     if (r == 0 && tdb_transaction_commit(tdb) != 0)
-        r = nvt_error(EIO, "%s: commit failed: %s", path, tdb_why(tdb, msg));
+        r = nvt_error(EIO, "%s: commit failed: %s", path, nvt_tdbfile_why(tdb, msg));
     else if (r < 0 && in_txn)
         (void)tdb_transaction_cancel(tdb);
     if (r == 0 && fsync(tdb_fd(tdb)) != 0)
         r = nvt_error(errno, "%s: fsync failed: %s", path, g_strerror(errno));
-    if (nvt_tdb_close_file(tdb) != 0 && r == 0)
+    if (nvt_tdbfile_close(tdb) != 0 && r == 0)
         r = nvt_error(EIO, "%s: close failed", path);
     if (r < 0)
         unlink(path);
@@ -155,7 +139,7 @@ int nvramtdb_export_tdb(nvramtdb *db, const char *path)
     if (r < 0)
         return r;
     GPtrArray *recs = g_ptr_array_new_with_free_func(export_rec_free);
-    r = collect_records(db, recs);
+    r = nvt_handle_export_records(db, collect_record, recs);
     if (r == 0)
         r = write_file(path, recs);
     g_ptr_array_free(recs, TRUE);
@@ -256,11 +240,10 @@ static int scan_file(const char *path, GPtrArray *recs)
         return r;
     }
     nvt_vfile *vf = nvt_vfile_new(be, 0, len, len, NULL, NULL);
-    char msg[NVT_TDB_MSG_SIZE] = "";
-    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = msg };
+    char msg[NVT_TDBFILE_MSG_SIZE];
     /* Read-write on the copy only: a pending recovery is replayed there. */
-    struct tdb_context *tdb = nvt_tdb_open_file(nvt_vfile_path(vf),
-                                                TDB_NOLOCK | TDB_NOMMAP, O_RDWR, 0600, &log);
+    struct tdb_context *tdb = nvt_tdbfile_open(nvt_vfile_path(vf), 0, TDB_NOLOCK | TDB_NOMMAP,
+                                               O_RDWR, 0600, msg);
     if (!tdb) {
         r = nvt_error(EBADMSG, "%s: tdb cannot open it: %s", path,
                       msg[0] ? msg : "invalid tdb file");
@@ -270,10 +253,10 @@ static int scan_file(const char *path, GPtrArray *recs)
         scan_ctx c = { .path = path, .recs = recs };
         if (r == 0 && tdb_traverse_read(tdb, scan_one, &c) < 0 && c.result == 0)
             r = nvt_error(EBADMSG, "%s: cannot list its records: %s", path,
-                          tdb_why(tdb, msg));
+                          nvt_tdbfile_why(tdb, msg));
         if (r == 0)
             r = c.result;
-        nvt_tdb_close_file(tdb);
+        nvt_tdbfile_close(tdb);
         g_ptr_array_sort(recs, rec_cmp);
     }
     nvt_vfile_free(vf);
@@ -291,46 +274,49 @@ static int import_register(nvramtdb *db, GPtrArray *recs)
     return r < 0 ? r : (int)recs->len;
 }
 
+/* Commit the values of @changes: one batch, like every other write, or
+ * blob by blob when a batch that large does not fit the journal. */
+static int import_commit(nvramtdb *db, const nvramtdb_change *changes, size_t n)
+{
+    int r = nvramtdb_write_batch(db, changes, n, 0, NULL, NULL);
+    if (r != -E2BIG)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        r = nvramtdb_write(db, changes[i].name, changes[i].data, changes[i].len, 0, NULL, NULL);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int import_write(nvramtdb *db, const char *path, GPtrArray *recs)
 {
-    /* Writes accepted before this call come first. */
-    int r = nvramtdb_flush(db);
+    int r = nvt_handle_need_writable(db);
     if (r < 0)
         return r;
-    nvt_store *st;
-    r = nvt_handle_lock_store(db, true, &st);
-    if (r < 0)
-        return r;
-    nvt_store_op *ops = g_new0(nvt_store_op, recs->len);
+    /* Every value is checked before anything is queued. */
+    nvramtdb_change *changes = g_new0(nvramtdb_change, recs->len);
     size_t n = 0;
     for (guint i = 0; i < recs->len; i++) {
         export_rec *rec = recs->pdata[i];
         if (!rec->meta.present)
             continue;
-        r = nvt_store_validate(st, rec->name, rec->size, false);
+        r = nvt_handle_validate_write(db, rec->name, rec->size);
         if (r < 0) {
             r = nvt_error_prefix(-r, "%s: cannot import %s", nvt_handle_uri(db), path);
             goto out;
         }
-        ops[n].name = rec->name;
-        ops[n].data = rec->value;
-        ops[n].len = rec->size;
-        n++;
+        changes[n++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                          .name = rec->name, .data = rec->value,
+                                          .len = rec->size };
     }
     if (n) {
-        r = nvt_store_apply(st, ops, n);
-        for (size_t i = 0; i < n; i++) {
-            if (ops[i].result < 0 && r == 0)
-                r = ops[i].result;
-            if (ops[i].result < 0 && ops[i].message && r == ops[i].result)
-                nvt_error(-r, "%s: importing %s: %s", nvt_handle_uri(db), path,
-                          ops[i].message);
-            g_free(ops[i].message);
-        }
+        r = import_commit(db, changes, n);
+        if (r < 0)
+            r = nvt_error_prefix(-r, "%s: importing %s", nvt_handle_uri(db), path);
     }
 out:
-    nvt_handle_unlock_store(db);
-    g_free(ops);
+    g_free(changes);
     return r < 0 ? r : (int)n;
 }
 

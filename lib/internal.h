@@ -15,15 +15,26 @@
  * is taken. */
 int nvt_open_backend(nvt_backend *be, unsigned flags, nvramtdb **dbp);
 
-/* For lib/export.c, which works on a handle's store. */
-struct nvt_store;
-/* The started handle's URI, for messages. */
+/* For lib/export.c, which reads and writes an image only through these
+ * calls and the public API (never the store or its lock). */
+/* The handle's URI, for messages. */
 const char *nvt_handle_uri(nvramtdb *db);
-/* Take the handle's store lock and return its store in *st.  Errors:
- * -EINVAL not started; -EROFS @writable and the handle is read-only
- * (the lock is then not held). */
-int nvt_handle_lock_store(nvramtdb *db, bool writable, struct nvt_store **st);
-void nvt_handle_unlock_store(nvramtdb *db);
+/* Receives one blob record: its name and the record exactly as the image
+ * stores it (header and payload, checked in full); @record is malloc()ed
+ * and now the visitor's.  A non-zero return stops the walk. */
+typedef int nvt_record_visit_fn(void *opaque, const char *name, uint8_t *record, size_t size);
+/* Visit every blob record of a started handle, with or without a value,
+ * in name order, under the store lock: the records are one state of the
+ * image (the writes committed so far).  Returns the visitor's non-zero
+ * result or 0.  Errors: -EINVAL not started; -EBADMSG a damaged record
+ * (the message names it). */
+int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *opaque);
+/* 0 if the handle accepts writes.  Errors: -EINVAL not started; -EROFS
+ * read-only. */
+int nvt_handle_need_writable(nvramtdb *db);
+/* Would nvramtdb_write() accept @len bytes for @name now?  The checks of
+ * nvramtdb_write() without queueing anything.  Errors as nvramtdb_write(). */
+int nvt_handle_validate_write(nvramtdb *db, const char *name, size_t len);
 /* Before start: register @name with at least @max_size (a larger maximum
  * registered earlier is kept).  Errors as nvramtdb_register_blob(). */
 int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size);

@@ -7,7 +7,9 @@
  * read-only opens working on a private copy, request validation before
  * execution.  @lock guards the handle's own state (registrations,
  * start); @store_lock serialises access to the store between the writer
- * thread (queue.c) and direct reads, listings and checks.
+ * thread (queue.c) and direct reads, listings, checks and the record walk
+ * of an export (nvt_handle_export_records).  export.c never sees the
+ * store nor the lock (internal.h).
  */
 #include "config.h"
 
@@ -24,6 +26,13 @@
 #include "tdbguard.h"
 #include "nvramtdb.h"
 #include "store.h"
+
+/* The store and the queue use internal names for the public limits and
+ * callback; they must agree. */
+_Static_assert(NVT_BLOB_NAME_MAX == NVRAMTDB_NAME_MAX, "blob name limit");
+_Static_assert(NVT_BLOB_MAX_SIZE == NVRAMTDB_BLOB_MAX, "blob size limit");
+_Static_assert(sizeof(((nvt_blob_info *)0)->name) == sizeof(((nvramtdb_entry *)0)->name),
+               "blob name buffer");
 
 struct nvramtdb {
     GMutex lock;
@@ -181,30 +190,37 @@ static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *ima
 {
     int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
     if (r < 0)
-        return nvt_error_prefix(r, "%s: computing the image layout", db->uri);
+        return nvt_error_prefix(-r, "%s: computing the image layout", db->uri);
     *image_size = nvt_image_size_for(*len, journal_length(db));
     return 0;
 }
 
-uint64_t nvramtdb_get_totalsize(nvramtdb *db)
+int nvramtdb_get_totalsize(nvramtdb *db, uint64_t *bytes)
 {
+    int r = 0;
     g_mutex_lock(&db->lock);
     if (!db->totalsize) {
         uint8_t *tdb;
         uint64_t len, size = 0;
-        if (build_fresh(db, &tdb, &len, &size) == 0) {
+        r = build_fresh(db, &tdb, &len, &size);
+        if (r == 0) {
             g_free(tdb);
             db->totalsize = size;
         }
     }
-    uint64_t size = db->totalsize;
+    if (r == 0)
+        *bytes = db->totalsize;
     g_mutex_unlock(&db->lock);
-    return size;
+    return r;
 }
 
-uint64_t nvramtdb_get_totalsize_kb(nvramtdb *db)
+int nvramtdb_get_totalsize_kb(nvramtdb *db, uint64_t *kib)
 {
-    return (nvramtdb_get_totalsize(db) + 1023) / 1024;
+    uint64_t bytes;
+    int r = nvramtdb_get_totalsize(db, &bytes);
+    if (r == 0)
+        *kib = (bytes + 1023) / 1024;
+    return r;
 }
 
 int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes)
@@ -383,6 +399,32 @@ out:
     return r;
 }
 
+/* ---- extensible structures (nvramtdb.h) ----------------------------- */
+
+/* Largest struct_size taken seriously: guards against an uninitialised
+ * field, far above any version's size. */
+#define STRUCT_SIZE_MAX 65536
+
+static int check_struct_size(nvramtdb *db, const char *what, size_t size, size_t v1)
+{
+    if (size < v1 || size > STRUCT_SIZE_MAX)
+        return nvt_error(EINVAL, "%s: %s size %zu is outside %zu..%u (set struct_size to "
+                         "sizeof(%s))", db->uri, what, size, v1, STRUCT_SIZE_MAX, what);
+    return 0;
+}
+
+/* Copy the library's @known bytes of an output structure into the
+ * caller's @size bytes: bytes the caller's version has and this library
+ * does not know are zero; struct_size keeps the caller's value. */
+static void put_struct(void *dst, size_t size, const void *known, size_t known_size)
+{
+    uint32_t struct_size = (uint32_t)size;
+    memcpy(dst, known, MIN(size, known_size));
+    if (size > known_size)
+        memset((uint8_t *)dst + known_size, 0, size - known_size);
+    memcpy(dst, &struct_size, sizeof struct_size);
+}
+
 /* ---- requests ------------------------------------------------------- */
 
 static int need_started(nvramtdb *db)
@@ -453,8 +495,9 @@ int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
 
 /* Validate, then queue.  A request refused by validation is not
  * accepted, so its callback is not called. */
-static int submit(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
-                  unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+static int validate_and_queue(nvramtdb *db, const char *name, const void *data, size_t len,
+                              bool is_delete, unsigned flags, nvramtdb_completion_fn *cb,
+                              void *opaque)
 {
     if (flags & ~request_flags)
         return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);
@@ -471,13 +514,13 @@ static int submit(nvramtdb *db, const char *name, const void *data, size_t len, 
 int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
                    unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, data, len, false, flags, cb, opaque);
+    return validate_and_queue(db, name, data, len, false, flags, cb, opaque);
 }
 
 int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
                     nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, NULL, 0, true, flags, cb, opaque);
+    return validate_and_queue(db, name, NULL, 0, true, flags, cb, opaque);
 }
 
 int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
@@ -490,18 +533,28 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
     int r = need_writable(db);
     if (r < 0)
         return r;
+    /* The first change's size is the array's stride. */
+    size_t stride = changes[0].struct_size;
+    r = check_struct_size(db, "nvramtdb_change", stride, NVRAMTDB_CHANGE_SIZE_V1);
+    if (r < 0)
+        return r;
     nvt_store_op *ops = g_new0(nvt_store_op, n);
     for (size_t i = 0; r == 0 && i < n; i++) {
-        const nvramtdb_change *c = &changes[i];
+        nvramtdb_change change = { 0 };
+        memcpy(&change, (const uint8_t *)changes + i * stride, MIN(stride, sizeof change));
+        const nvramtdb_change *c = &change;
         size_t len = c->is_delete ? 0 : c->len;
-        if (!c->name)
+        if (c->struct_size != stride)
+            r = nvt_error(EINVAL, "%s: change %zu of the batch has struct_size %u, the first "
+                          "has %zu", db->uri, i + 1, c->struct_size, stride);
+        else if (!c->name)
             r = nvt_error(EINVAL, "%s: change %zu of the batch has no blob name", db->uri, i + 1);
         else if (len && !c->data)
             r = nvt_error(EINVAL, "%s: blob %s: no data for %zu bytes", db->uri, c->name, len);
         else
             r = nvt_store_validate(db->st, c->name, len, c->is_delete);
-        if (r < 0 && c->name)
-            nvt_error_prefix(r, "change %zu of the batch", i + 1);
+        if (r < 0 && c->name && c->struct_size == stride)
+            nvt_error_prefix(-r, "change %zu of the batch", i + 1);
         ops[i] = (nvt_store_op){ .name = c->name, .data = c->data, .len = len,
                                  .is_delete = c->is_delete };
     }
@@ -511,29 +564,67 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
     return r;
 }
 
-int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
+int nvramtdb_list(nvramtdb *db, size_t entry_size, nvramtdb_entry **entries, size_t *count)
 {
     int r = need_started(db);
+    if (r == 0)
+        r = check_struct_size(db, "nvramtdb_entry", entry_size, NVRAMTDB_ENTRY_SIZE_V1);
     if (r < 0)
         return r;
+    nvt_blob_info *blobs = NULL;
+    size_t n = 0;
     g_mutex_lock(&db->store_lock);
-    r = nvt_store_list(db->st, entries, count);
+    r = nvt_store_list(db->st, &blobs, &n);
     g_mutex_unlock(&db->store_lock);
-    return r;
+    if (r < 0)
+        return r;
+    uint8_t *out = calloc(n ? n : 1, entry_size);
+    if (!out) {
+        g_free(blobs);
+        return nvt_error(ENOMEM, "%s: out of memory listing %zu blobs", db->uri, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        nvramtdb_entry e = { 0 };
+        memcpy(e.name, blobs[i].name, sizeof e.name);
+        e.size = blobs[i].size;
+        e.max_size = blobs[i].max_size;
+        e.generation = blobs[i].generation;
+        e.crc32c = blobs[i].crc32c;
+        e.present = blobs[i].present;
+        e.registered = blobs[i].registered;
+        put_struct(out + i * entry_size, entry_size, &e, sizeof e);
+    }
+    g_free(blobs);
+    *entries = (nvramtdb_entry *)out;
+    *count = n;
+    return 0;
 }
 
-int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
+int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *out)
 {
     int r = need_started(db);
+    if (r == 0)
+        r = check_struct_size(db, "nvramtdb_info", out->struct_size, NVRAMTDB_INFO_SIZE_V1);
     if (r < 0)
         return r;
-    memset(info, 0, sizeof *info);
+    nvramtdb_info info = { 0 };
+    nvt_store_stats stats;
     g_mutex_lock(&db->store_lock);
-    info->format_version = db->img->sb.format_version;
-    memcpy(info->uuid, db->img->sb.uuid, 16);
-    info->image_size = db->img->sb.image_size;
-    nvt_store_info(db->st, info);
+    info.format_version = db->img->sb.format_version;
+    memcpy(info.uuid, db->img->sb.uuid, 16);
+    info.image_size = db->img->sb.image_size;
+    nvt_store_get_stats(db->st, &stats);
     g_mutex_unlock(&db->store_lock);
+    info.data_capacity = stats.data_capacity;
+    info.data_used = stats.data_used;
+    info.reserved_bytes = stats.reserved_bytes;
+    info.value_bytes = stats.value_bytes;
+    info.entries = stats.entries;
+    info.slots = stats.slots;
+    info.flushes = stats.flushes;
+    info.commits = stats.commits;
+    info.journaled = stats.journaled;
+    put_struct(out, out->struct_size, &info, sizeof info);
     return 0;
 }
 
@@ -598,25 +689,46 @@ int nvramtdb_close(nvramtdb *db)
 }
 
 /* ---- for export.c (internal.h) -------------------------------------- */
+/* Named operations instead of the store and its lock: export.c reads the
+ * records under the lock, and writes through the public write path. */
 
 const char *nvt_handle_uri(nvramtdb *db)
 {
     return db->uri;
 }
 
-int nvt_handle_lock_store(nvramtdb *db, bool writable, nvt_store **st)
+int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *opaque)
 {
-    int r = writable ? need_writable(db) : need_started(db);
+    int r = need_started(db);
     if (r < 0)
         return r;
+    nvt_blob_info *blobs = NULL;
+    size_t n = 0;
     g_mutex_lock(&db->store_lock);
-    *st = db->st;
-    return 0;
+    r = nvt_store_list(db->st, &blobs, &n);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        uint8_t *record;
+        size_t size;
+        r = nvt_store_fetch_record(db->st, blobs[i].name, &record, &size);
+        if (r < 0)
+            r = nvt_error_prefix(-r, "%s: cannot export blob %s", db->uri, blobs[i].name);
+        else
+            r = visit(opaque, blobs[i].name, record, size);
+    }
+    g_mutex_unlock(&db->store_lock);
+    g_free(blobs);
+    return r;
 }
 
-void nvt_handle_unlock_store(nvramtdb *db)
+int nvt_handle_need_writable(nvramtdb *db)
 {
-    g_mutex_unlock(&db->store_lock);
+    return need_writable(db);
+}
+
+int nvt_handle_validate_write(nvramtdb *db, const char *name, size_t len)
+{
+    int r = need_writable(db);
+    return r < 0 ? r : nvt_store_validate(db->st, name, len, false);
 }
 
 int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size)

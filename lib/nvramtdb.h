@@ -9,7 +9,8 @@
  *   nvramtdb_open("file:/var/lib/vm/nvram.img", NVRAMTDB_OPEN_CREATE, &db);
  *   nvramtdb_register_blob(db, "tpm0/permall", 192 * 1024);
  *   nvramtdb_register_blob(db, "tpm0/volatilestate", 64 * 1024);
- *   uint64_t need = nvramtdb_get_totalsize(db);    // image size these blobs need
+ *   uint64_t need;
+ *   nvramtdb_get_totalsize(db, &need);              // image size these blobs need
  *   nvramtdb_start(db, 0);                          // format or reconcile
  *   nvramtdb_read(db, "tpm0/permall", &buf, &len);  // at start-up
  *   nvramtdb_write(db, "tpm0/permall", buf, len,
@@ -27,6 +28,8 @@
  *   the caller (free them with free()).
  * - A handle may be used from several threads; calls on one handle are
  *   serialised internally.  Distinct handles are independent.
+ * - The structures nvramtdb_change, nvramtdb_entry and nvramtdb_info
+ *   can grow: see "extensible structures" below.
  */
 #ifndef NVRAMTDB_H
 #define NVRAMTDB_H
@@ -49,14 +52,39 @@ extern "C" {
 
 typedef struct nvramtdb nvramtdb;
 
+/* ---- extensible structures ---------------------------------------------- *
+ * nvramtdb_change, nvramtdb_entry and nvramtdb_info begin with a
+ * struct_size that the caller sets to sizeof the structure as it was
+ * compiled (in every element of an array of changes, too):
+ *
+ *   nvramtdb_info info = { .struct_size = sizeof info };
+ *   nvramtdb_get_info(db, &info);
+ *
+ * The library reads and writes only the bytes struct_size covers, so a
+ * program keeps working with a later library and with an earlier one:
+ * - output (entry, info): the fields the library knows are filled, bytes
+ *   of a larger structure it does not know are set to zero;
+ * - input (change): bytes of a larger structure it does not know are
+ *   ignored (a field added later has a zero value that means what the
+ *   earlier versions did);
+ * - a struct_size below NVRAMTDB_*_SIZE_V1 (the end of version 1's last
+ *   field), or above 64 KiB (an uninitialised size), fails with -EINVAL
+ *   and a message.
+ * Later versions only append fields, never reorder, resize or remove
+ * one; the first field a version adds is 8-byte aligned, so that it
+ * never falls in the tail padding of the previous version's structure.
+ */
+
 /* ---- threads ---------------------------------------------------------- *
  * Each writable handle has a writer thread.  Writes, deletes, queued reads
  * and flush barriers are executed by it in submission order; everything
- * pending is committed as one atomic group (one journal record and one
+ * pending is committed as one atomic group (one journal frame and one
  * flush).  Completion callbacks run on the writer thread, outside the
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
  * synchronously, but must not wait for a request nor close the image
- * (both return -EDEADLK).  nvramtdb_last_error() in a callback gives the
+ * (both return -EDEADLK).  A request submitted while the handle is
+ * closing (by a callback that runs during nvramtdb_close()) fails with
+ * -ESHUTDOWN.  nvramtdb_last_error() in a callback gives the
  * message of the request being completed.  Synchronous reads see every
  * write submitted before them, from any thread — except inside a
  * callback, where a synchronous read sees what is committed so far
@@ -104,13 +132,14 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size);
 
 /**
  * Size in bytes an image needs to hold every registered blob at its maximum
- * size forever (including metadata, tdb overhead and commit space).
- * Deterministic: the same registrations always give the same size.
- * Returns 0 if the computation fails (see nvramtdb_last_error()).
+ * size forever (including metadata, tdb overhead and commit space), in
+ * *bytes.  Deterministic: the same registrations always give the same size.
+ * Errors: -ENOSPC the blobs need more than one image can hold (the message
+ * gives the sizes); -ENOMEM.
  */
-uint64_t nvramtdb_get_totalsize(nvramtdb *db);
-/** nvramtdb_get_totalsize() in KiB, rounded up. */
-uint64_t nvramtdb_get_totalsize_kb(nvramtdb *db);
+int nvramtdb_get_totalsize(nvramtdb *db, uint64_t *bytes);
+/** nvramtdb_get_totalsize() in KiB, rounded up, in *kib; same errors. */
+int nvramtdb_get_totalsize_kb(nvramtdb *db, uint64_t *kib);
 
 /**
  * Size to give the image when nvramtdb_start() formats it (a new file or a
@@ -188,7 +217,8 @@ typedef void nvramtdb_completion_fn(void *opaque, int errcode, bool is_write,
  *
  * Errors: -EFBIG @len above the blob's maximum (nothing changes);
  * -ENOENT blob not registered; -EROFS read-only handle; -EDEADLK waiting
- * from a completion callback; -EIO / -ENOSPC storage failure (the blob
+ * from a completion callback; -ESHUTDOWN submitted while the handle is
+ * closing; -EIO / -ENOSPC storage failure (the blob
  * keeps its previous value or, if the failure hit the very end of the
  * commit, may hold the new one: never a mix).
  */
@@ -208,11 +238,14 @@ int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
  *  (which may be NULL when @len is 0), or a delete (@is_delete; @data
  *  and @len ignored). */
 typedef struct nvramtdb_change {
+    uint32_t struct_size;  /**< sizeof(nvramtdb_change), set by the caller */
     const char *name;
     const void *data;
     size_t len;
     bool is_delete;
 } nvramtdb_change;
+/** Smallest struct_size of a change accepted (version 1's fields). */
+#define NVRAMTDB_CHANGE_SIZE_V1 (offsetof(nvramtdb_change, is_delete) + sizeof(bool))
 
 /**
  * Write and delete several blobs as one atomic, durable change: after a
@@ -225,16 +258,22 @@ typedef struct nvramtdb_change {
  * writer applies the batch: a delete of a blob that has no value by then)
  * nothing changes, and the batch fails with that change's error and a
  * message naming it.  The batch commits on its own, never split: one
- * journal record (an image's journal holds every registered blob at its
+ * journal frame (an image's journal holds every registered blob at its
  * maximum) or one tdb transaction.
+ *
+ * @changes is an array of @n changes spaced changes[0].struct_size bytes
+ * apart (the stride: sizeof(nvramtdb_change) as the caller compiled it);
+ * every change's struct_size must equal it.
  *
  * @flags, @cb and @opaque as for nvramtdb_write(): one completion for the
  * whole batch (@is_write true, @len the bytes written).
  *
  * Errors: those of nvramtdb_write() and nvramtdb_delete(), for the first
- * change that has one; -EINVAL no changes, or a change without a name;
- * -E2BIG the batch does not fit one journal record (possible only with
- * blobs registered after the image was created; nothing changes).
+ * change that has one; -EINVAL no changes, a change without a name, a
+ * struct_size below NVRAMTDB_CHANGE_SIZE_V1 or different from the
+ * first change's; -E2BIG the batch does not fit one journal frame
+ * (possible only with blobs registered after the image was created;
+ * nothing changes).
  */
 int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
                          unsigned flags, nvramtdb_completion_fn *cb, void *opaque);
@@ -245,12 +284,16 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
  * the error, on the writer thread.  With NVRAMTDB_ASYNC alone the call
  * returns once queued; otherwise it returns after @cb has run.  On a
  * read-only handle @cb runs in the calling thread before the call returns.
+ * Errors: -EINVAL bad name or flags, no callback, not started; -EDEADLK
+ * waiting from a completion callback; -ESHUTDOWN submitted while the
+ * handle is closing.
  */
 int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
                         nvramtdb_completion_fn *cb, void *opaque);
 
 /** One entry of nvramtdb_list(). */
 typedef struct nvramtdb_entry {
+    uint32_t struct_size; /**< the entry size given to nvramtdb_list() */
     char name[NVRAMTDB_NAME_MAX + 1];
     uint32_t size;        /**< length of the value (0 if none) */
     uint32_t max_size;    /**< space reserved for it */
@@ -259,15 +302,21 @@ typedef struct nvramtdb_entry {
     bool present;         /**< false: registered, space reserved, no value */
     bool registered;      /**< registered by this handle */
 } nvramtdb_entry;
+/** Smallest entry size nvramtdb_list() accepts (version 1's fields). */
+#define NVRAMTDB_ENTRY_SIZE_V1 (offsetof(nvramtdb_entry, registered) + sizeof(bool))
 
 /**
  * List the blobs on the image (with or without a value), sorted by name.
- * *entries receives a malloc()ed array of *count entries (free() it).
+ * @entry_size: sizeof(nvramtdb_entry) as the caller compiled it.
+ * *entries receives a malloc()ed array of *count entries spaced
+ * @entry_size bytes apart, each with struct_size = @entry_size (free() it).
+ * Errors: -EINVAL not started, or @entry_size below NVRAMTDB_ENTRY_SIZE_V1.
  */
-int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count);
+int nvramtdb_list(nvramtdb *db, size_t entry_size, nvramtdb_entry **entries, size_t *count);
 
 /** Facts about a started image. */
 typedef struct nvramtdb_info {
+    uint32_t struct_size;     /**< sizeof(nvramtdb_info), set by the caller */
     uint32_t format_version;
     uint8_t uuid[16];
     uint64_t image_size;      /**< bytes of the image */
@@ -281,8 +330,12 @@ typedef struct nvramtdb_info {
     uint64_t commits;         /**< groups committed since open */
     bool journaled;           /**< commits go through the journal */
 } nvramtdb_info;
+/** Smallest struct_size of an info accepted (version 1's fields). */
+#define NVRAMTDB_INFO_SIZE_V1 (offsetof(nvramtdb_info, journaled) + sizeof(bool))
 
-/** Fill *info.  Errors: -EINVAL not started. */
+/** Fill the info->struct_size bytes of *info (the caller sets
+ *  struct_size).  Errors: -EINVAL not started, or struct_size below
+ *  NVRAMTDB_INFO_SIZE_V1. */
 int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info);
 
 /**
@@ -342,9 +395,10 @@ int nvramtdb_export_tdb(nvramtdb *db, const char *path);
  * is written as that blob's new value (records without a value are
  * skipped; blobs not in the file are left alone).  Every blob must be
  * registered or on the image, with a maximum at least the value's length,
- * or nothing is written.  The values are committed together as one
- * atomic, durable group (except when a group of that size does not fit
- * the image's journal: each blob is then committed on its own).
+ * or nothing is written.  The values are committed as one
+ * nvramtdb_write_batch(), ordered after every write accepted before the
+ * call (except when a batch of that size does not fit the image's
+ * journal: each blob is then written on its own).
  *
  * Returns the number of blobs registered or written.  Errors: -EBADMSG
  * the file is not a valid export (message names the record); -ENOENT no
@@ -357,7 +411,9 @@ int nvramtdb_import_tdb(nvramtdb *db, const char *path, unsigned flags);
 
 /**
  * Wait until every request accepted so far is complete (durable or
- * failed).  Errors: the image's persistent failure, if it has one.
+ * failed).  Errors: the image's persistent failure, if it has one;
+ * -EDEADLK from a completion callback; -ESHUTDOWN while the handle is
+ * closing.
  */
 int nvramtdb_flush(nvramtdb *db);
 

@@ -28,7 +28,7 @@ typedef struct request {
     char *name;
     uint8_t *data;            /* write: our copy; read: the value read */
     size_t len;
-    nvramtdb_completion_fn *cb;
+    nvt_completion_fn *cb;
     void *opaque;
     bool wait;                /* a submitter waits (and frees the request) */
     bool done;
@@ -373,7 +373,7 @@ static int submit_and_finish(nvt_queue *q, request *r)
 }
 
 static request *request_new(req_kind kind, const char *name, bool wait,
-                            nvramtdb_completion_fn *cb, void *opaque)
+                            nvt_completion_fn *cb, void *opaque)
 {
     request *r = g_new0(request, 1);
     r->kind = kind;
@@ -385,7 +385,7 @@ static request *request_new(req_kind kind, const char *name, bool wait,
 }
 
 int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
-                    bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque)
+                    bool is_delete, bool wait, nvt_completion_fn *cb, void *opaque)
 {
     int result;
     nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
@@ -403,7 +403,7 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
 }
 
 int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
-                    nvramtdb_completion_fn *cb, void *opaque)
+                    nvt_completion_fn *cb, void *opaque)
 {
     int result;
     if (wait && !cb && !nvt_queue_on_writer(q) && run_inline(q, ops, n, true, &result))
@@ -428,7 +428,7 @@ int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
     return submit_and_finish(q, r);
 }
 
-int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,
+int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvt_completion_fn *cb,
                    void *opaque, uint8_t **data, size_t *len)
 {
     request *r = request_new(REQ_READ, name, wait, cb, opaque);

@@ -25,10 +25,14 @@
 
 #include <glib.h>
 
-#include "nvramtdb.h"
 #include "store.h"
 
 typedef struct nvt_queue nvt_queue;
+
+/* Completion of a request: the same signature as the public
+ * nvramtdb_completion_fn, so nvramtdb.c passes the caller's callback on. */
+typedef void nvt_completion_fn(void *opaque, int errcode, bool is_write, uint8_t *data,
+                               size_t len);
 
 /* Start the writer thread of @st; @store_lock serialises store access
  * with the caller's direct reads. */
@@ -40,7 +44,7 @@ void nvt_queue_free(nvt_queue *q);
 /* Queue a write (@data is copied) or a delete.  With @wait, return the
  * request's result once it completed; otherwise 0 once accepted. */
 int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len,
-                    bool is_delete, bool wait, nvramtdb_completion_fn *cb, void *opaque);
+                    bool is_delete, bool wait, nvt_completion_fn *cb, void *opaque);
 
 /* Queue @ops (data copied) as one all-or-nothing commit of their own
  * (nvt_store_apply_atomic); one completion for all.  With @wait, return
@@ -48,11 +52,11 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
  * ops are the caller's scratch: a batch committed on the calling thread
  * leaves its results in them. */
 int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
-                    nvramtdb_completion_fn *cb, void *opaque);
+                    nvt_completion_fn *cb, void *opaque);
 
 /* Queue a read.  With @cb the value goes to the callback; otherwise
  * (@wait required) to data and len. */
-int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvramtdb_completion_fn *cb,
+int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvt_completion_fn *cb,
                    void *opaque, uint8_t **data, size_t *len);
 
 /* Wait until every request accepted before is complete.  Returns the

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "journal.h"
 #include "store.h"
+#include "tdbfile.h"
 #include "tdbguard.h"
 #include "testhook.h"
 #include "vfs.h"
@@ -25,9 +26,6 @@
 #define NVT_TDB_FLAGS (TDB_NOLOCK | TDB_NOMMAP | TDB_DISALLOW_NESTING)
 /* A tdb file is addressed with 32-bit offsets; leave tdb room to round. */
 #define NVT_TDB_MAX_LENGTH (UINT32_MAX - (1u << 20))
-
-/* tdb keeps a process-wide list of open databases: serialise open/close. */
-static GMutex tdb_open_lock;
 
 typedef struct blob_entry {
     nvt_record_meta meta;
@@ -46,7 +44,7 @@ struct nvt_store {
     GHashTable *index;         /* name -> blob_entry */
     int failed;                /* sticky error once the tdb cannot be reopened */
     char failed_msg[512];
-    char tdb_msg[NVT_TDB_MSG_SIZE]; /* tdb's latest error log line */
+    char tdb_msg[NVT_TDBFILE_MSG_SIZE]; /* tdb's latest error log line */
     uint64_t commits;          /* tdb transactions */
     uint64_t groups;           /* groups committed (either mode) */
 };
@@ -88,18 +86,6 @@ static TDB_DATA key_of(const char *name)
 
 /* ---- tdb plumbing --------------------------------------------------- */
 
-void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-{
-    char *buf = tdb_get_logging_private(tdb);
-    if (level > TDB_DEBUG_ERROR || !buf)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, NVT_TDB_MSG_SIZE, fmt, ap);
-    va_end(ap);
-    g_strchomp(buf);
-}
-
 static const char *tdb_why(nvt_store *st)
 {
     return st->tdb_msg[0] ? st->tdb_msg : (st->tdb ? tdb_errorstr(st->tdb) : "unknown error");
@@ -126,7 +112,6 @@ static int tdb_errno(nvt_store *st)
 static void tdb_detach(nvt_store *st);
 static int tdb_attach(nvt_store *st, int open_flags)
 {
-    struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = st->tdb_msg };
     bool needs_recovery = false;
 
     st->tdb_msg[0] = '\0';
@@ -136,10 +121,8 @@ static int tdb_attach(nvt_store *st, int open_flags)
         if (r < 0)
             return r;
     }
-    g_mutex_lock(&tdb_open_lock);
-    st->tdb = tdb_open_ex(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
-                          open_flags, 0600, &log, NULL);
-    g_mutex_unlock(&tdb_open_lock);
+    st->tdb = nvt_tdbfile_open(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
+                               open_flags, 0600, st->tdb_msg);
     if (!st->tdb) {
         int err = nvt_vfile_latched_error(st->vf) ? -nvt_vfile_latched_error(st->vf) : EBADMSG;
         return nvt_error(err, "%s: cannot open the tdb: %s", st->be->name,
@@ -161,9 +144,7 @@ static void tdb_detach(nvt_store *st)
 {
     if (!st->tdb)
         return;
-    g_mutex_lock(&tdb_open_lock);
-    tdb_close(st->tdb);
-    g_mutex_unlock(&tdb_open_lock);
+    nvt_tdbfile_close(st->tdb);
     st->tdb = NULL;
 }
 
@@ -172,9 +153,9 @@ static void tdb_detach(nvt_store *st)
 static int index_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
 {
     GHashTable *index = opaque;
-    char name[NVRAMTDB_NAME_MAX + 1];
+    char name[NVT_BLOB_NAME_MAX + 1];
 
-    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX)
+    if (key.dsize == 0 || key.dsize > NVT_BLOB_NAME_MAX)
         return 0;  /* not a blob: left alone, reported by check */
     memcpy(name, key.dptr, key.dsize);
     name[key.dsize] = '\0';
@@ -636,9 +617,9 @@ static int check_specs(const nvt_blob_spec *specs, size_t n)
         int r = nvt_blob_name_check(specs[i].name);
         if (r < 0)
             return r;
-        if (specs[i].max_size == 0 || specs[i].max_size > NVRAMTDB_BLOB_MAX)
+        if (specs[i].max_size == 0 || specs[i].max_size > NVT_BLOB_MAX_SIZE)
             return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", specs[i].name,
-                             specs[i].max_size, NVRAMTDB_BLOB_MAX);
+                             specs[i].max_size, NVT_BLOB_MAX_SIZE);
     }
     return 0;
 }
@@ -732,6 +713,10 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
     uint64_t records = 0;
     for (size_t i = 0; i < n; i++)
         records += blob_record_bytes(&specs[i]) + NVT_TDB_TAILER_SIZE;
+    /* Refused before building gigabytes in memory only to find it out. */
+    if (records > NVT_TDB_MAX_LENGTH)
+        return nvt_error(ENOSPC, "%zu blobs need %llu bytes of records; a tdb holds at most "
+                         "%u bytes", n, (unsigned long long)records, NVT_TDB_MAX_LENGTH);
     r = build_layout(specs, n, 0, tdb, len);
     const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
     for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {
@@ -1179,15 +1164,13 @@ uint64_t nvt_store_groups(const nvt_store *st)
 
 static int entry_cmp(const void *a, const void *b)
 {
-    return strcmp(((const nvramtdb_entry *)a)->name, ((const nvramtdb_entry *)b)->name);
+    return strcmp(((const nvt_blob_info *)a)->name, ((const nvt_blob_info *)b)->name);
 }
 
-int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count)
+int nvt_store_list(nvt_store *st, nvt_blob_info **blobs, size_t *count)
 {
     size_t n = g_hash_table_size(st->index), i = 0;
-    nvramtdb_entry *out = calloc(n ? n : 1, sizeof *out);
-    if (!out)
-        return nvt_error(ENOMEM, "out of memory listing blobs");
+    nvt_blob_info *out = g_new0(nvt_blob_info, n ? n : 1);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, st->index);
@@ -1203,12 +1186,12 @@ int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count)
         i++;
     }
     qsort(out, n, sizeof *out, entry_cmp);
-    *entries = out;
+    *blobs = out;
     *count = n;
     return 0;
 }
 
-void nvt_store_info(nvt_store *st, nvramtdb_info *info)
+void nvt_store_get_stats(nvt_store *st, nvt_store_stats *info)
 {
     GHashTableIter it;
     gpointer k, v;
@@ -1234,7 +1217,7 @@ void nvt_store_info(nvt_store *st, nvramtdb_info *info)
 
 typedef struct check_ctx {
     nvt_store *st;
-    nvramtdb_report_fn *report;
+    nvt_report_fn *report;
     void *opaque;
     int problems;
 } check_ctx;
@@ -1255,10 +1238,10 @@ static void problem(check_ctx *c, const char *fmt, ...)
 static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *opaque)
 {
     check_ctx *c = opaque;
-    char name[NVRAMTDB_NAME_MAX + 1];
+    char name[NVT_BLOB_NAME_MAX + 1];
     nvt_record_meta m;
 
-    if (key.dsize == 0 || key.dsize > NVRAMTDB_NAME_MAX) {
+    if (key.dsize == 0 || key.dsize > NVT_BLOB_NAME_MAX) {
         problem(c, "%s: record with a %zu-byte key is not a blob", c->st->be->name, key.dsize);
         return 0;
     }
@@ -1274,7 +1257,7 @@ static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
     return 0;
 }
 
-int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque)
+int nvt_store_check(nvt_store *st, nvt_report_fn *report, void *opaque)
 {
     check_ctx c = { st, report, opaque, 0 };
     int r = store_usable(st);
@@ -1316,24 +1299,4 @@ int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, siz
     *value = raw.dptr;
     *size = raw.dsize;
     return 0;
-}
-
-struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
-                                      unsigned mode, const struct tdb_logging_context *log)
-{
-    g_mutex_lock(&tdb_open_lock);
-    struct tdb_context *tdb = tdb_open_ex(path, 0, tdb_flags, open_flags, (mode_t)mode, log,
-                                          NULL);
-    int saved = errno;
-    g_mutex_unlock(&tdb_open_lock);
-    errno = saved;
-    return tdb;
-}
-
-int nvt_tdb_close_file(struct tdb_context *tdb)
-{
-    g_mutex_lock(&tdb_open_lock);
-    int r = tdb_close(tdb);
-    g_mutex_unlock(&tdb_open_lock);
-    return r;
 }

@@ -25,17 +25,48 @@
 #define NVT_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>  /* tdb.h needs mode_t */
-
-#include <tdb.h>
 
 #include "backend.h"
 #include "image.h"
-#include "nvramtdb.h"
 #include "record.h"
 
 typedef struct nvt_store nvt_store;
+
+/* The library's limits on blobs, in internal terms (store.h does not see
+ * the public header; nvramtdb.c asserts they equal NVRAMTDB_NAME_MAX and
+ * NVRAMTDB_BLOB_MAX). */
+#define NVT_BLOB_NAME_MAX 127                    /* bytes, including the '/' */
+#define NVT_BLOB_MAX_SIZE (16u * 1024 * 1024)    /* largest maximum a blob may have */
+
+/* What the store knows about one blob (nvramtdb.c turns it into an
+ * nvramtdb_entry). */
+typedef struct nvt_blob_info {
+    char name[NVT_BLOB_NAME_MAX + 1];
+    uint32_t size;        /* length of the value (0 if none) */
+    uint32_t max_size;    /* space reserved for it */
+    uint64_t generation;  /* number of times it was written */
+    uint32_t crc32c;      /* CRC32C of the value */
+    bool present;         /* has a value (and its header is readable) */
+    bool registered;      /* registered by this handle */
+} nvt_blob_info;
+
+/* The store's counters and sums (nvramtdb.c puts them in nvramtdb_info). */
+typedef struct nvt_store_stats {
+    uint64_t data_capacity;   /* bytes of the tdb region */
+    uint64_t data_used;       /* bytes tdb uses in it */
+    uint64_t reserved_bytes;  /* sum of blob maxima */
+    uint64_t value_bytes;     /* sum of current value lengths */
+    uint32_t entries;         /* blobs with a value */
+    uint32_t slots;           /* blobs with reserved space */
+    uint64_t flushes;         /* backend flushes since open */
+    uint64_t commits;         /* groups committed since open */
+    bool journaled;           /* commits go through the journal */
+} nvt_store_stats;
+
+/* Called once per problem nvt_store_check() finds. */
+typedef void nvt_report_fn(void *opaque, const char *problem);
 
 typedef struct nvt_blob_spec {
     const char *name;
@@ -101,12 +132,13 @@ int nvt_store_failure(nvt_store *st);
 
 int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len);
 int nvt_store_delete(nvt_store *st, const char *name);
-int nvt_store_list(nvt_store *st, nvramtdb_entry **entries, size_t *count);
-/* Fill the store-level fields of @info. */
-void nvt_store_info(nvt_store *st, nvramtdb_info *info);
+/* Every blob on the image, sorted by name: *blobs receives a g_malloc()ed
+ * array of *count entries. */
+int nvt_store_list(nvt_store *st, nvt_blob_info **blobs, size_t *count);
+void nvt_store_get_stats(nvt_store *st, nvt_store_stats *stats);
 /* tdb_check plus every record's header and checksum; returns the number
  * of problems found, or a negative errno. */
-int nvt_store_check(nvt_store *st, nvramtdb_report_fn *report, void *opaque);
+int nvt_store_check(nvt_store *st, nvt_report_fn *report, void *opaque);
 
 /* Counters for benchmarks and tests. */
 uint64_t nvt_store_groups(const nvt_store *st);
@@ -120,19 +152,5 @@ int nvt_blob_name_check(const char *name);
  * full (nvt_record_decode with the payload): *value is malloc()ed.
  * Errors: -ENOENT not on the image; -EBADMSG damaged record. */
 int nvt_store_fetch_record(nvt_store *st, const char *name, uint8_t **value, size_t *size);
-
-/* tdb_open_ex()/tdb_close() of a standalone tdb (export.c: a real file,
- * which vfs.c passes straight to libc, or a vfile over a private copy),
- * serialised with the store's own opens: tdb keeps a process-wide list
- * of open databases.  Hash size: tdb's default.  errno is kept. */
-/* tdb log callback: keeps tdb's latest error line in the buffer given as
- * log_private (NVT_TDB_MSG_SIZE bytes), for error messages. */
-#define NVT_TDB_MSG_SIZE 256
-void nvt_tdb_log(struct tdb_context *tdb, enum tdb_debug_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-struct tdb_context *nvt_tdb_open_file(const char *path, int tdb_flags, int open_flags,
-                                      unsigned mode, const struct tdb_logging_context *log);
-int nvt_tdb_close_file(struct tdb_context *tdb);
 
 #endif /* NVT_STORE_H */

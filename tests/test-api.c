@@ -13,6 +13,9 @@
 
 #include "testutil.h"
 
+/* The start of every nvramtdb_change: its size (nvramtdb.h). */
+#define SIZED .struct_size = sizeof(nvramtdb_change),
+
 static const tu_blob tpm_blobs[] = {
     { "tpm0/permall", 8192 },
     { "tpm0/volatilestate", 4096 },
@@ -70,7 +73,7 @@ static void test_generation_counts_writes(void)
         TU_OK(nvramtdb_write(db, "tpm0/permall", &b, 1, 0, NULL, NULL));
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_cmpstr(e[0].name, ==, "tpm0/permall");
     g_assert_cmpuint(e[0].generation, ==, 5);
@@ -141,8 +144,8 @@ static void test_batch_writes_every_blob(void)
     tu_fill(perm, sizeof perm, 1);
     tu_fill(vol, sizeof vol, 2);
     nvramtdb_change changes[] = {
-        { .name = "tpm0/permall", .data = perm, .len = sizeof perm },
-        { .name = "tpm0/volatilestate", .data = vol, .len = sizeof vol },
+        { SIZED .name = "tpm0/permall", .data = perm, .len = sizeof perm },
+        { SIZED .name = "tpm0/volatilestate", .data = vol, .len = sizeof vol },
     };
     tu_completion c = { 0 };
     TU_OK(nvramtdb_write_batch(db, changes, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
@@ -157,10 +160,10 @@ static void test_batch_writes_every_blob(void)
     /* In order, the last change to a blob wins; deletes take part. */
     uint8_t again[10] = "0123456789";
     nvramtdb_change mixed[] = {
-        { .name = "tpm0/permall", .data = again, .len = 4 },
-        { .name = "tpm0/volatilestate", .is_delete = true },
-        { .name = "tpm0/permall", .is_delete = true },
-        { .name = "tpm0/permall", .data = again, .len = sizeof again },
+        { SIZED .name = "tpm0/permall", .data = again, .len = 4 },
+        { SIZED .name = "tpm0/volatilestate", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .data = again, .len = sizeof again },
     };
     TU_OK(nvramtdb_write_batch(db, mixed, G_N_ELEMENTS(mixed), 0, NULL, NULL));
     tu_assert_blob(db, "tpm0/permall", again, sizeof again);
@@ -181,23 +184,23 @@ static void test_batch_is_all_or_nothing(void)
     tu_completion c = { 0 };
 
     nvramtdb_change too_big[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "tpm0/volatilestate", .data = big, .len = sizeof big },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "tpm0/volatilestate", .data = big, .len = sizeof big },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, too_big, 2, NVRAMTDB_ASYNC, tu_on_complete, &c),
                     ==, -EFBIG);
     g_assert_nonnull(strstr(nvramtdb_last_error(), "change 2 of the batch"));
     nvramtdb_change unknown[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "nosuch/blob", .data = fresh, .len = 1 },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "nosuch/blob", .data = fresh, .len = 1 },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, unknown, 2, 0, tu_on_complete, &c), ==, -ENOENT);
     g_assert_cmpint(c.calls, ==, 0);
 
     /* volatilestate has no value: its delete fails when applied. */
     nvramtdb_change late[] = {
-        { .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
-        { .name = "tpm0/volatilestate", .is_delete = true },
+        { SIZED .name = "tpm0/permall", .data = fresh, .len = sizeof fresh },
+        { SIZED .name = "tpm0/volatilestate", .is_delete = true },
     };
     g_assert_cmpint(nvramtdb_write_batch(db, late, 2, NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION,
                                          tu_on_complete, &c), ==, -ENOENT);
@@ -210,7 +213,7 @@ static void test_batch_is_all_or_nothing(void)
     tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
 
     g_assert_cmpint(nvramtdb_write_batch(db, late, 0, 0, NULL, NULL), ==, -EINVAL);
-    nvramtdb_change nameless[] = { { .name = NULL, .data = fresh, .len = 1 } };
+    nvramtdb_change nameless[] = { { SIZED .name = NULL, .data = fresh, .len = 1 } };
     g_assert_cmpint(nvramtdb_write_batch(db, nameless, 1, 0, NULL, NULL), ==, -EINVAL);
     g_assert_cmpint(nvramtdb_write_batch(db, late, 2, 0x80, NULL, NULL), ==, -EINVAL);
     tu_assert_healthy(db);
@@ -226,7 +229,7 @@ static void test_batch_keeps_submission_order(void)
     tu_fill(b, sizeof b, 6);
     tu_completion c = { 0 };
     TU_OK(nvramtdb_write(db, "tpm0/permall", a, sizeof a, NVRAMTDB_ASYNC, tu_on_complete, &c));
-    nvramtdb_change one[] = { { .name = "tpm0/permall", .data = b, .len = sizeof b } };
+    nvramtdb_change one[] = { { SIZED .name = "tpm0/permall", .data = b, .len = sizeof b } };
     TU_OK(nvramtdb_write_batch(db, one, 1, NVRAMTDB_ASYNC, tu_on_complete, &c));
     TU_OK(nvramtdb_write(db, "tpm0/volatilestate", a, sizeof a, NVRAMTDB_ASYNC,
                          tu_on_complete, &c));
@@ -244,7 +247,8 @@ static void test_delete_registered_keeps_its_space(void)
     uint8_t buf[8192];
     tu_fill(buf, sizeof buf, 3);
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, 0, NULL, NULL));
-    nvramtdb_info before, after;
+    nvramtdb_info before = { .struct_size = sizeof before };
+    nvramtdb_info after = { .struct_size = sizeof after };
     TU_OK(nvramtdb_get_info(db, &before));
     TU_OK(nvramtdb_delete(db, "tpm0/permall", 0, NULL, NULL));
     tu_assert_blob(db, "tpm0/permall", NULL, -1);
@@ -305,9 +309,11 @@ static void test_file_image_persists_across_reopen(void)
 
     TU_OK(nvramtdb_open(uri, NVRAMTDB_OPEN_CREATE, &db));
     TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
-    uint64_t need = nvramtdb_get_totalsize(db);
+    uint64_t need = 0, kib = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &need));
     g_assert_cmpuint(need, >, 8192);
-    g_assert_cmpuint(nvramtdb_get_totalsize_kb(db), ==, (need + 1023) / 1024);
+    TU_OK(nvramtdb_get_totalsize_kb(db, &kib));
+    g_assert_cmpuint(kib, ==, (need + 1023) / 1024);
     TU_OK(nvramtdb_start(db, 0));
     TU_OK(nvramtdb_write(db, "tpm0/permall", buf, sizeof buf, NVRAMTDB_WAIT_COMPLETION, NULL,
                          NULL));
@@ -323,7 +329,7 @@ static void test_file_image_persists_across_reopen(void)
     TU_OK(nvramtdb_register_blob(db, "tpm0/permall", 8192));
     TU_OK(nvramtdb_start(db, 0));
     tu_assert_blob(db, "tpm0/permall", buf, sizeof buf);
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     TU_OK(nvramtdb_get_info(db, &info));
     g_assert_cmpuint(info.image_size, ==, need);
     g_assert_cmpuint(info.format_version, ==, 1);
@@ -363,7 +369,7 @@ static void test_unregistered_blobs_on_disk_are_kept(void)
     tu_assert_blob(db, "tpm0/volatilestate", buf, sizeof buf);
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_false(e[1].registered);
     g_assert_true(e[1].present);
@@ -372,7 +378,7 @@ static void test_unregistered_blobs_on_disk_are_kept(void)
      * and deleting it removes it entirely. */
     TU_OK(nvramtdb_write(db, "tpm0/volatilestate", buf, 10, 0, NULL, NULL));
     TU_OK(nvramtdb_delete(db, "tpm0/volatilestate", 0, NULL, NULL));
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 1);
     free(e);
     tu_assert_healthy(db);
@@ -408,7 +414,7 @@ static void test_grown_maximum_keeps_value(void)
     tu_assert_healthy(db);
     nvramtdb_entry *e;
     size_t n;
-    TU_OK(nvramtdb_list(db, &e, &n));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &e, &n));
     g_assert_cmpuint(n, ==, 2);
     g_assert_cmpuint(e[1].max_size, ==, 100000);
     g_assert_cmpuint(e[1].generation, ==, 2);
@@ -473,6 +479,150 @@ static void test_image_that_cannot_grow_is_enospc(void)
     g_free(dir);
 }
 
+/* ---- extensible structures (nvramtdb.h) ------------------------------ */
+
+/* A struct_size below version 1's fields is refused with a message, and
+ * nothing is read or written. */
+static void test_struct_size_too_small_is_refused(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t v[16];
+    tu_fill(v, sizeof v, 9);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", v, sizeof v, 0, NULL, NULL));
+
+    nvramtdb_info info;
+    memset(&info, 0x5a, sizeof info);
+    info.struct_size = 0;
+    TU_ASSERT_ERROR(nvramtdb_get_info(db, &info), -EINVAL, "nvramtdb_info size 0");
+    info.struct_size = (uint32_t)NVRAMTDB_INFO_SIZE_V1 - 1;
+    TU_ASSERT_ERROR(nvramtdb_get_info(db, &info), -EINVAL, "nvramtdb_info size");
+    g_assert_cmpuint(info.format_version, ==, 0x5a5a5a5a);  /* untouched */
+
+    nvramtdb_entry *e = NULL;
+    size_t n = 99;
+    TU_ASSERT_ERROR(nvramtdb_list(db, NVRAMTDB_ENTRY_SIZE_V1 - 1, &e, &n), -EINVAL,
+                    "nvramtdb_entry size");
+    g_assert_null(e);
+    g_assert_cmpuint(n, ==, 99);
+
+    uint8_t w[8] = "abcdefgh";
+    nvramtdb_change zero[] = { { .name = "tpm0/permall", .data = w, .len = sizeof w } };
+    TU_ASSERT_ERROR(nvramtdb_write_batch(db, zero, 1, 0, NULL, NULL), -EINVAL,
+                    "nvramtdb_change size 0");
+    /* Every change has the first one's size: it is the array's stride. */
+    nvramtdb_change mixed[] = {
+        { SIZED .name = "tpm0/permall", .data = w, .len = sizeof w },
+        { .name = "tpm0/volatilestate", .data = w, .len = sizeof w },
+    };
+    TU_ASSERT_ERROR(nvramtdb_write_batch(db, mixed, 2, 0, NULL, NULL), -EINVAL,
+                    "change 2 of the batch has struct_size 0");
+    tu_assert_blob(db, "tpm0/permall", v, sizeof v);
+    tu_assert_blob(db, "tpm0/volatilestate", NULL, -1);
+    nvramtdb_close(db);
+}
+
+/* A later version of the structures (larger, with fields this library
+ * does not know) is accepted: outputs fill what the library knows and
+ * zero the rest, inputs use the caller's size as the stride and ignore
+ * the unknown bytes. */
+typedef struct future_info {
+    nvramtdb_info v1;
+    uint64_t later[3];
+} future_info;
+
+typedef struct future_change {
+    nvramtdb_change v1;
+    uint64_t later;
+} future_change;
+
+static void test_larger_struct_size_is_accepted(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t perm[300], vol[70];
+    tu_fill(perm, sizeof perm, 1);
+    tu_fill(vol, sizeof vol, 2);
+    future_change changes[2];
+    memset(changes, 0xee, sizeof changes);  /* the unknown field is not zero */
+    changes[0].v1 = (nvramtdb_change){ .struct_size = sizeof(future_change),
+                                       .name = "tpm0/permall", .data = perm,
+                                       .len = sizeof perm };
+    changes[1].v1 = (nvramtdb_change){ .struct_size = sizeof(future_change),
+                                       .name = "tpm0/volatilestate", .data = vol,
+                                       .len = sizeof vol };
+    TU_OK(nvramtdb_write_batch(db, &changes[0].v1, 2, 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", perm, sizeof perm);
+    tu_assert_blob(db, "tpm0/volatilestate", vol, sizeof vol);
+
+    nvramtdb_info now = { .struct_size = sizeof now };
+    TU_OK(nvramtdb_get_info(db, &now));
+    future_info later;
+    memset(&later, 0xee, sizeof later);
+    later.v1.struct_size = sizeof later;
+    TU_OK(nvramtdb_get_info(db, &later.v1));
+    g_assert_cmpuint(later.v1.struct_size, ==, sizeof later);
+    for (size_t i = 0; i < G_N_ELEMENTS(later.later); i++)
+        g_assert_cmpuint(later.later[i], ==, 0);
+    g_assert_cmpuint(later.v1.entries, ==, 2);
+    g_assert_cmpuint(later.v1.value_bytes, ==, sizeof perm + sizeof vol);
+    g_assert_cmpuint(later.v1.image_size, ==, now.image_size);
+    g_assert_cmpmem(later.v1.uuid, 16, now.uuid, 16);
+    g_assert_true(later.v1.journaled);
+    nvramtdb_close(db);
+}
+
+/* nvramtdb_list() spaces the entries by the caller's entry size, fills
+ * each with what the library knows and zeroes the rest. */
+static void test_list_takes_the_entry_size(void)
+{
+    nvramtdb *db = start_mem();
+    uint8_t v[40];
+    tu_fill(v, sizeof v, 3);
+    TU_OK(nvramtdb_write(db, "tpm0/volatilestate", v, sizeof v, 0, NULL, NULL));
+    const size_t sizes[] = { sizeof(nvramtdb_entry), NVRAMTDB_ENTRY_SIZE_V1,
+                             sizeof(nvramtdb_entry) + 24 };
+    for (size_t k = 0; k < G_N_ELEMENTS(sizes); k++) {
+        size_t size = sizes[k], n = 0;
+        nvramtdb_entry *list = NULL;
+        TU_OK(nvramtdb_list(db, size, &list, &n));
+        g_assert_cmpuint(n, ==, 2);
+        for (size_t i = 0; i < n; i++) {
+            nvramtdb_entry e = { 0 };
+            const uint8_t *at = (const uint8_t *)list + i * size;
+            memcpy(&e, at, MIN(size, sizeof e));
+            g_assert_cmpuint(e.struct_size, ==, size);
+            g_assert_cmpstr(e.name, ==, i ? "tpm0/volatilestate" : "tpm0/permall");
+            g_assert_cmpuint(e.max_size, ==, tpm_blobs[i].max_size);
+            g_assert_true(e.registered);
+            g_assert_cmpuint(e.present, ==, i == 1);
+            g_assert_cmpuint(e.size, ==, i ? sizeof v : 0);
+            for (size_t b = sizeof e; b < size; b++)
+                g_assert_cmpuint(at[b], ==, 0);
+        }
+        free(list);
+    }
+    nvramtdb_close(db);
+}
+
+/* A failed size computation is an error, not a size of 0. */
+static void test_totalsize_failure_is_an_error(void)
+{
+    nvramtdb *db;
+    TU_OK(nvramtdb_open("mem:", 0, &db));
+    /* 260 blobs at the largest maximum: more than a tdb can address. */
+    for (int i = 0; i < 260; i++) {
+        char name[32];
+        g_snprintf(name, sizeof name, "dev/b%03d", i);
+        TU_OK(nvramtdb_register_blob(db, name, NVRAMTDB_BLOB_MAX));
+    }
+    uint64_t bytes = 12345, kib = 12345;
+    TU_ASSERT_ERROR(nvramtdb_get_totalsize(db, &bytes), -ENOSPC, "260 blobs need",
+                    "a tdb holds at most");
+    g_assert_cmpuint(bytes, ==, 12345);
+    TU_ASSERT_ERROR(nvramtdb_get_totalsize_kb(db, &kib), -ENOSPC, "260 blobs need");
+    g_assert_cmpuint(kib, ==, 12345);
+    nvramtdb_close(db);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -496,5 +646,9 @@ int main(int argc, char **argv)
     g_test_add_func("/api/grown-maximum-keeps-value", test_grown_maximum_keeps_value);
     g_test_add_func("/api/parse-size", test_parse_size);
     g_test_add_func("/api/version", test_version);
+    g_test_add_func("/api/struct-size/too-small", test_struct_size_too_small_is_refused);
+    g_test_add_func("/api/struct-size/larger-accepted", test_larger_struct_size_is_accepted);
+    g_test_add_func("/api/struct-size/list-entry-size", test_list_takes_the_entry_size);
+    g_test_add_func("/api/totalsize-failure-is-an-error", test_totalsize_failure_is_an_error);
     return g_test_run();
 }

@@ -117,7 +117,6 @@ static void stub_close(nvt_backend *be)
 }
 
 static const nvt_backend_ops stub_ops = {
-    .version = NVT_BACKEND_OPS_VERSION,
     .kind = "stub",
     .pread = stub_pread,
     .pwrite = stub_pwrite,

@@ -412,14 +412,14 @@ static void exercise(const golden *g, const uint8_t *bytes, size_t len, bool rea
         nvramtdb_entry *entries = NULL;
         size_t n = 0;
         nvt_error_clear();
-        int r = nvramtdb_list(db, &entries, &n);
+        int r = nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &n);
         explained(r, "list");
         for (size_t i = 0; r == 0 && i < n; i++)
             g_assert_cmpuint(strnlen(entries[i].name, sizeof entries[i].name), <,
                              sizeof entries[i].name);
         free(entries);
 
-        nvramtdb_info info;
+        nvramtdb_info info = { .struct_size = sizeof info };
         TU_OK(nvramtdb_get_info(db, &info));
 
         int reported = 0;

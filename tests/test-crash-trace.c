@@ -496,7 +496,8 @@ static void waited_batch(session *s, const batch_item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         const change *c = add_change(s, r, blob_index(s, items[i].name), items[i].len >= 0,
                                      items[i].len < 0 ? 0 : (size_t)items[i].len);
-        changes[i] = (nvramtdb_change){ .name = items[i].name, .data = c->bytes,
+        changes[i] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                        .name = items[i].name, .data = c->bytes,
                                         .len = c->len, .is_delete = items[i].len < 0 };
         if (items[i].len < 0)
             g_string_append_printf(what, " delete %s;", items[i].name);
@@ -1548,7 +1549,7 @@ static void test_checkpoints(void)
         if (i % 7 == 3)
             waited(&s, "vm0/mid", (long)(50 + i * 100));
     }
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     TU_OK(nvramtdb_get_info(s.db, &info));
     session_end(&s);
     g_test_message("%s: %" G_GUINT64_FORMAT " commits, %" G_GUINT64_FORMAT " flushes "

@@ -63,6 +63,9 @@
 #include "testutil.h"
 #include "workload.h"
 
+/* The start of every nvramtdb_change: its size (nvramtdb.h). */
+#define SIZED .struct_size = sizeof(nvramtdb_change),
+
 /* ---- the workload ------------------------------------------------------- */
 
 static int do_step(nvramtdb *db, const step *s)
@@ -623,7 +626,7 @@ static bool verify_formatted(const uint8_t *img, size_t len, const char *ctx, bo
                          nvramtdb_last_error());
     ok = healthy(db, ctx, "read-write");
     if (ok) {
-        TU_OK(nvramtdb_list(db, &entries, &n_entries));
+        TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &n_entries));
         if (n_entries != N_BLOBS)
             ok = violation("%s: %zu blobs listed, expected %d", ctx, n_entries, N_BLOBS);
     }
@@ -933,7 +936,8 @@ static uint8_t *roomy_image(commit_mode commit, size_t *len, run *r)
     TU_OK(nvt_open_backend(mem, commit_flags[commit], &db));
     for (int b = 0; b < N_BLOBS; b++)
         TU_OK(nvramtdb_register_blob(db, blobs[b].name, blobs[b].max_size));
-    uint64_t need = nvramtdb_get_totalsize(db);
+    uint64_t need = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &need));
     g_assert_cmpuint(need, >, 0);
     TU_OK(nvramtdb_set_image_size(db, (need * 2 + 4095) / 4096 * 4096));
     TU_OK(nvramtdb_start(db, 0));
@@ -970,7 +974,7 @@ static bool verify_reserved(commit_mode commit, const uint8_t *img, size_t len, 
     ok = healthy(db, ctx, "read-only");
     for (int b = 0; b < N_BLOBS && ok; b++)
         ok = classify(db, r, b, ctx, "read-only") == OLD;
-    TU_OK(nvramtdb_list(db, &entries, &n_entries));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &n_entries));
     *had_d = n_entries == N_BLOBS + 1;
     free(entries);
     nvramtdb_close(db);
@@ -1262,9 +1266,9 @@ static int batch_run(nvramtdb *db, nvt_backend *fault, uint64_t cut, uint64_t *o
     batch_value(BLOB_A, BATCH_NEW_SEED, a);
     batch_value(BLOB_B, BATCH_NEW_SEED, bb);
     nvramtdb_change changes[] = {
-        { .name = blobs[BLOB_A].name, .data = a, .len = blobs[BLOB_A].max_size },
-        { .name = blobs[BLOB_B].name, .data = bb, .len = blobs[BLOB_B].max_size },
-        { .name = blobs[BLOB_C].name, .is_delete = true },
+        { SIZED .name = blobs[BLOB_A].name, .data = a, .len = blobs[BLOB_A].max_size },
+        { SIZED .name = blobs[BLOB_B].name, .data = bb, .len = blobs[BLOB_B].max_size },
+        { SIZED .name = blobs[BLOB_C].name, .is_delete = true },
     };
     if (cut)
         nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, cut, 0);

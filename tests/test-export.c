@@ -10,7 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "image.h"
+#include "store.h"
 #include "testutil.h"
+
+/* The start of every nvramtdb_change: its size (nvramtdb.h). */
+#define SIZED .struct_size = sizeof(nvramtdb_change),
 
 static const tu_blob blobs[] = {
     { "tpm0/permall", 8192 },
@@ -78,8 +83,8 @@ static void assert_same_list(nvramtdb *a, nvramtdb *b)
 {
     nvramtdb_entry *ea, *eb;
     size_t na, nb;
-    TU_OK(nvramtdb_list(a, &ea, &na));
-    TU_OK(nvramtdb_list(b, &eb, &nb));
+    TU_OK(nvramtdb_list(a, sizeof(nvramtdb_entry), &ea, &na));
+    TU_OK(nvramtdb_list(b, sizeof(nvramtdb_entry), &eb, &nb));
     g_assert_cmpuint(na, ==, nb);
     for (size_t i = 0; i < na; i++) {
         g_assert_cmpstr(ea[i].name, ==, eb[i].name);
@@ -225,6 +230,60 @@ static void test_import_needs_room(void)
     exported_free(&e);
 }
 
+/*
+ * An import too large for one journal record (blobs registered after the
+ * image was formatted can make it so) commits blob by blob.  The image is
+ * formatted by hand with a journal of 16 pages: dev/x and dev/y each fit
+ * a record, together they do not.
+ */
+static void test_import_larger_than_journal(void)
+{
+    static const tu_blob set[] = { { "dev/x", 40 * 1024 }, { "dev/y", 28 * 1024 } };
+    nvt_blob_spec specs[] = { { "dev/x", 40 * 1024 }, { "dev/y", 28 * 1024 } };
+    uint8_t *tdb;
+    uint64_t len;
+    TU_OK(nvt_store_build_fresh(specs, 2, &tdb, &len));
+    nvt_backend *be = nvt_mem_backend_new(NULL, 0);
+    uint64_t size = 8 * 1024 * 1024;
+    TU_OK(nvt_be_resize(be, size));
+    nvt_image *img;
+    TU_OK(nvt_image_format(be, size, tdb, len, 16 * 4096, &img));
+    nvt_image_free(img);
+    g_free(tdb);
+    int rc;
+    nvramtdb *dst = tu_start(be, 0, set, 2, &rc);
+    TU_OK(rc);
+
+    /* The source: both blobs at their maxima, exported. */
+    uint8_t *x = g_malloc(set[0].max_size), *y = g_malloc(set[1].max_size);
+    tu_fill(x, set[0].max_size, 3);
+    tu_fill(y, set[1].max_size, 4);
+    nvramtdb *src = start_mem(set, 2);
+    TU_OK(nvramtdb_write(src, "dev/x", x, set[0].max_size, 0, NULL, NULL));
+    TU_OK(nvramtdb_write(src, "dev/y", y, set[1].max_size, 0, NULL, NULL));
+    char *dir = tu_tmpdir();
+    char *path = g_build_filename(dir, "big.tdb", NULL);
+    TU_OK(nvramtdb_export_tdb(src, path));
+    nvramtdb_close(src);
+
+    /* As one batch the values do not fit: the import must not stop there. */
+    nvramtdb_change both[] = {
+        { SIZED .name = "dev/x", .data = x, .len = set[0].max_size },
+        { SIZED .name = "dev/y", .data = y, .len = set[1].max_size },
+    };
+    TU_ASSERT_ERROR(nvramtdb_write_batch(dst, both, 2, 0, NULL, NULL), -E2BIG, "journal");
+    TU_ASSERT_RC(nvramtdb_import_tdb(dst, path, 0), 2);
+    tu_assert_blob(dst, "dev/x", x, set[0].max_size);
+    tu_assert_blob(dst, "dev/y", y, set[1].max_size);
+    tu_assert_healthy(dst);
+    nvramtdb_close(dst);
+    g_free(x);
+    g_free(y);
+    g_free(path);
+    tu_rmtree(dir);
+    g_free(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -232,5 +291,6 @@ int main(int argc, char **argv)
     g_test_add_func("/export/refuses-existing-path", test_export_refuses_existing_path);
     g_test_add_func("/export/corrupt-record-changes-nothing", test_corrupt_record_changes_nothing);
     g_test_add_func("/export/import-needs-room", test_import_needs_room);
+    g_test_add_func("/export/import-larger-than-journal", test_import_larger_than_journal);
     return g_test_run();
 }

@@ -352,7 +352,7 @@ static bool inject_and_run(const fixture *f, const fault_case *fc, uint64_t n,
         /* Inspection calls must return, whatever they say. */
         nvramtdb_entry *entries = NULL;
         size_t count = 0;
-        if (nvramtdb_list(db, &entries, &count) == 0)
+        if (nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &count) == 0)
             free(entries);
         (void)nvramtdb_check(db, NULL, NULL);
         (void)nvramtdb_flush(db);

@@ -1291,6 +1291,8 @@ typedef struct interleave {
     bool queued_after;     /* a request queued behind the taken batch */
     bool main_done;        /* the request under test returned */
     bool release;
+    bool store_held;       /* a record walk holds the store lock */
+    bool store_release;
 } interleave;
 
 static interleave il;
@@ -1348,6 +1350,24 @@ static gpointer interleave_releaser(gpointer unused)
     return NULL;
 }
 
+/* Holds the store lock: a walk of the records whose visitor waits. */
+static int hold_store_visit(void *opaque, const char *name, uint8_t *record, size_t size)
+{
+    (void)opaque;
+    (void)name;
+    (void)size;
+    free(record);
+    interleave_set(&il.store_held);
+    interleave_wait(&il.store_release);
+    return 1;  /* one record is enough */
+}
+
+static gpointer store_holder_main(gpointer db)
+{
+    nvt_handle_export_records(db, hold_store_visit, NULL);
+    return NULL;
+}
+
 /* Reach the state: value(1) in blob b, then an ASYNC write of value(3) to
  * b taken by the writer and held, while a synchronous write of blob a
  * committed on another thread has just ended.  Returns the releaser. */
@@ -1359,13 +1379,14 @@ static GThread *inline_commit_ends_during_batch(nvramtdb *db)
     g_cond_init(&il.cond);
     nvt_test_set_hook(interleave_hook, &il);
 
-    struct nvt_store *st;
-    TU_OK(nvt_handle_lock_store(db, true, &st));
+    GThread *holder = g_thread_new("store-holder", store_holder_main, db);
+    interleave_wait(&il.store_held);
     GThread *t1 = g_thread_new("inline-writer", inline_writer_main, db);
     interleave_wait(&il.inline_started);       /* t1 commits on its thread... */
     write_async(db, BLOB_B, 3, 200, NULL, NULL);
     interleave_wait(&il.took_batch);           /* ...the writer took b's write... */
-    nvt_handle_unlock_store(db);
+    interleave_set(&il.store_release);
+    g_thread_join(holder);
     g_thread_join(t1);                         /* ...and t1's commit has ended. */
     return g_thread_new("releaser", interleave_releaser, NULL);
 }

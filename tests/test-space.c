@@ -57,7 +57,8 @@ static void run_case(const void *data)
     TU_OK(nvramtdb_open("mem:", 0, &db));
     for (size_t i = 0; i < c->n; i++)
         TU_OK(nvramtdb_register_blob(db, c->blobs[i].name, c->blobs[i].max_size));
-    uint64_t total = nvramtdb_get_totalsize(db);
+    uint64_t total = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &total));
     g_assert_cmpuint(total, >, 0);
     nvramtdb_close(db);
 
@@ -66,7 +67,7 @@ static void run_case(const void *data)
     if (!db)
         g_error("%s: start on an image of exactly %llu bytes failed: %s", c->label,
                 (unsigned long long)total, nvramtdb_last_error());
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     TU_OK(nvramtdb_get_info(db, &info));
     g_assert_cmpuint(info.image_size, ==, total);
     uint64_t used_after_format = info.data_used;
@@ -146,7 +147,8 @@ static void test_mid_sized_blobs_stay_small(void)
         nvramtdb *db;
         TU_OK(nvramtdb_open("mem:", 0, &db));
         TU_OK(nvramtdb_register_blob(db, "dev/blob", sizes[i]));
-        uint64_t total = nvramtdb_get_totalsize(db);
+        uint64_t total = 0;
+        TU_OK(nvramtdb_get_totalsize(db, &total));
         g_test_message("one blob of %u bytes: image of %llu bytes", sizes[i],
                        (unsigned long long)total);
         g_assert_cmpuint(total, >, sizes[i]);
@@ -164,10 +166,13 @@ static void test_totalsize_is_deterministic(void)
     TU_OK(nvramtdb_register_blob(a, "x/two", 50000));
     TU_OK(nvramtdb_register_blob(b, "x/two", 50000));
     TU_OK(nvramtdb_register_blob(b, "x/one", 1000));
-    g_assert_cmpuint(nvramtdb_get_totalsize(a), ==, nvramtdb_get_totalsize(b));
-    uint64_t before = nvramtdb_get_totalsize(a);
+    uint64_t size_a = 0, size_b = 0, after = 0;
+    TU_OK(nvramtdb_get_totalsize(a, &size_a));
+    TU_OK(nvramtdb_get_totalsize(b, &size_b));
+    g_assert_cmpuint(size_a, ==, size_b);
     TU_OK(nvramtdb_register_blob(a, "x/one", 100000));  /* a new maximum replaces the old */
-    g_assert_cmpuint(nvramtdb_get_totalsize(a), >, before);
+    TU_OK(nvramtdb_get_totalsize(a, &after));
+    g_assert_cmpuint(after, >, size_a);
     nvramtdb_close(a);
     nvramtdb_close(b);
 }
@@ -178,7 +183,8 @@ static void test_image_one_block_short_is_refused(void)
     nvramtdb *db;
     TU_OK(nvramtdb_open("mem:", 0, &db));
     TU_OK(nvramtdb_register_blob(db, blobs[0].name, blobs[0].max_size));
-    uint64_t total = nvramtdb_get_totalsize(db);
+    uint64_t total = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &total));
     nvramtdb_close(db);
 
     int rc;

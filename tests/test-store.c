@@ -63,7 +63,7 @@ static void test_journal_commit_costs_one_flush(void)
     int rc;
     nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, blobs, 2, &rc);
     uint8_t buf[65536];
-    nvramtdb_info i0, i1;
+    nvramtdb_info i0 = { .struct_size = sizeof i0 }, i1 = { .struct_size = sizeof i1 };
     TU_OK(nvramtdb_get_info(db, &i0));
     g_assert_true(i0.journaled);
     for (int i = 0; i < 10; i++) {
@@ -85,7 +85,7 @@ static void test_stock_commit_costs_four_flushes(void)
     nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), NVRAMTDB_OPEN_STOCK_COMMIT, blobs, 1,
                             &rc);
     uint8_t buf[4096];
-    nvramtdb_info i0, i1;
+    nvramtdb_info i0 = { .struct_size = sizeof i0 }, i1 = { .struct_size = sizeof i1 };
     TU_OK(nvramtdb_get_info(db, &i0));
     for (int i = 0; i < 10; i++) {
         tu_fill(buf, sizeof buf, (uint32_t)i);

@@ -326,7 +326,7 @@ nvramtdb_entry tu_entry(nvramtdb *db, const char *name)
 {
     nvramtdb_entry *entries = NULL, found;
     size_t count = 0, i;
-    TU_OK(nvramtdb_list(db, &entries, &count));
+    TU_OK(nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &count));
     for (i = 0; i < count; i++)
         if (strcmp(entries[i].name, name) == 0)
             break;
@@ -339,7 +339,7 @@ nvramtdb_entry tu_entry(nvramtdb *db, const char *name)
 
 uint64_t tu_commits(nvramtdb *db)
 {
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     TU_OK(nvramtdb_get_info(db, &info));
     return info.commits;
 }

@@ -314,7 +314,8 @@ int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     for (unsigned i = 0; i < SWTPM_NSTATES; i++) {
         bool present = false;
         if (plain[i]) {
-            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .data = plain[i]->data,
+            changes[nchanges++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                                     .name = names[i], .data = plain[i]->data,
                                                      .len = plain[i]->len };
             continue;
         }
@@ -324,7 +325,8 @@ int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
             goto out;
         }
         if (present)
-            changes[nchanges++] = (nvramtdb_change){ .name = names[i], .is_delete = true };
+            changes[nchanges++] = (nvramtdb_change){ .struct_size = sizeof(nvramtdb_change),
+                                                     .name = names[i], .is_delete = true };
     }
     r = nvramtdb_write_batch(db, changes, nchanges, NVRAMTDB_WAIT_COMPLETION, NULL, NULL);
     if (r < 0) {

@@ -368,7 +368,7 @@ int find_entry(nvramtdb *db, const char *name, bool *present)
     size_t count = 0;
     int r, found = 0;
 
-    r = nvramtdb_list(db, &entries, &count);
+    r = nvramtdb_list(db, sizeof(nvramtdb_entry), &entries, &count);
     if (r < 0)
         return r;
     if (present)
@@ -504,7 +504,7 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
     char *work_path = NULL, *work_uri = NULL, *size_text = NULL;
     bool is_mem, created = false, replace = false;
     nvramtdb *db = NULL;
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     struct stat st;
     int rc, r;
 
@@ -700,7 +700,7 @@ static int cmd_info(const struct command *cmd, int argc, char **argv)
     };
     gchar **args = NULL;
     nvramtdb *db = NULL;
-    nvramtdb_info info;
+    nvramtdb_info info = { .struct_size = sizeof info };
     char uuid[37];
     uint64_t data_free;
     int rc, r;
@@ -831,7 +831,7 @@ static int cmd_list(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    r = nvramtdb_list(db, &list, &count);
+    r = nvramtdb_list(db, sizeof(nvramtdb_entry), &list, &count);
     if (r < 0) {
         lib_error(r);
         goto out;
