@@ -3,7 +3,8 @@
 # The installed library exports the public API only: every dynamic symbol
 # is nvramtdb_* under a NVRAMTDB_ version node, and none of tdb's or our
 # internals leak (a program that also uses the system's libtdb must not
-# get ours).
+# get ours).  It holds nothing of the test library (lib/test/), not even
+# as a local symbol.
 lib="$top_builddir/lib/.libs/libnvramtdb.so"
 if ! command -v nm >/dev/null 2>&1; then
     echo "SKIP: nm (binutils) not found"; exit 77
@@ -24,3 +25,19 @@ if nm -D "$lib" | grep -q ' T tdb_'; then
     echo "FAIL: tdb symbols exported"; exit 1
 fi
 echo "ok: $(printf '%s\n' "$syms" | wc -l) symbols, all nvramtdb_*"
+
+# No test part: the fault, borrowed and counting backends, the test hook
+# and nvt_open_backend (lib/test/nvttest.h) are not compiled in.  nm -a
+# lists local functions and variables, and the source file names too.
+all=$(nm -a "$lib" 2>/dev/null | awk '{print $NF}')
+if [ -z "$all" ] || ! printf '%s\n' "$all" | grep -q '^nvt_store_'; then
+    echo "FAIL: $lib has no symbol table (stripped?): cannot look for test parts"; exit 1
+fi
+test_parts='nvt_fault_|fault_backend|backend-fault|nvt_be_borrow|nvt_counting_|backend-wrap'
+test_parts="$test_parts|nvt_test_|testhook\\.c|nvttest|nvt_open_backend|nvt_mem_backend_flushes"
+found=$(printf '%s\n' "$all" | grep -E "$test_parts" | sort -u || true)
+if [ -n "$found" ]; then
+    echo "FAIL: test parts in $lib:"; printf '%s\n' "$found"; exit 1
+fi
+echo "ok: no test part in libnvramtdb.so ($(printf '%s\n' "$all" | wc -l) symbols looked at)"
+
