@@ -4,10 +4,11 @@
 # is nvramtdb_* under a NVRAMTDB_ version node, and none of tdb's or our
 # internals leak (a program that also uses the system's libtdb must not
 # get ours).  It holds nothing of the test library (lib/test/), not even
-# as a local symbol.
+# as a local symbol.  The installed programs use it as a shared library:
+# they need libnvramtdb.so and carry no copy of its code.
 lib="$top_builddir/lib/.libs/libnvramtdb.so"
-if ! command -v nm >/dev/null 2>&1; then
-    echo "SKIP: nm (binutils) not found"; exit 77
+if ! command -v nm >/dev/null 2>&1 || ! command -v readelf >/dev/null 2>&1; then
+    echo "SKIP: nm or readelf (binutils) not found"; exit 77
 fi
 if [ ! -f "$lib" ]; then
     echo "FAIL: $lib not built"; exit 1
@@ -41,3 +42,20 @@ if [ -n "$found" ]; then
 fi
 echo "ok: no test part in libnvramtdb.so ($(printf '%s\n' "$all" | wc -l) symbols looked at)"
 
+# The programs link the shared library.  libtool keeps the real program
+# in .libs/ and puts a wrapper script in its place.
+for prog in nvram-tool nvram-tpmd; do
+    bin="$top_builddir/tools/.libs/$prog"
+    [ -f "$bin" ] || bin="$top_builddir/tools/$prog"
+    if [ ! -f "$bin" ]; then
+        echo "note: $prog is not built (no libtpms?): not checked"; continue
+    fi
+    if ! readelf -d "$bin" | grep 'NEEDED' | grep -q 'libnvramtdb\.so'; then
+        echo "FAIL: $prog does not need libnvramtdb.so:"; readelf -d "$bin" | grep NEEDED; exit 1
+    fi
+    copy=$(nm "$bin" 2>/dev/null | awk '$2 ~ /^[TtDdBbRr]$/ {print $3}' | grep -E '^(nvt_|tdb_)' || true)
+    if [ -n "$copy" ]; then
+        echo "FAIL: $prog carries library code of its own:"; printf '%s\n' "$copy" | head; exit 1
+    fi
+    echo "ok: $prog needs libnvramtdb.so and has no copy of its code"
+done
