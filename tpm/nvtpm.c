@@ -108,10 +108,11 @@ uint32_t nvtpm_volatilestate_max(void)
 
 /* ---- messages ------------------------------------------------------------- */
 
-#define NVTPM_MSG_MAX 768
+#define NVTPM_MSG_MAX 768       /* a libtpms callback's failure */
 
-/* The calling thread's latest failure message (nvtpm_last_error()). */
-static _Thread_local char errmsg[NVTPM_MSG_MAX + 256];
+/* The calling thread's latest failure message (nvtpm_last_error()): room
+ * for a callback's failure or the library's message (1024), with context. */
+static _Thread_local char errmsg[1280];
 
 /* Record a message for the calling thread and return -err (err > 0). */
 static int set_error(int err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
