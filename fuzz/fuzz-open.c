@@ -24,8 +24,8 @@
 #include "backend.h"
 #include "fuzz-util.h"
 #include "image.h"
-#include "internal.h"
 #include "nvramtdb.h"
+#include "nvttest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

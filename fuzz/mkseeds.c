@@ -24,9 +24,9 @@
 #include "backend.h"
 #include "fuzz-util.h"
 #include "image.h"
-#include "internal.h"
 #include "journal.h"
 #include "nvramtdb.h"
+#include "nvttest.h"
 #include "record.h"
 #include "swtpm-crypt.h"
 

@@ -2,8 +2,6 @@
 /* backend.c — dispatch of the optional backend operations. */
 #include "config.h"
 
-#include <glib.h>
-
 #include "backend.h"
 #include "error.h"
 
@@ -40,79 +38,4 @@ void nvt_be_close(nvt_backend *be)
 {
     if (be)
         be->ops->close(be);
-}
-
-/* ---- borrowed backends -------------------------------------------------- */
-
-typedef struct borrowed {
-    nvt_backend base;
-    nvt_backend *inner;
-} borrowed;
-
-static nvt_backend *inner_of(nvt_backend *be)
-{
-    return ((borrowed *)be)->inner;
-}
-
-static int borrow_pread(nvt_backend *be, void *buf, size_t len, uint64_t off)
-{
-    return nvt_be_pread(inner_of(be), buf, len, off);
-}
-
-static int borrow_pwrite(nvt_backend *be, const void *buf, size_t len, uint64_t off)
-{
-    return nvt_be_pwrite(inner_of(be), buf, len, off);
-}
-
-static int borrow_pwrite_durable(nvt_backend *be, const void *buf, size_t len, uint64_t off)
-{
-    return nvt_be_pwrite_durable(inner_of(be), buf, len, off);
-}
-
-static int borrow_flush(nvt_backend *be)
-{
-    return nvt_be_flush(inner_of(be));
-}
-
-static int borrow_get_size(nvt_backend *be, uint64_t *size)
-{
-    return nvt_be_get_size(inner_of(be), size);
-}
-
-static int borrow_resize(nvt_backend *be, uint64_t size)
-{
-    return nvt_be_resize(inner_of(be), size);
-}
-
-static int borrow_lock(nvt_backend *be, bool exclusive)
-{
-    return nvt_be_lock(inner_of(be), exclusive);
-}
-
-static void borrow_close(nvt_backend *be)
-{
-    g_free(be->name);
-    g_free(be);
-}
-
-static const nvt_backend_ops borrow_ops = {
-    .kind = "borrowed",
-    .pread = borrow_pread,
-    .pwrite = borrow_pwrite,
-    .flush = borrow_flush,
-    .get_size = borrow_get_size,
-    .resize = borrow_resize,
-    .lock = borrow_lock,
-    .close = borrow_close,
-    .pwrite_durable = borrow_pwrite_durable,
-};
-
-nvt_backend *nvt_be_borrow(nvt_backend *inner)
-{
-    borrowed *b = g_new0(borrowed, 1);
-    b->base.ops = &borrow_ops;
-    b->base.name = g_strdup(inner->name);
-    b->base.read_only = inner->read_only;
-    b->inner = inner;
-    return &b->base;
 }

@@ -10,10 +10,11 @@
 #include "backend.h"
 #include "nvramtdb.h"
 
-/* Open a handle on @be, which it takes ownership of (closed by
- * nvramtdb_close(), also on failure).  @flags as nvramtdb_open(); no lock
- * is taken. */
-int nvt_open_backend(nvt_backend *be, unsigned flags, nvramtdb **dbp);
+/* Open a handle named @name (the URI, for messages) on @be, which it
+ * takes ownership of (closed by nvramtdb_close(), also on failure).
+ * @flags as nvramtdb_open(), checked again; no lock is taken here.  The
+ * tests' nvt_open_backend() (lib/test/) is this on a backend they built. */
+int nvt_handle_open(const char *name, nvt_backend *be, unsigned flags, nvramtdb **dbp);
 
 /* For lib/export.c, which reads and writes an image only through these
  * calls and the public API (never the store or its lock). */

@@ -131,19 +131,18 @@ int nvramtdb_open(const char *uri, unsigned flags, nvramtdb **dbp)
     r = open_backend(uri, flags, &be);
     if (r < 0)
         return r;
-    *dbp = handle_new(uri, flags, be);
-    return 0;
+    return nvt_handle_open(uri, be, flags, dbp);
 }
 
-int nvt_open_backend(nvt_backend *be, unsigned flags, nvramtdb **dbp)
+int nvt_handle_open(const char *name, nvt_backend *be, unsigned flags, nvramtdb **dbp)
 {
     *dbp = NULL;
-    int r = check_open_flags(be->name, flags);
+    int r = check_open_flags(name, flags);
     if (r < 0) {
         nvt_be_close(be);
         return r;
     }
-    *dbp = handle_new(be->name, flags, be);
+    *dbp = handle_new(name, flags, be);
     return 0;
 }
 

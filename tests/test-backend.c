@@ -2,8 +2,9 @@
 /*
  * test-backend.c — the backend contract of backend.h, one behaviour per
  * test: the memory backend, the file backend (I/O, space reservation,
- * read-only opens, OFD locking) and the fault backend's crash model
- * (DESIGN.md section 7).
+ * read-only opens, OFD locking), and the test library's backends: the
+ * borrowed and counting wrappers and the fault backend's crash model
+ * (nvttest.h).
  */
 #include "config.h"
 
@@ -19,6 +20,7 @@
 
 #include "backend.h"
 #include "error.h"
+#include "nvttest.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -152,7 +154,6 @@ static void test_mem_round_trip(void)
     g_assert_cmpint(nvt_be_get_size(be, &size), ==, 0);
     g_assert_cmpuint(size, ==, 11);
     g_assert_cmpint(nvt_be_flush(be), ==, 0);
-    g_assert_cmpuint(nvt_mem_backend_flushes(be), ==, 1);
     nvt_be_close(be);
 }
 
@@ -914,6 +915,61 @@ static void test_fault_inner_flush_fails(void)
     g_assert_cmpint(closed, ==, 1);
 }
 
+/* ---- wrapping backends --------------------------------------------------- */
+
+/* A counting backend forwards everything, counts flushes (a durable write
+ * as one), and closes its inner backend. */
+static void test_counting(void)
+{
+    nvt_backend *be = nvt_counting_backend_new(nvt_mem_backend_new("hello", 5));
+    uint8_t buf[5];
+    uint64_t size;
+    int closed = 0;
+
+    g_assert_cmpuint(nvt_counting_backend_flushes(be), ==, 0);
+    g_assert_cmpint(nvt_be_pwrite(be, "J", 1, 0), ==, 0);
+    g_assert_cmpint(nvt_be_pread(be, buf, 5, 0), ==, 0);
+    g_assert_cmpmem(buf, 5, "Jello", 5);
+    g_assert_cmpint(nvt_be_resize(be, 8), ==, 0);
+    g_assert_cmpint(nvt_be_get_size(be, &size), ==, 0);
+    g_assert_cmpuint(size, ==, 8);
+    g_assert_cmpint(nvt_be_flush(be), ==, 0);
+    g_assert_cmpuint(nvt_counting_backend_flushes(be), ==, 1);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, "Y", 1, 0), ==, 0);
+    g_assert_cmpuint(nvt_counting_backend_flushes(be), ==, 2);
+    nvt_be_close(be);
+
+    be = nvt_counting_backend_new(new_stub(false, true, &closed));
+    g_assert_cmpint(nvt_be_flush(be), ==, -EIO);
+    g_assert_cmpuint(nvt_counting_backend_flushes(be), ==, 1);
+    nvt_be_close(be);
+    g_assert_cmpint(closed, ==, 1);
+}
+
+/* A borrowed backend forwards everything but leaves its inner backend
+ * open. */
+static void test_borrow(void)
+{
+    nvt_backend *inner = nvt_mem_backend_new("hello", 5);
+    nvt_backend *be = nvt_be_borrow(inner);
+    uint8_t buf[5];
+    int closed = 0;
+
+    g_assert_cmpint(nvt_be_pwrite(be, "J", 1, 0), ==, 0);
+    g_assert_cmpint(nvt_be_pwrite_durable(be, "e", 1, 1), ==, 0);
+    g_assert_cmpint(nvt_be_flush(be), ==, 0);
+    nvt_be_close(be);
+    g_assert_cmpint(nvt_be_pread(inner, buf, 5, 0), ==, 0);
+    g_assert_cmpmem(buf, 5, "Jello", 5);
+    nvt_be_close(inner);
+
+    inner = new_stub(false, false, &closed);
+    nvt_be_close(nvt_be_borrow(inner));
+    g_assert_cmpint(closed, ==, 0);
+    nvt_be_close(inner);
+    g_assert_cmpint(closed, ==, 1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -935,6 +991,8 @@ int main(int argc, char **argv)
     g_test_add_func("/backend/file/lock-shared-exclusive", test_file_lock_shared_exclusive);
     g_test_add_func("/backend/file/lock-released-on-close", test_file_lock_released_on_close);
 
+    g_test_add_func("/backend/counting", test_counting);
+    g_test_add_func("/backend/borrow", test_borrow);
     g_test_add_func("/backend/fault/pass-through", test_fault_passthrough);
     g_test_add_func("/backend/fault/op-count", test_fault_op_count);
     g_test_add_func("/backend/fault/transient", test_fault_transient);

@@ -453,21 +453,22 @@ static fixture *get_fixture(commit_mode commit)
         return fx;
 
     fx->formatted = formatted_image(commit, &fx->formatted_len);
-    nvt_backend *inner = nvt_mem_backend_new(fx->formatted, fx->formatted_len);
+    nvt_backend *inner =
+        nvt_counting_backend_new(nvt_mem_backend_new(fx->formatted, fx->formatted_len));
     nvt_backend *fault = nvt_fault_backend_new(inner);
     nvramtdb *db = tu_start(nvt_be_borrow(fault), commit_flags[commit], blobs, N_BLOBS, NULL);
     g_assert_nonnull(db);
-    uint64_t base = nvt_fault_op_count(fault), flushes = nvt_mem_backend_flushes(inner);
+    uint64_t base = nvt_fault_op_count(fault), flushes = nvt_counting_backend_flushes(inner);
     for (size_t i = 0; i < N_STEPS; i++) {
         fx->first_op[i] = nvt_fault_op_count(fault) - base + 1;
-        fx->first_flush[i] = nvt_mem_backend_flushes(inner) - flushes + 1;
+        fx->first_flush[i] = nvt_counting_backend_flushes(inner) - flushes + 1;
         TU_OK(do_step(db, &workload[i]));
         fx->last_op[i] = nvt_fault_op_count(fault) - base;
-        fx->last_flush[i] = nvt_mem_backend_flushes(inner) - flushes;
+        fx->last_flush[i] = nvt_counting_backend_flushes(inner) - flushes;
         g_assert_cmpuint(fx->last_op[i], >=, fx->first_op[i]);
     }
     fx->total_ops = nvt_fault_op_count(fault) - base;
-    fx->total_flushes = nvt_mem_backend_flushes(inner) - flushes;
+    fx->total_flushes = nvt_counting_backend_flushes(inner) - flushes;
     nvramtdb_close(db);
     nvt_be_close(fault);
     return fx;

@@ -166,13 +166,14 @@ typedef struct fixture {
 static fixture fixtures[N_COMMITS];
 
 /* A handle in commit mode @commit on a copy of @img through a fault
- * backend over a memory backend; *fault and *inner receive both (close
- * *fault after the handle: it owns *inner). */
+ * backend over a flush-counting backend over a memory backend; *fault and
+ * *inner (the counting one) receive both (close *fault after the handle:
+ * it owns *inner). */
 static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t len,
                                 nvt_backend **fault, nvt_backend **inner)
 {
     int rc;
-    *inner = nvt_mem_backend_new(img, len);
+    *inner = nvt_counting_backend_new(nvt_mem_backend_new(img, len));
     *fault = nvt_fault_backend_new(*inner);
     g_assert_nonnull(*fault);
     nvramtdb *db = tu_start(nvt_be_borrow(*fault), commit_flags[commit], blobs, N_BLOBS,
@@ -184,7 +185,7 @@ static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t l
 
 static uint64_t writes_of(nvt_backend *fault, nvt_backend *inner)
 {
-    return nvt_fault_op_count(fault) - nvt_mem_backend_flushes(inner);
+    return nvt_fault_op_count(fault) - nvt_counting_backend_flushes(inner);
 }
 
 static const fixture *get_fixture(commit_mode commit)
@@ -197,10 +198,10 @@ static const fixture *get_fixture(commit_mode commit)
     nvt_backend *fault, *inner;
     tu_completion c;
     nvramtdb *db = start_on_fault(commit, fx->formatted, fx->formatted_len, &fault, &inner);
-    uint64_t w0 = writes_of(fault, inner), f0 = nvt_mem_backend_flushes(inner);
+    uint64_t w0 = writes_of(fault, inner), f0 = nvt_counting_backend_flushes(inner);
     for (size_t i = 0; i <= N_STEPS; i++) {
         fx->writes_before[i] = writes_of(fault, inner) - w0;
-        fx->flushes_before[i] = nvt_mem_backend_flushes(inner) - f0;
+        fx->flushes_before[i] = nvt_counting_backend_flushes(inner) - f0;
         if (i < N_STEPS)
             TU_OK(do_step(db, &workload[i], &c));
     }
@@ -423,11 +424,11 @@ static void ops_of_one_write(commit_mode commit, uint64_t *writes, uint64_t *flu
     nvt_backend *fault, *inner;
     nvramtdb *db = start_on_fault(commit, f->formatted, f->formatted_len, &fault, &inner);
     tu_completion c;
-    uint64_t w0 = writes_of(fault, inner), f0 = nvt_mem_backend_flushes(inner);
+    uint64_t w0 = writes_of(fault, inner), f0 = nvt_counting_backend_flushes(inner);
 
     TU_OK(do_step(db, &workload[0], &c));
     *writes = writes_of(fault, inner) - w0;
-    *flushes = nvt_mem_backend_flushes(inner) - f0;
+    *flushes = nvt_counting_backend_flushes(inner) - f0;
     nvramtdb_close(db);
     nvt_be_close(fault);
     g_assert_cmpuint(*writes, >, 0);

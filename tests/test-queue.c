@@ -38,7 +38,7 @@
 
 #include <glib.h>
 
-#include "testhook.h"
+#include "nvttest.h"
 #include "testutil.h"
 
 #define TIMEOUT_S 60

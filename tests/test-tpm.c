@@ -29,9 +29,9 @@
 
 #include <glib.h>
 
-#include <libtpms/tpm_library.h>
-
 #include "nvtpm.h"
+/* nvtpm's calls leave their messages in nvtpm_last_error(). */
+#define TU_LAST_ERROR() nvtpm_last_error()
 #include "testutil.h"
 #include "tpm2-cmd.h"
 
@@ -700,9 +700,9 @@ static void test_state_blobs_move_a_tpm(void)
     tu_fill(value, sizeof value, 21);
     nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value);
     nv_write(t, &r, NV_INDEX_BASE, value, sizeof value);
-    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_PERMANENT, &perm, &perm_len));
-    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_VOLATILE, &vol, &vol_len));
-    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_SAVE_STATE, &save, &save_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_PERMANENT, &perm, &perm_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_VOLATILE, &vol, &vol_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_SAVE_STATE, &save, &save_len));
     g_assert_null(save);
     g_assert_cmpuint(save_len, ==, 0);
     g_assert_cmpuint(perm_len, >, 0);
@@ -711,15 +711,15 @@ static void test_state_blobs_move_a_tpm(void)
     /* Powered off, the permanent state comes from the image. */
     uint8_t *again = NULL;
     size_t again_len = 0;
-    TU_OK(nvtpm_get_state_blob(t, TPMLIB_STATE_PERMANENT, &again, &again_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_PERMANENT, &again, &again_len));
     g_assert_cmpmem(again, again_len, perm, perm_len);
     free(again);
     TU_OK(nvtpm_close(t));
 
     TU_OK(nvtpm_open("mem:", "tpm1", 0, &t));
-    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_PERMANENT, perm, perm_len));
-    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_VOLATILE, vol, vol_len));
-    TU_OK(nvtpm_set_state_blob(t, TPMLIB_STATE_SAVE_STATE, NULL, 0));
+    TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_PERMANENT, perm, perm_len));
+    TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_VOLATILE, vol, vol_len));
+    TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_SAVE_STATE, NULL, 0));
     bool present;
     g_assert_cmpuint(blob_size(t, "tpm1/permall", &present), ==, perm_len);
     g_assert_true(present);
@@ -729,7 +729,7 @@ static void test_state_blobs_move_a_tpm(void)
     g_assert_cmphex(xfer(t, &c, &r), ==, RC_SUCCESS);
     nv_assert(t, &r, NV_INDEX_BASE, value, sizeof value);
     /* Setting state while powered is refused. */
-    TU_ASSERT_ERROR(nvtpm_set_state_blob(t, TPMLIB_STATE_PERMANENT, perm, perm_len), -EBUSY,
+    TU_ASSERT_ERROR(nvtpm_set_state_blob(t, NVTPM_STATE_PERMANENT, perm, perm_len), -EBUSY,
                     "powered off");
     TU_OK(nvtpm_close(t));
     free(perm);

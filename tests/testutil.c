@@ -108,8 +108,13 @@ void tu_assert_blob(nvramtdb *db, const char *name, const void *data, long len)
 
 uint8_t *tu_mem_copy(nvt_backend *be, size_t *len)
 {
-    const uint8_t *p = nvt_mem_backend_data(be, len);
-    return g_memdup2(p, *len);
+    uint64_t size;
+    TU_OK(nvt_be_get_size(be, &size));
+    g_assert_cmpuint(size, <=, G_MAXSIZE);
+    uint8_t *p = g_malloc(size ? (size_t)size : 1);
+    TU_OK(nvt_be_pread(be, p, (size_t)size, 0));
+    *len = (size_t)size;
+    return p;
 }
 
 
@@ -175,9 +180,9 @@ long tu_memfind(const uint8_t *hay, size_t len, const void *needle, size_t nlen,
     return first;
 }
 
-void tu_assert_error_at(const char *file, int line, const char *expr, int rc, int expect, ...)
+void tu_assert_error_at(const char *file, int line, const char *expr, int rc, int expect,
+                        const char *msg, ...)
 {
-    const char *msg = nvramtdb_last_error();
     if (rc != expect)
         g_error("%s:%d: %s = %d (%s), expected %d (%s); last error: %s", file, line, expr, rc,
                 rc < 0 ? g_strerror(-rc) : "success", expect, g_strerror(-expect), msg);
@@ -185,7 +190,7 @@ void tu_assert_error_at(const char *file, int line, const char *expr, int rc, in
         g_error("%s:%d: %s failed with %d but left no error message", file, line, expr, rc);
     char *lower = g_ascii_strdown(msg, -1);
     va_list ap;
-    va_start(ap, expect);
+    va_start(ap, msg);
     const char *needle;
     while ((needle = va_arg(ap, const char *))) {
         char *n = g_ascii_strdown(needle, -1);

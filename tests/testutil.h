@@ -12,14 +12,22 @@
 #include "backend.h"
 #include "internal.h"
 #include "nvramtdb.h"
+#include "nvttest.h"
 
-/* Assert that a call returned @expect, printing the library's message. */
+/* The message the assertions below print and check: the library's,
+ * unless a test of a module with its own messages (test-tpm: nvtpm.h)
+ * defines TU_LAST_ERROR() before including this header. */
+#ifndef TU_LAST_ERROR
+#define TU_LAST_ERROR() nvramtdb_last_error()
+#endif
+
+/* Assert that a call returned @expect, printing the message. */
 #define TU_ASSERT_RC(call, expect)                                                  \
     do {                                                                           \
         int tu_rc_ = (call);                                                       \
         if (tu_rc_ != (expect))                                                    \
             g_error("%s = %d (%s), expected %d; last error: %s", #call, tu_rc_,     \
-                    g_strerror(-tu_rc_), (expect), nvramtdb_last_error());          \
+                    g_strerror(-tu_rc_), (expect), TU_LAST_ERROR());                \
     } while (0)
 #define TU_OK(call) TU_ASSERT_RC(call, 0)
 
@@ -45,7 +53,7 @@ void tu_assert_healthy(nvramtdb *db);
 /* Read @name and compare with @data/@len (len = -1: expect -ENOENT). */
 void tu_assert_blob(nvramtdb *db, const char *name, const void *data, long len);
 
-/* Bytes of a memory backend, copied. */
+/* Bytes of a memory backend (or of a backend wrapping one), copied. */
 uint8_t *tu_mem_copy(nvt_backend *be, size_t *len);
 
 /* ---- files, errors, isolation ------------------------------------------- */
@@ -72,11 +80,16 @@ nvramtdb *tu_start_uri(const char *uri, unsigned flags, const tu_blob *blobs, si
 long tu_memfind(const uint8_t *hay, size_t len, const void *needle, size_t nlen, size_t *count);
 
 /* Assert that a call failed with exactly @expect (a negative errno) and
- * left a non-empty nvramtdb_last_error() containing every one of the
+ * left a non-empty message (TU_LAST_ERROR()) containing every one of the
  * NULL-terminated strings that follow (compared case-insensitively). */
-#define TU_ASSERT_ERROR(rc, expect, ...) \
-    tu_assert_error_at(__FILE__, __LINE__, #rc, (rc), (expect), __VA_ARGS__, NULL)
-void tu_assert_error_at(const char *file, int line, const char *expr, int rc, int expect, ...);
+#define TU_ASSERT_ERROR(rc, expect, ...)                                              \
+    do {                                                                             \
+        int tu_err_rc_ = (rc);                                                       \
+        tu_assert_error_at(__FILE__, __LINE__, #rc, tu_err_rc_, (expect),            \
+                           TU_LAST_ERROR(), __VA_ARGS__, NULL);                      \
+    } while (0)
+void tu_assert_error_at(const char *file, int line, const char *expr, int rc, int expect,
+                        const char *msg, ...);
 
 /* Register a test whose body runs in a subprocess (g_test_trap_subprocess):
  * a crash, an abort or a hang (@timeout_s seconds) of the body is reported

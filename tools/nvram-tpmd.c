@@ -180,10 +180,10 @@ static void G_GNUC_PRINTF(1, 2) fatal(const char *fmt, ...)
     }
 }
 
-/* The library's message for the last failure, or strerror. */
+/* nvtpm's message for the last failure, or strerror. */
 static const char *lib_msg(int r)
 {
-    const char *msg = nvramtdb_last_error();
+    const char *msg = nvtpm_last_error();
 
     return msg && *msg ? msg : g_strerror(-r);
 }
@@ -843,11 +843,11 @@ static int state_type(uint32_t blob_type)
 {
     switch (blob_type) {
     case CTRL_BLOB_PERMANENT:
-        return TPMLIB_STATE_PERMANENT;
+        return NVTPM_STATE_PERMANENT;
     case CTRL_BLOB_VOLATILE:
-        return TPMLIB_STATE_VOLATILE;
+        return NVTPM_STATE_VOLATILE;
     case CTRL_BLOB_SAVESTATE:
-        return TPMLIB_STATE_SAVE_STATE;
+        return NVTPM_STATE_SAVE_STATE;
     default:
         return -1;
     }
@@ -1444,7 +1444,7 @@ int main(int argc, char **argv)
         return RC_FAIL;
     }
     if (!flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
-        fatal("cannot power the TPM on: %s", nvramtdb_last_error());
+        fatal("cannot power the TPM on: %s", nvtpm_last_error());
         rc = RC_FAIL;
     }
     if (rc == RC_OK && flag_startup_clear && startup_clear(&d) < 0)

@@ -37,7 +37,13 @@
  * response callback) runs inline, between libtpms calls, so callbacks may
  * chain commands; only nvtpm_close() is refused there (-EDEADLK).
  * Messages produced on the device thread travel back with the job and are
- * re-recorded for the calling thread (nvramtdb_last_error()).
+ * re-recorded for the calling thread (nvtpm_last_error()).
+ *
+ * A client of the public API only: it includes nvramtdb.h and no private
+ * header of the library, so nvram-tpmd links libnvramtdb.so.  Its messages
+ * are its own (nvtpm_last_error()); when an nvramtdb call fails, the
+ * library's message (nvramtdb_last_error(), which for a waited request is
+ * that request's) is copied into nvtpm's.
  */
 #define G_LOG_DOMAIN "nvtpm"
 #include "config.h"
@@ -55,7 +61,7 @@
 #include <libtpms/tpm_nvfilename.h>
 #include <libtpms/tpm_tis.h>
 
-#include "error.h"
+#include "nvramtdb.h"
 #include "nvtpm.h"
 
 /* ---- blob maxima -------------------------------------------------------- *
@@ -100,9 +106,37 @@ uint32_t nvtpm_volatilestate_max(void)
     return NVTPM_VOLATILESTATE_MAX;
 }
 
+/* ---- messages ------------------------------------------------------------- */
+
+#define NVTPM_MSG_MAX 768       /* a libtpms callback's failure */
+
+/* The calling thread's latest failure message (nvtpm_last_error()): room
+ * for a callback's failure or the library's message (1024), with context. */
+static _Thread_local char errmsg[1280];
+
+/* Record a message for the calling thread and return -err (err > 0). */
+static int set_error(int err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int set_error(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return err > 0 ? -err : err;
+}
+
+static void clear_error(void)
+{
+    errmsg[0] = '\0';
+}
+
+const char *nvtpm_last_error(void)
+{
+    return errmsg;
+}
+
 /* ---- the device and its jobs -------------------------------------------- */
 
-#define NVTPM_MSG_MAX 768
 #define NVTPM_WRITE_FLAGS (NVRAMTDB_ASYNC | NVRAMTDB_WAIT_COMPLETION)
 
 typedef enum job_op {
@@ -339,7 +373,7 @@ static void set_powered(nvtpm *t, bool on)
 
 static int not_powered(nvtpm *t)
 {
-    return nvt_error(ENODEV, "TPM %s is not powered on", t->device_id);
+    return set_error(ENODEV, "TPM %s is not powered on", t->device_id);
 }
 
 /* Register libtpms's callbacks and choose TPM 2 (also needed for the
@@ -348,11 +382,11 @@ static int do_init(nvtpm *t)
 {
     TPM_RESULT res = TPMLIB_ChooseTPMVersion(TPMLIB_TPM_VERSION_2);
     if (res != TPM_SUCCESS)
-        return nvt_error(EIO, "TPM %s: TPMLIB_ChooseTPMVersion(TPM 2) failed: 0x%x",
+        return set_error(EIO, "TPM %s: TPMLIB_ChooseTPMVersion(TPM 2) failed: 0x%x",
                          t->device_id, (unsigned)res);
     res = TPMLIB_RegisterCallbacks(&callbacks);
     if (res != TPM_SUCCESS)
-        return nvt_error(EIO, "TPM %s: TPMLIB_RegisterCallbacks failed: 0x%x", t->device_id,
+        return set_error(EIO, "TPM %s: TPMLIB_RegisterCallbacks failed: 0x%x", t->device_id,
                          (unsigned)res);
     return 0;
 }
@@ -378,9 +412,9 @@ static int do_power_on(nvtpm *t)
     if (res != TPM_SUCCESS || t->cb_rc) {
         TPMLIB_Terminate();
         if (t->cb_rc)
-            return nvt_error(EIO, "TPM %s: power-on failed (TPMLIB_MainInit: 0x%x): %s",
+            return set_error(EIO, "TPM %s: power-on failed (TPMLIB_MainInit: 0x%x): %s",
                              t->device_id, (unsigned)res, t->cb_msg);
-        return nvt_error(EIO, "TPM %s: power-on failed: TPMLIB_MainInit returned 0x%x",
+        return set_error(EIO, "TPM %s: power-on failed: TPMLIB_MainInit returned 0x%x",
                          t->device_id, (unsigned)res);
     }
     set_powered(t, true);
@@ -389,9 +423,9 @@ static int do_power_on(nvtpm *t)
      * single use. */
     rc = nvramtdb_delete(t->db, t->volatile_name, NVTPM_WRITE_FLAGS, NULL, NULL);
     if (rc < 0 && rc != -ENOENT) {
-        nvt_error_prefix(EIO, "TPM %s: power-on failed: cannot delete the used volatile state %s",
-                         t->device_id, t->volatile_name);
-        g_warning("%s", nvt_last_error());
+        set_error(EIO, "TPM %s: power-on failed: cannot delete the used volatile state %s: %s",
+                  t->device_id, t->volatile_name, nvramtdb_last_error());
+        g_warning("%s", nvtpm_last_error());
         do_power_off(t);
         return -EIO;
     }
@@ -436,13 +470,13 @@ static int do_execute(nvtpm *t, job *j)
          * command's effect may not be durable: answer TPM_RC_FAILURE. */
         free(resp);
         j->out = failure_response(&j->out_len);
-        return nvt_error(EIO,
+        return set_error(EIO,
                          "TPM %s: command 0x%08x failed, the TPM is now in failure mode: %s",
                          t->device_id, command_code(j->in, j->in_len), t->cb_msg);
     }
     if (res != TPM_SUCCESS) {
         free(resp);
-        return nvt_error(EIO, "TPM %s: TPMLIB_Process failed: 0x%x", t->device_id,
+        return set_error(EIO, "TPM %s: TPMLIB_Process failed: 0x%x", t->device_id,
                          (unsigned)res);
     }
     j->out = resp;              /* realloc()ed by libtpms: free() it */
@@ -455,7 +489,7 @@ static int write_blob(nvtpm *t, const char *blob, const void *data, size_t len,
 {
     int rc = nvramtdb_write(t->db, blob, data, len, NVTPM_WRITE_FLAGS, NULL, NULL);
     if (rc < 0)
-        return nvt_error(-rc, "TPM %s: storing %s (%zu bytes) in %s failed: %s: %s",
+        return set_error(-rc, "TPM %s: storing %s (%zu bytes) in %s failed: %s: %s",
                          t->device_id, what, len, blob, g_strerror(-rc),
                          nvramtdb_last_error());
     return 0;
@@ -470,7 +504,7 @@ static int do_store_volatile(nvtpm *t)
     TPM_RESULT res = TPMLIB_VolatileAll_Store(&buf, &len);
     if (res != TPM_SUCCESS) {
         free(buf);
-        return nvt_error(EIO, "TPM %s: TPMLIB_VolatileAll_Store failed: 0x%x", t->device_id,
+        return set_error(EIO, "TPM %s: TPMLIB_VolatileAll_Store failed: 0x%x", t->device_id,
                          (unsigned)res);
     }
     int rc = write_blob(t, t->volatile_name, buf, len, "the volatile state");
@@ -485,7 +519,7 @@ static int do_get_established(nvtpm *t, job *j)
     TPM_BOOL established = FALSE;
     TPM_RESULT res = TPM_IO_TpmEstablished_Get(&established);
     if (res != TPM_SUCCESS)
-        return nvt_error(EIO, "TPM %s: TPM_IO_TpmEstablished_Get failed: 0x%x", t->device_id,
+        return set_error(EIO, "TPM %s: TPM_IO_TpmEstablished_Get failed: 0x%x", t->device_id,
                          (unsigned)res);
     j->flag = established != 0;
     return 0;
@@ -500,23 +534,34 @@ static int do_reset_established(nvtpm *t, job *j)
     TPM_RESULT res = TPM_IO_TpmEstablished_Reset();
     t->cur_locality = (uint32_t)g_atomic_int_get(&t->locality);
     if (res == TPM_BAD_LOCALITY)
-        return nvt_error(EPERM,
+        return set_error(EPERM,
                          "TPM %s: resetting the established flag needs locality 3 or 4, not %u",
                          t->device_id, j->locality);
     if (res != TPM_SUCCESS)
-        return nvt_error(EIO, "TPM %s: TPM_IO_TpmEstablished_Reset failed: 0x%x",
+        return set_error(EIO, "TPM %s: TPM_IO_TpmEstablished_Reset failed: 0x%x",
                          t->device_id, (unsigned)res);
     return 0;
+}
+
+/* nvtpm.h keeps libtpms's types from its callers; its state blob types
+ * have libtpms's values, so that a type converts with a cast. */
+_Static_assert(NVTPM_STATE_PERMANENT == TPMLIB_STATE_PERMANENT, "state type");
+_Static_assert(NVTPM_STATE_VOLATILE == TPMLIB_STATE_VOLATILE, "state type");
+_Static_assert(NVTPM_STATE_SAVE_STATE == TPMLIB_STATE_SAVE_STATE, "state type");
+
+static enum TPMLIB_StateType libtpms_state(unsigned type)
+{
+    return (enum TPMLIB_StateType)type;
 }
 
 static const char *state_name(unsigned type)
 {
     switch (type) {
-    case TPMLIB_STATE_PERMANENT:
+    case NVTPM_STATE_PERMANENT:
         return "permanent";
-    case TPMLIB_STATE_VOLATILE:
+    case NVTPM_STATE_VOLATILE:
         return "volatile";
-    case TPMLIB_STATE_SAVE_STATE:
+    case NVTPM_STATE_SAVE_STATE:
         return "save";
     default:
         return "unknown";
@@ -525,24 +570,24 @@ static const char *state_name(unsigned type)
 
 static int do_get_state(nvtpm *t, job *j)
 {
-    if (j->type == TPMLIB_STATE_SAVE_STATE)
+    if (j->type == NVTPM_STATE_SAVE_STATE)
         return 0;               /* TPM 2 has no save state: empty */
     unsigned char *buf = NULL;
     uint32_t len = 0;
     cb_reset(t);
-    TPM_RESULT res = TPMLIB_GetState((enum TPMLIB_StateType)j->type, &buf, &len);
+    TPM_RESULT res = TPMLIB_GetState(libtpms_state(j->type), &buf, &len);
     if (t->cb_rc) {
         free(buf);
-        return nvt_error(-t->cb_rc, "TPM %s: reading the %s state failed: %s", t->device_id,
+        return set_error(-t->cb_rc, "TPM %s: reading the %s state failed: %s", t->device_id,
                          state_name(j->type), t->cb_msg);
     }
     if (res == TPM_RETRY || (res == TPM_SUCCESS && !buf)) {
         free(buf);
-        return nvt_error(ENOENT, "TPM %s has no %s state", t->device_id, state_name(j->type));
+        return set_error(ENOENT, "TPM %s has no %s state", t->device_id, state_name(j->type));
     }
     if (res != TPM_SUCCESS) {
         free(buf);
-        return nvt_error(EIO, "TPM %s: TPMLIB_GetState(%s) failed: 0x%x", t->device_id,
+        return set_error(EIO, "TPM %s: TPMLIB_GetState(%s) failed: 0x%x", t->device_id,
                          state_name(j->type), (unsigned)res);
     }
     j->out = buf;               /* malloc()ed by libtpms or by cb_loaddata */
@@ -553,46 +598,46 @@ static int do_get_state(nvtpm *t, job *j)
 static int do_set_state(nvtpm *t, job *j)
 {
     if (is_powered(t))
-        return nvt_error(EBUSY, "TPM %s: a state blob can only be set while it is powered off",
+        return set_error(EBUSY, "TPM %s: a state blob can only be set while it is powered off",
                          t->device_id);
-    if (j->type == TPMLIB_STATE_SAVE_STATE) {
+    if (j->type == NVTPM_STATE_SAVE_STATE) {
         if (j->in_len == 0)
             return 0;
-        return nvt_error(EINVAL, "TPM %s: a TPM 2 has no save state (got %zu bytes)",
+        return set_error(EINVAL, "TPM %s: a TPM 2 has no save state (got %zu bytes)",
                          t->device_id, j->in_len);
     }
-    const char *blob = j->type == TPMLIB_STATE_PERMANENT ? t->permall_name : t->volatile_name;
+    const char *blob = j->type == NVTPM_STATE_PERMANENT ? t->permall_name : t->volatile_name;
     if (j->in_len == 0) {
-        if (j->type == TPMLIB_STATE_PERMANENT)
-            return nvt_error(EINVAL, "TPM %s: an empty permanent state is not a TPM state",
+        if (j->type == NVTPM_STATE_PERMANENT)
+            return set_error(EINVAL, "TPM %s: an empty permanent state is not a TPM state",
                              t->device_id);
         /* No volatile state: forget any. */
         TPMLIB_SetState(TPMLIB_STATE_VOLATILE, NULL, 0);
         int rc = nvramtdb_delete(t->db, blob, NVTPM_WRITE_FLAGS, NULL, NULL);
         if (rc < 0 && rc != -ENOENT)
-            return nvt_error(-rc, "TPM %s: deleting %s failed: %s", t->device_id, blob,
+            return set_error(-rc, "TPM %s: deleting %s failed: %s", t->device_id, blob,
                              nvramtdb_last_error());
         return 0;
     }
-    if (j->in_len > (j->type == TPMLIB_STATE_PERMANENT ? NVTPM_PERMALL_MAX
+    if (j->in_len > (j->type == NVTPM_STATE_PERMANENT ? NVTPM_PERMALL_MAX
                                                        : NVTPM_VOLATILESTATE_MAX))
-        return nvt_error(EFBIG, "TPM %s: the %s state blob (%zu bytes) exceeds %s's maximum",
+        return set_error(EFBIG, "TPM %s: the %s state blob (%zu bytes) exceeds %s's maximum",
                          t->device_id, state_name(j->type), j->in_len, blob);
 
     cb_reset(t);
-    TPM_RESULT res = TPMLIB_SetState((enum TPMLIB_StateType)j->type, j->in, (uint32_t)j->in_len);
+    TPM_RESULT res = TPMLIB_SetState(libtpms_state(j->type), j->in, (uint32_t)j->in_len);
     if (res != TPM_SUCCESS) {
         if (t->cb_rc)
-            return nvt_error(-t->cb_rc, "TPM %s: setting the %s state failed: %s",
+            return set_error(-t->cb_rc, "TPM %s: setting the %s state failed: %s",
                              t->device_id, state_name(j->type), t->cb_msg);
-        return nvt_error(EINVAL, "TPM %s: libtpms rejected the %s state blob (%zu bytes): 0x%x",
+        return set_error(EINVAL, "TPM %s: libtpms rejected the %s state blob (%zu bytes): 0x%x",
                          t->device_id, state_name(j->type), j->in_len, (unsigned)res);
     }
     int rc = write_blob(t, blob, j->in, j->in_len,
-                        j->type == TPMLIB_STATE_PERMANENT ? "the permanent state"
+                        j->type == NVTPM_STATE_PERMANENT ? "the permanent state"
                                                           : "the volatile state");
     if (rc < 0)
-        TPMLIB_SetState((enum TPMLIB_StateType)j->type, NULL, 0);   /* drop the cached copy */
+        TPMLIB_SetState(libtpms_state(j->type), NULL, 0);   /* drop the cached copy */
     return rc;
 }
 
@@ -600,7 +645,7 @@ static void run_job(nvtpm *t, job *j)
 {
     int rc = 0;
 
-    nvt_error_clear();
+    clear_error();
     switch (j->op) {
     case OP_INIT:
         rc = do_init(t);
@@ -638,7 +683,7 @@ static void run_job(nvtpm *t, job *j)
         break;
     }
     j->rc = rc;
-    j->msg = rc < 0 ? g_strdup(nvt_last_error()) : NULL;
+    j->msg = rc < 0 ? g_strdup(nvtpm_last_error()) : NULL;
 }
 
 static void push_job(nvtpm *t, job *j)
@@ -670,9 +715,9 @@ static gpointer device_main(gpointer data)
         run_job(t, j);
         if (j->op == OP_EXECUTE && j->cb) {
             /* Async: the callback owns the response; the message stays
-             * this thread's (nvramtdb_last_error() in the callback). */
+             * this thread's (nvtpm_last_error() in the callback). */
             if (j->msg)
-                nvt_error(-j->rc, "%s", j->msg);
+                set_error(-j->rc, "%s", j->msg);
             j->cb(j->opaque, j->rc, j->out, j->out_len);
             g_free((void *)j->in);
             g_free(j->msg);
@@ -705,7 +750,7 @@ static int run_sync(nvtpm *t, job *j)
         g_mutex_unlock(&t->lock);
     }
     if (j->rc < 0)
-        nvt_error(-j->rc, "%s", j->msg ? j->msg : "");
+        set_error(-j->rc, "%s", j->msg ? j->msg : "");
     g_free(j->msg);
     j->msg = NULL;
     return j->rc;
@@ -726,7 +771,7 @@ static int claim_instance(const char *device_id)
     int rc = 0;
     G_LOCK(instance);
     if (claimed)
-        rc = nvt_error(EBUSY,
+        rc = set_error(EBUSY,
                        "cannot open TPM %s: TPM %s is already open in this process "
                        "(libtpms supports one TPM per process)",
                        device_id ? device_id : "(null)",
@@ -776,45 +821,37 @@ static int open_claimed(nvramtdb *db, const char *device_id, nvtpm **out)
     if (rc == 0)
         rc = nvramtdb_register_blob(db, t->volatile_name, NVTPM_VOLATILESTATE_MAX);
     if (rc < 0) {
-        nvt_error_prefix(-rc, "TPM %s", device_id);
+        set_error(-rc, "TPM %s: %s", device_id, nvramtdb_last_error());
         goto fail;
     }
     rc = nvramtdb_start(db, 0);
     if (rc < 0) {
-        nvt_error_prefix(-rc, "TPM %s: cannot start its image", device_id);
+        set_error(-rc, "TPM %s: cannot start its image: %s", device_id, nvramtdb_last_error());
         goto fail;
     }
 
     set_instance(t);
     t->thread = g_thread_try_new("nvtpm", device_main, t, NULL);
     if (!t->thread) {
-        rc = nvt_error(EAGAIN, "TPM %s: cannot start the device thread", device_id);
+        rc = set_error(EAGAIN, "TPM %s: cannot start the device thread", device_id);
         goto fail;
     }
     job j = { .op = OP_INIT };
     rc = run_sync(t, &j);
     if (rc < 0) {
         job q = { .op = OP_QUIT };
-        char *msg = g_strdup(nvt_last_error());
-        run_sync(t, &q);
+        run_sync(t, &q);        /* succeeds: leaves the message alone */
         g_thread_join(t->thread);
         t->thread = NULL;
-        nvt_error(-rc, "%s", msg);
-        g_free(msg);
         goto fail;
     }
     *out = t;
     return 0;
 
 fail:
-    {
-        char *msg = g_strdup(nvt_last_error());
-        nvramtdb_close(db);
-        set_instance(NULL);
-        free_device(t);
-        nvt_error(-rc, "%s", msg);
-        g_free(msg);
-    }
+    nvramtdb_close(db);         /* its messages are the library's, not ours */
+    set_instance(NULL);
+    free_device(t);
     return rc;
 }
 
@@ -824,14 +861,11 @@ int nvtpm_open_handle(nvramtdb *db, const char *device_id, nvtpm **out)
         *out = NULL;
     if (!db || !device_id || !out) {
         nvramtdb_close(db);
-        return nvt_error(EINVAL, "nvtpm_open_handle: NULL argument");
+        return set_error(EINVAL, "nvtpm_open_handle: NULL argument");
     }
     int rc = claim_instance(device_id);
     if (rc < 0) {
-        char *msg = g_strdup(nvt_last_error());
         nvramtdb_close(db);
-        nvt_error(-rc, "%s", msg);
-        g_free(msg);
         return rc;
     }
     return open_claimed(db, device_id, out);
@@ -844,9 +878,9 @@ int nvtpm_open(const char *uri, const char *device_id, unsigned flags, nvtpm **o
     if (out)
         *out = NULL;
     if (!uri || !device_id || !out)
-        return nvt_error(EINVAL, "nvtpm_open: NULL argument");
+        return set_error(EINVAL, "nvtpm_open: NULL argument");
     if (flags & ~(NVTPM_OPEN_CREATE | NVTPM_OPEN_STOCK_COMMIT))
-        return nvt_error(EINVAL, "nvtpm_open: unknown flags 0x%x", flags);
+        return set_error(EINVAL, "nvtpm_open: unknown flags 0x%x", flags);
 
     int rc = claim_instance(device_id);
     if (rc < 0)
@@ -858,11 +892,8 @@ int nvtpm_open(const char *uri, const char *device_id, unsigned flags, nvtpm **o
         dbflags |= NVRAMTDB_OPEN_STOCK_COMMIT;
     rc = nvramtdb_open(uri, dbflags, &db);
     if (rc < 0) {
-        char *msg = g_strdup(nvramtdb_last_error());
         set_instance(NULL);
-        nvt_error(-rc, "TPM %s: %s", device_id, msg);
-        g_free(msg);
-        return rc;
+        return set_error(-rc, "TPM %s: %s", device_id, nvramtdb_last_error());
     }
     return open_claimed(db, device_id, out);
 }
@@ -872,7 +903,7 @@ int nvtpm_close(nvtpm *t)
     if (!t)
         return 0;
     if (on_device_thread(t))
-        return nvt_error(EDEADLK, "TPM %s: nvtpm_close() called from a response callback",
+        return set_error(EDEADLK, "TPM %s: nvtpm_close() called from a response callback",
                          t->device_id);
     job q = { .op = OP_QUIT };
     run_sync(t, &q);            /* powers off; jobs queued before it ran */
@@ -880,12 +911,9 @@ int nvtpm_close(nvtpm *t)
     t->thread = NULL;
 
     int rc = nvramtdb_close(t->db);  /* drains and checkpoints */
-    char *msg = rc < 0 ? g_strdup(nvramtdb_last_error()) : NULL;
+    if (rc < 0)
+        set_error(-rc, "TPM %s: closing the image: %s", t->device_id, nvramtdb_last_error());
     set_instance(NULL);
-    if (rc < 0) {
-        nvt_error(-rc, "TPM %s: closing the image: %s", t->device_id, msg);
-        g_free(msg);
-    }
     free_device(t);
     return rc;
 }
@@ -900,7 +928,7 @@ nvramtdb *nvtpm_image(nvtpm *t)
 int nvtpm_power_on(nvtpm *t)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_power_on: NULL device");
+        return set_error(EINVAL, "nvtpm_power_on: NULL device");
     job j = { .op = OP_POWER_ON };
     return run_sync(t, &j);
 }
@@ -908,7 +936,7 @@ int nvtpm_power_on(nvtpm *t)
 int nvtpm_power_off(nvtpm *t)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_power_off: NULL device");
+        return set_error(EINVAL, "nvtpm_power_off: NULL device");
     job j = { .op = OP_POWER_OFF };
     return run_sync(t, &j);
 }
@@ -921,9 +949,9 @@ bool nvtpm_is_powered(nvtpm *t)
 static int check_command(nvtpm *t, const uint8_t *cmd, size_t len)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_execute: NULL device");
+        return set_error(EINVAL, "nvtpm_execute: NULL device");
     if (!cmd || len == 0 || len > NVTPM_BUFFER_MAX)
-        return nvt_error(EINVAL, "TPM %s: command of %zu bytes refused (1 to %u bytes)",
+        return set_error(EINVAL, "TPM %s: command of %zu bytes refused (1 to %u bytes)",
                          t->device_id, cmd ? len : 0, NVTPM_BUFFER_MAX);
     return 0;
 }
@@ -938,7 +966,7 @@ int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size
     if (rc < 0)
         return rc;
     if (!resp || !resp_len)
-        return nvt_error(EINVAL, "nvtpm_execute: NULL response pointer");
+        return set_error(EINVAL, "nvtpm_execute: NULL response pointer");
     job j = {
         .op = OP_EXECUTE,
         .in = cmd,
@@ -958,7 +986,7 @@ int nvtpm_execute_async(nvtpm *t, const uint8_t *cmd, size_t len, nvtpm_response
     if (rc < 0)
         return rc;
     if (!cb)
-        return nvt_error(EINVAL, "nvtpm_execute_async: NULL callback");
+        return set_error(EINVAL, "nvtpm_execute_async: NULL callback");
     job *j = g_new0(job, 1);
     j->op = OP_EXECUTE;
     j->in = g_memdup2(cmd, len);
@@ -973,9 +1001,9 @@ int nvtpm_execute_async(nvtpm *t, const uint8_t *cmd, size_t len, nvtpm_response
 int nvtpm_set_locality(nvtpm *t, uint8_t locality)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_set_locality: NULL device");
+        return set_error(EINVAL, "nvtpm_set_locality: NULL device");
     if (locality > 4)
-        return nvt_error(EINVAL, "TPM %s: locality %u out of range 0..4", t->device_id,
+        return set_error(EINVAL, "TPM %s: locality %u out of range 0..4", t->device_id,
                          locality);
     g_atomic_int_set(&t->locality, locality);
     return 0;
@@ -984,7 +1012,7 @@ int nvtpm_set_locality(nvtpm *t, uint8_t locality)
 int nvtpm_cancel(nvtpm *t)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_cancel: NULL device");
+        return set_error(EINVAL, "nvtpm_cancel: NULL device");
     /* libtpms allows this from any thread: it raises a flag that the
      * running command polls; with no command running it is harmless (the
      * next command clears the flag when it starts). */
@@ -996,7 +1024,7 @@ int nvtpm_cancel(nvtpm *t)
 int nvtpm_store_volatile(nvtpm *t)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_store_volatile: NULL device");
+        return set_error(EINVAL, "nvtpm_store_volatile: NULL device");
     job j = { .op = OP_STORE_VOLATILE };
     return run_sync(t, &j);
 }
@@ -1004,7 +1032,7 @@ int nvtpm_store_volatile(nvtpm *t)
 int nvtpm_get_established(nvtpm *t, bool *established)
 {
     if (!t || !established)
-        return nvt_error(EINVAL, "nvtpm_get_established: NULL argument");
+        return set_error(EINVAL, "nvtpm_get_established: NULL argument");
     job j = { .op = OP_GET_ESTABLISHED };
     int rc = run_sync(t, &j);
     *established = rc == 0 && j.flag;
@@ -1014,9 +1042,9 @@ int nvtpm_get_established(nvtpm *t, bool *established)
 int nvtpm_reset_established(nvtpm *t, uint8_t locality)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm_reset_established: NULL device");
+        return set_error(EINVAL, "nvtpm_reset_established: NULL device");
     if (locality > 4)
-        return nvt_error(EINVAL, "TPM %s: locality %u out of range 0..4", t->device_id,
+        return set_error(EINVAL, "TPM %s: locality %u out of range 0..4", t->device_id,
                          locality);
     job j = { .op = OP_RESET_ESTABLISHED, .locality = locality };
     return run_sync(t, &j);
@@ -1025,10 +1053,10 @@ int nvtpm_reset_established(nvtpm *t, uint8_t locality)
 static int check_state_type(nvtpm *t, unsigned type)
 {
     if (!t)
-        return nvt_error(EINVAL, "nvtpm state blob: NULL device");
-    if (type != TPMLIB_STATE_PERMANENT && type != TPMLIB_STATE_VOLATILE &&
-        type != TPMLIB_STATE_SAVE_STATE)
-        return nvt_error(EINVAL, "TPM %s: unknown state blob type %u", t->device_id, type);
+        return set_error(EINVAL, "nvtpm state blob: NULL device");
+    if (type != NVTPM_STATE_PERMANENT && type != NVTPM_STATE_VOLATILE &&
+        type != NVTPM_STATE_SAVE_STATE)
+        return set_error(EINVAL, "TPM %s: unknown state blob type %u", t->device_id, type);
     return 0;
 }
 
@@ -1042,7 +1070,7 @@ int nvtpm_get_state_blob(nvtpm *t, unsigned type, uint8_t **data, size_t *len)
     if (rc < 0)
         return rc;
     if (!data || !len)
-        return nvt_error(EINVAL, "nvtpm_get_state_blob: NULL argument");
+        return set_error(EINVAL, "nvtpm_get_state_blob: NULL argument");
     job j = { .op = OP_GET_STATE, .type = type };
     rc = run_sync(t, &j);
     if (rc == 0) {
@@ -1058,7 +1086,7 @@ int nvtpm_set_state_blob(nvtpm *t, unsigned type, const uint8_t *data, size_t le
     if (rc < 0)
         return rc;
     if (!data && len)
-        return nvt_error(EINVAL, "nvtpm_set_state_blob: NULL data");
+        return set_error(EINVAL, "nvtpm_set_state_blob: NULL data");
     job j = { .op = OP_SET_STATE, .type = type, .in = data, .in_len = len };
     return run_sync(t, &j);
 }

@@ -12,13 +12,17 @@
  * blocking call or callback.
  *
  * Every function returns 0 or a negative errno and leaves a message for
- * the calling thread (nvramtdb_last_error()).  Storage failures met by
+ * the calling thread (nvtpm_last_error(); when the image failed, it
+ * includes the library's message).  Storage failures met by
  * libtpms's callbacks are also logged with g_warning() in the log domain
  * "nvtpm" (on the device thread): install a handler for that domain to
  * route them to a log file.
  *
  * Calls made from a response callback (on the device thread) run inline;
  * only nvtpm_close() is refused there (-EDEADLK).
+ *
+ * Only nvramtdb.h is needed with this header: libtpms stays an
+ * implementation detail (its constants have NVTPM_ equivalents here).
  */
 #ifndef NVTPM_H
 #define NVTPM_H
@@ -44,6 +48,11 @@ typedef struct nvtpm nvtpm;
 /** Commit with tdb's own four-flush transactions (see nvramtdb.h). */
 #define NVTPM_OPEN_STOCK_COMMIT  (1u << 1)
 
+/** Message describing the most recent failure of an nvtpm call in the
+ *  calling thread ("" if none).  Inside a response callback: the message
+ *  of the command completed. */
+const char *nvtpm_last_error(void);
+
 /**
  * Open (or create) the image @uri, register the TPM's blobs under
  * @device_id (e.g. "tpm0") with their maximum sizes, start the image and
@@ -55,8 +64,8 @@ int nvtpm_open(const char *uri, const char *device_id, unsigned flags, nvtpm **o
 
 /**
  * The same on a handle already opened (nvramtdb_open, or the tests'
- * nvt_open_backend) but not started; @t takes ownership of @db, also on
- * failure.
+ * nvt_open_backend) but not started; the device takes ownership of @db,
+ * also on failure.
  */
 int nvtpm_open_handle(nvramtdb *db, const char *device_id, nvtpm **out);
 
@@ -104,7 +113,7 @@ int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size
 
 /** Completion of nvtpm_execute_async: @errcode and @resp as
  *  nvtpm_execute() returns them; @resp is owned by the callback (free()).
- *  nvramtdb_last_error() in the callback gives the message. */
+ *  nvtpm_last_error() in the callback gives the message. */
 typedef void nvtpm_response_fn(void *opaque, int errcode, uint8_t *resp, size_t resp_len);
 
 /** Queue a command; @cb (not NULL) runs on the device thread with the
@@ -137,9 +146,17 @@ int nvtpm_store_volatile(nvtpm *t);
 int nvtpm_get_established(nvtpm *t, bool *established);
 int nvtpm_reset_established(nvtpm *t, uint8_t locality);
 
+/* ---- state blob types ---- */
+/** The permanent state ("<device>/permall"). */
+#define NVTPM_STATE_PERMANENT   (1u << 0)
+/** The volatile state ("<device>/volatilestate"). */
+#define NVTPM_STATE_VOLATILE    (1u << 1)
+/** The save state of a TPM 1.2 (always empty: a TPM 2 has none). */
+#define NVTPM_STATE_SAVE_STATE  (1u << 2)
+
 /**
  * State blobs for migration (swtpm's GET/SET_STATEBLOB): @type is one of
- * TPMLIB_STATE_PERMANENT / _VOLATILE / _SAVE_STATE.  get returns a
+ * NVTPM_STATE_PERMANENT / _VOLATILE / _SAVE_STATE.  get returns a
  * malloc()ed copy; set requires the TPM powered off and stores durably.
  *
  * get: from the running TPM when powered (the volatile state is then
@@ -167,6 +184,8 @@ uint32_t nvtpm_set_buffer_size(nvtpm *t, uint32_t wanted, uint32_t *min, uint32_
  * thread and back: a server whose whole event loop runs this way
  * (nvram-tpmd) saves two thread wake-ups per command.  Other threads'
  * requests wait until @fn returns; @fn must not call nvtpm_close().
+ * When @fn fails, its message is what nvtpm_last_error() holds when it
+ * returns.
  */
 int nvtpm_run_on_device(nvtpm *t, int (*fn)(void *opaque), void *opaque);
 

@@ -2,8 +2,8 @@
 /*
  * backend-fault.c — a backend that loses power and fails on request.
  *
- * The crash model of DESIGN.md section 7, in the manner of SQLite's crash
- * VFS.  The fault backend owns an inner backend and two views of it:
+ * The crash model of the tests, in the manner of SQLite's crash VFS.  The
+ * fault backend owns an inner backend and two views of it:
  *
  * - the process view is the inner backend itself: every accepted pwrite
  *   goes there at once, so reads see it, as they would see the page cache;
@@ -51,8 +51,8 @@
 
 #include <glib.h>
 
-#include "backend.h"
 #include "error.h"
+#include "nvttest.h"
 
 #define SECTOR 512
 

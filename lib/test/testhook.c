@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
-/* testhook.c — the process-wide test hook (see testhook.h). */
+/* testhook.c — the process-wide test hook (see testhook.h, nvttest.h). */
 #include "config.h"
 
-#include "testhook.h"
+#include "nvttest.h"
 
 nvt_test_hook_fn *nvt_test_hook;
 void *nvt_test_hook_opaque;
