@@ -36,6 +36,7 @@
 
 #include "error.h"
 #include "internal.h"
+#include "pager.h"
 #include "record.h"
 #include "store.h"
 #include "tdbguard.h"
@@ -255,7 +256,8 @@ static int scan_file(const char *path, GPtrArray *recs)
         nvt_be_close(be);
         return r;
     }
-    nvt_vfile *vf = nvt_vfile_new(be, 0, len, len, NULL, NULL);
+    nvt_pager *pg = nvt_pager_new(be, 0, len, len, NULL, NULL);
+    nvt_vfile *vf = nvt_vfile_new(pg);
     char msg[NVT_TDB_MSG_SIZE] = "";
     struct tdb_logging_context log = { .log_fn = nvt_tdb_log, .log_private = msg };
     /* Read-write on the copy only: a pending recovery is replayed there. */
@@ -266,7 +268,7 @@ static int scan_file(const char *path, GPtrArray *recs)
                       msg[0] ? msg : "invalid tdb file");
     } else {
         if (needs_recovery)
-            r = nvt_tdbguard_walk(be, 0, nvt_vfile_length(vf));
+            r = nvt_tdbguard_walk(be, 0, nvt_pager_length(pg));
         scan_ctx c = { .path = path, .recs = recs };
         if (r == 0 && tdb_traverse_read(tdb, scan_one, &c) < 0 && c.result == 0)
             r = nvt_error(EBADMSG, "%s: cannot list its records: %s", path,
@@ -277,6 +279,7 @@ static int scan_file(const char *path, GPtrArray *recs)
         g_ptr_array_sort(recs, rec_cmp);
     }
     nvt_vfile_free(vf);
+    nvt_pager_free(pg);
     nvt_be_close(be);
     return r;
 }
@@ -318,7 +321,7 @@ static int import_write(nvramtdb *db, const char *path, GPtrArray *recs)
         n++;
     }
     if (n) {
-        r = nvt_store_apply(st, ops, n);
+        r = nvt_store_commit_group(st, ops, n);
         for (size_t i = 0; i < n; i++) {
             if (ops[i].result < 0 && r == 0)
                 r = ops[i].result;

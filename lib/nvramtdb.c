@@ -16,6 +16,7 @@
 
 #include <glib.h>
 
+#include "debug.h"
 #include "error.h"
 #include "image.h"
 #include "internal.h"
@@ -146,7 +147,7 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
     if (max_size == 0 || max_size > NVRAMTDB_BLOB_MAX)
         return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", name, max_size,
                          NVRAMTDB_BLOB_MAX);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
         r = nvt_error(EALREADY, "%s: cannot register blob %s: the image is already started",
                       db->uri, name);
@@ -164,7 +165,7 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
         }
         db->totalsize = 0;
     }
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -181,14 +182,14 @@ static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *ima
 {
     int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
     if (r < 0)
-        return nvt_error_prefix(r, "%s: computing the image layout", db->uri);
+        return nvt_error_prefix(-r, "%s: computing the image layout", db->uri);
     *image_size = nvt_image_size_for(*len, journal_length(db));
     return 0;
 }
 
 uint64_t nvramtdb_get_totalsize(nvramtdb *db)
 {
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (!db->totalsize) {
         uint8_t *tdb;
         uint64_t len, size = 0;
@@ -198,7 +199,7 @@ uint64_t nvramtdb_get_totalsize(nvramtdb *db)
         }
     }
     uint64_t size = db->totalsize;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return size;
 }
 
@@ -212,13 +213,13 @@ int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes)
     if (bytes == 0 || bytes % NVT_IMAGE_ALIGN)
         return nvt_error(EINVAL, "%s: image size %llu is not a positive multiple of %u",
                          db->uri, (unsigned long long)bytes, NVT_IMAGE_ALIGN);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     int r = 0;
     if (db->started)
         r = nvt_error(EALREADY, "%s: the image is already started", db->uri);
     else
         db->image_size = bytes;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -311,7 +312,7 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
 
     if (flags & ~NVRAMTDB_START_FAIL_ON_ENCRYPTED)
         return nvt_error(EINVAL, "%s: unknown start flags 0x%x", db->uri, flags);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
         r = nvt_error(EALREADY, "%s: already started", db->uri);
         goto out;
@@ -379,7 +380,7 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         db->copy = NULL;
     }
 out:
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -387,9 +388,9 @@ out:
 
 static int need_started(nvramtdb *db)
 {
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     bool started = db->started;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return started ? 0 : nvt_error(EINVAL, "%s: image not started", db->uri);
 }
 
@@ -403,9 +404,9 @@ static int need_writable(nvramtdb *db)
 
 static int read_direct(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
 {
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     int r = nvt_store_read(db->st, name, data, len);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return r;
 }
 
@@ -501,7 +502,7 @@ int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,
         else
             r = nvt_store_validate(db->st, c->name, len, c->is_delete);
         if (r < 0 && c->name)
-            nvt_error_prefix(r, "change %zu of the batch", i + 1);
+            nvt_error_prefix(-r, "change %zu of the batch", i + 1);
         ops[i] = (nvt_store_op){ .name = c->name, .data = c->data, .len = len,
                                  .is_delete = c->is_delete };
     }
@@ -516,9 +517,9 @@ int nvramtdb_list(nvramtdb *db, nvramtdb_entry **entries, size_t *count)
     int r = need_started(db);
     if (r < 0)
         return r;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     r = nvt_store_list(db->st, entries, count);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return r;
 }
 
@@ -528,12 +529,12 @@ int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *info)
     if (r < 0)
         return r;
     memset(info, 0, sizeof *info);
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     info->format_version = db->img->sb.format_version;
     memcpy(info->uuid, db->img->sb.uuid, 16);
     info->image_size = db->img->sb.image_size;
     nvt_store_info(db->st, info);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return 0;
 }
 
@@ -543,7 +544,7 @@ int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
     if (r < 0)
         return r;
     int problems = 0;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     for (int i = 0; i < 2; i++) {
         if (db->img->slot_valid[i])
             continue;
@@ -556,7 +557,7 @@ int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
         }
     }
     r = nvt_store_check(db->st, report, opaque);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return r < 0 ? r : r + problems;
 }
 
@@ -609,32 +610,32 @@ int nvt_handle_lock_store(nvramtdb *db, bool writable, nvt_store **st)
     int r = writable ? need_writable(db) : need_started(db);
     if (r < 0)
         return r;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     *st = db->st;
     return 0;
 }
 
 void nvt_handle_unlock_store(nvramtdb *db)
 {
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
 }
 
 int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size)
 {
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
-        g_mutex_unlock(&db->lock);
+        nvt_unlock(&db->lock, NVT_LOCK_DB);
         return nvt_error(EALREADY, "%s: cannot register blob %s: the image is already "
                          "started", db->uri, name);
     }
     const nvt_blob_spec *specs = (const nvt_blob_spec *)db->specs->data;
     for (guint i = 0; i < db->specs->len; i++) {
         if (strcmp(specs[i].name, name) == 0 && specs[i].max_size >= max_size) {
-            g_mutex_unlock(&db->lock);
+            nvt_unlock(&db->lock, NVT_LOCK_DB);
             return 0;
         }
     }
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return nvramtdb_register_blob(db, name, max_size);
 }
 

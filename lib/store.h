@@ -91,11 +91,11 @@ typedef struct nvt_store_op {
  * that exists at that point) commit together or fail together; the
  * others fail alone.  Several ops on one blob coalesce to the last.
  * Returns the group's error (0 if it committed or had nothing to do). */
-int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n);
+int nvt_store_commit_group(nvt_store *st, nvt_store_op *ops, size_t n);
 /* The same, all or nothing: if any op is invalid, or the group does not
  * fit one journal record (-E2BIG, never split), every op fails and
  * nothing changes. */
-int nvt_store_apply_atomic(nvt_store *st, nvt_store_op *ops, size_t n);
+int nvt_store_commit_batch(nvt_store *st, nvt_store_op *ops, size_t n);
 /* The store's sticky failure (0 if usable), with its message. */
 int nvt_store_failure(nvt_store *st);
 

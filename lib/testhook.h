@@ -17,7 +17,7 @@
 typedef enum nvt_test_event {
     NVT_TEST_QUEUED,          /* a submitter queued a request (queue lock held) */
     NVT_TEST_INLINE,          /* a caller's thread is to commit (queue lock held) */
-    NVT_TEST_TOOK_BATCH,      /* the writer took a batch, not yet committed (no lock) */
+    NVT_TEST_TOOK_GROUP,      /* the writer took a group, not yet committed (no lock) */
     NVT_TEST_INDEX_RELOADED,  /* the store published a reloaded index (store lock held) */
 } nvt_test_event;
 

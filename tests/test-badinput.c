@@ -1249,7 +1249,7 @@ static void test_recovery_valid_read_write(const void *d G_GNUC_UNUSED)
  * the region.  A record's CRCs are no authentication: a hostile image can
  * carry a "valid" record with any page numbers, contents and tdb length.
  * Records are made with the library's own encoder
- * (nvt_journal_append_extents) on a copy of the image, so these tests
+ * (nvt_journal_append_frame) on a copy of the image, so these tests
  * follow the format; the few fields edited by hand are the ones
  * docs/FORMAT.md fixes: version at 8, entry count at 12, the CRCs in the
  * header's last 8 bytes, the version 2 entry table {u64 page, u32 offset,
@@ -1307,7 +1307,7 @@ static void put_journal_record(const golden *g, uint8_t *b, const uint8_t uuid[1
     for (uint32_t i = 0; i < n; i++)
         whole[i] = (nvt_journal_extent){ .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
                                          .data = data + (size_t)i * NVT_PAGE_SIZE };
-    TU_OK(nvt_journal_append_extents(j, whole, n, tdb_len));
+    TU_OK(nvt_journal_append_frame(j, whole, n, tdb_len));
     g_free(whole);
     nvt_journal_free(j);
     size_t len;
@@ -1552,7 +1552,7 @@ static void test_journal_partial_entry_replays(const void *d G_GNUC_UNUSED)
     nvt_backend *be = nvt_mem_backend_new(g.bytes, g.len);
     nvt_journal *j;
     TU_OK(nvt_journal_open(be, g.journal_offset, g.journal_length, g.uuid, &j));
-    TU_OK(nvt_journal_append_extents(j, &e, 1, g.tdb_len));
+    TU_OK(nvt_journal_append_frame(j, &e, 1, g.tdb_len));
     nvt_journal_free(j);
     size_t len;
     const uint8_t *img = nvt_mem_backend_data(be, &len);

@@ -758,7 +758,7 @@ static void grow(GByteArray *a, uint64_t size)
     }
 }
 
-static void apply_whole(GByteArray *img, const event *e)
+static void write_whole(GByteArray *img, const event *e)
 {
     grow(img, e->off + e->len);
     memcpy(img->data + e->off, e->data, e->len);
@@ -1205,7 +1205,7 @@ static void make_durable(checker *c, bool (*covered)(const checker *, size_t, si
          * one's stay pending (but are dropped from "recent" next time). */
         for (guint i = 0; i < c->recent->len; i++) {
             size_t idx = g_array_index(c->recent, size_t, i);
-            apply_whole(c->base, ev(c, idx));
+            write_whole(c->base, ev(c, idx));
             for (guint j = 0; j < c->pending->len; j++)
                 if (g_array_index(c->pending, size_t, j) == idx) {
                     g_array_remove_index(c->pending, j);
@@ -1223,7 +1223,7 @@ static void make_durable(checker *c, bool (*covered)(const checker *, size_t, si
     for (guint j = 0; j < c->pending->len;) {
         size_t idx = g_array_index(c->pending, size_t, j);
         if (covered(c, idx, arg)) {
-            apply_whole(c->base, ev(c, idx));
+            write_whole(c->base, ev(c, idx));
             g_array_remove_index(c->pending, j);
         } else {
             j++;

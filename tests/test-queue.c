@@ -3,7 +3,7 @@
  * test-queue.c — the ordering and completion contracts of the commit queue
  * (nvramtdb.h "threads" and the docs of nvramtdb_write, nvramtdb_read,
  * nvramtdb_read_async, nvramtdb_flush and nvramtdb_close; queue.h; the
- * group semantics of nvt_store_apply in store.h):
+ * group semantics of nvt_store_commit_group in store.h):
  *
  *   - a synchronous read sees every write submitted before it, from the
  *     submitting thread and from any thread told about the write;
@@ -1287,7 +1287,7 @@ typedef struct interleave {
     GMutex lock;
     GCond cond;
     bool inline_started;
-    bool took_batch;
+    bool took_group;
     bool queued_after;     /* a request queued behind the taken batch */
     bool main_done;        /* the request under test returned */
     bool release;
@@ -1301,10 +1301,10 @@ static void interleave_hook(nvt_test_event ev, void *opaque)
     g_mutex_lock(&x->lock);
     if (ev == NVT_TEST_INLINE)
         x->inline_started = true;
-    if (ev == NVT_TEST_QUEUED && x->took_batch)
+    if (ev == NVT_TEST_QUEUED && x->took_group)
         x->queued_after = true;
-    if (ev == NVT_TEST_TOOK_BATCH && !x->took_batch) {
-        x->took_batch = true;
+    if (ev == NVT_TEST_TOOK_GROUP && !x->took_group) {
+        x->took_group = true;
         g_cond_broadcast(&x->cond);
         while (!x->release)
             g_cond_wait(&x->cond, &x->lock);
@@ -1364,7 +1364,7 @@ static GThread *inline_commit_ends_during_batch(nvramtdb *db)
     GThread *t1 = g_thread_new("inline-writer", inline_writer_main, db);
     interleave_wait(&il.inline_started);       /* t1 commits on its thread... */
     write_async(db, BLOB_B, 3, 200, NULL, NULL);
-    interleave_wait(&il.took_batch);           /* ...the writer took b's write... */
+    interleave_wait(&il.took_group);           /* ...the writer took b's write... */
     nvt_handle_unlock_store(db);
     g_thread_join(t1);                         /* ...and t1's commit has ended. */
     return g_thread_new("releaser", interleave_releaser, NULL);
