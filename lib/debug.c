@@ -14,6 +14,7 @@
 
 static _Thread_local nvt_lock_rank held[HELD_MAX];
 static _Thread_local unsigned n_held;
+static _Thread_local unsigned frame_base;  /* held[0..frame_base) do not order */
 
 void nvt_assert_fail(const char *file, int line, const char *expr)
 {
@@ -25,7 +26,7 @@ void nvt_lock(GMutex *m, nvt_lock_rank rank)
 {
     /* Strictly increasing: two locks of one rank (say, two stores) would
      * need an order of their own. */
-    if (n_held && held[n_held - 1] >= rank) {
+    if (n_held > frame_base && held[n_held - 1] >= rank) {
         fprintf(stderr, "nvramtdb: lock of rank %d taken while holding rank %d\n", (int)rank,
                 (int)held[n_held - 1]);
         nvt_assert_fail(__FILE__, __LINE__, "lock order");
@@ -40,11 +41,24 @@ void nvt_unlock(GMutex *m, nvt_lock_rank rank)
     unsigned i = n_held;
     while (i && held[i - 1] != rank)
         i--;
-    nvt_assert(i > 0);  /* unlocking what this thread does not hold */
+    nvt_assert(i > frame_base);  /* unlocking what this thread (frame) does not hold */
     for (; i < n_held; i++)
         held[i - 1] = held[i];
     n_held--;
     g_mutex_unlock(m);
+}
+
+unsigned nvt_lock_frame_begin(void)
+{
+    unsigned saved = frame_base;
+    frame_base = n_held;
+    return saved;
+}
+
+void nvt_lock_frame_end(unsigned saved)
+{
+    nvt_assert(n_held == frame_base);
+    frame_base = saved;
 }
 
 bool nvt_lock_held(nvt_lock_rank rank)

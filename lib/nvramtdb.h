@@ -52,7 +52,7 @@ typedef struct nvramtdb nvramtdb;
 /* ---- threads ---------------------------------------------------------- *
  * Each writable handle has a writer thread.  Writes, deletes, queued reads
  * and flush barriers are executed by it in submission order; everything
- * pending is committed as one atomic group (one journal record and one
+ * pending is committed as one atomic group (one journal frame and one
  * flush).  Completion callbacks run on the writer thread, outside the
  * library's locks: a callback may submit NVRAMTDB_ASYNC requests and read
  * synchronously, but must not wait for a request nor close the image
@@ -225,7 +225,7 @@ typedef struct nvramtdb_change {
  * writer applies the batch: a delete of a blob that has no value by then)
  * nothing changes, and the batch fails with that change's error and a
  * message naming it.  The batch commits on its own, never split: one
- * journal record (an image's journal holds every registered blob at its
+ * journal frame (an image's journal holds every registered blob at its
  * maximum) or one tdb transaction.
  *
  * @flags, @cb and @opaque as for nvramtdb_write(): one completion for the
@@ -233,7 +233,7 @@ typedef struct nvramtdb_change {
  *
  * Errors: those of nvramtdb_write() and nvramtdb_delete(), for the first
  * change that has one; -EINVAL no changes, or a change without a name;
- * -E2BIG the batch does not fit one journal record (possible only with
+ * -E2BIG the batch does not fit one journal frame (possible only with
  * blobs registered after the image was created; nothing changes).
  */
 int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,

@@ -42,7 +42,8 @@
  *     step replays the same frames again, which gives the same pages.
  *
  * Lock order (debug.h ranks; a thread takes locks only in this order):
- *     db handle < store < queue < index < tdb open < vfs table
+ *     store < db handle < queue < index < tdb open < vfs table
+ * (the store lock spans whole commits; the others are held briefly).
  * The pager has no lock of its own: the store lock serialises every call
  * on an image's pager (stores private to one thread need none).
  */
@@ -600,7 +601,7 @@ int nvt_pager_group_commit(nvt_pager *pg)
         }
         if (r == 0 && appended)
             pg->flushes++;
-        else if (r != -E2BIG)
+        else if (r < 0 && r != -E2BIG)
             latch(pg, r);
     }
     g_free(pages);

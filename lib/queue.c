@@ -88,6 +88,7 @@ static void fail_request(request *r, int err)
 /* Commit the writes and deletes reqs[0..n) as one group. */
 static void commit_writes(nvt_queue *q, request **reqs, size_t n)
 {
+    nvt_assert_held(NVT_LOCK_STORE);
     nvt_store_op *ops = g_new0(nvt_store_op, n);
     for (size_t i = 0; i < n; i++) {
         ops[i].name = reqs[i]->name;
@@ -109,6 +110,7 @@ static void commit_writes(nvt_queue *q, request **reqs, size_t n)
 /* A batch commits alone, all or nothing; its result is its first error. */
 static void commit_batch(nvt_queue *q, request *r)
 {
+    nvt_assert_held(NVT_LOCK_STORE);
     r->result = nvt_store_commit_batch(q->st, r->batch, r->batch_n);
     if (r->result < 0)
         r->message = g_strdup(nvt_last_error());

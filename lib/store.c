@@ -722,7 +722,7 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
         r = nvt_error(EROFS, "%s: blob %s needs %u bytes reserved, but the image is open "
                       "read-only", st->be->name, items[0].name, items[0].max_size);
     }
-    /* Every blob must fit a journal record on its own. */
+    /* Every blob must fit a journal frame on its own. */
     uint32_t frame_pages = nvt_pager_max_group_pages(st->pg);
     for (guint i = 0; r == 0 && frame_pages && i < plan->len; i++) {
         nvt_blob_spec one = { items[i].name, items[i].max_size };
@@ -812,6 +812,7 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
 static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_delete,
                            const bool *present, blob_entry **ep)
 {
+    nvt_assert_held(NVT_LOCK_INDEX);
     int r = nvt_blob_name_check(name);
     if (r < 0)
         return r;
@@ -1023,7 +1024,7 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     }
     r = commit_changes(st, (blob_change **)order->pdata, order->len);
     if (r == -E2BIG && order->len > 1 && !atomic) {
-        /* Too large for one journal record: each blob on its own. */
+        /* Too large for one journal frame: each blob on its own. */
         r = 0;
         for (guint i = 0; i < order->len; i++) {
             blob_change *c = order->pdata[i];

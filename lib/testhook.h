@@ -3,7 +3,7 @@
  * testhook.h — pause points for tests of interleavings.
  *
  * Some orderings between threads (a commit on a caller's thread ending
- * while the writer's batch waits for the store lock; a validation running
+ * while the writer's group waits for the store lock; a validation running
  * while the index is reloaded) are too rare to reach by chance and must
  * still be tested.  The library calls nvt_test_point() at those places; a
  * test installs one process-wide hook that may record the event, block
@@ -13,6 +13,8 @@
  */
 #ifndef NVT_TESTHOOK_H
 #define NVT_TESTHOOK_H
+
+#include "debug.h"
 
 typedef enum nvt_test_event {
     NVT_TEST_QUEUED,          /* a submitter queued a request (queue lock held) */
@@ -30,8 +32,13 @@ extern void *nvt_test_hook_opaque;
 
 static inline void nvt_test_point(nvt_test_event ev)
 {
-    if (__builtin_expect(nvt_test_hook != 0, 0))
+    if (__builtin_expect(nvt_test_hook != 0, 0)) {
+        /* The hook stands for another thread: the locks held here do not
+         * order the ones it takes (debug.h). */
+        unsigned frame = nvt_lock_frame_begin();
         nvt_test_hook(ev, nvt_test_hook_opaque);
+        nvt_lock_frame_end(frame);
+    }
 }
 
 #endif /* NVT_TESTHOOK_H */

@@ -1118,7 +1118,7 @@ static void sector_cases(checker *c, size_t w)
     plan_clear(&p);
 }
 
-/* Whether the durable image holds a journal record header in the ring at
+/* Whether the durable image holds a journal frame header in the ring at
  * or beyond @from (an older record that a new first record does not cover). */
 static bool ring_holds_record_beyond(const checker *c, uint64_t from)
 {
@@ -1365,7 +1365,7 @@ static void print_figures(const checker *c)
         if (c->vkinds[k])
             g_string_append_printf(g, " [%s: %lu]", vkind_names[k], c->vkinds[k]);
     if (c->ring_reuse_states)
-        g_string_append_printf(g, "; %lu states (%lu violations) with a first journal record "
+        g_string_append_printf(g, "; %lu states (%lu violations) with a first journal frame "
                                "in flight over older records beyond it",
                                c->ring_reuse_states, c->ring_reuse_violations);
     g_test_message("%s", g->str);
@@ -1406,7 +1406,7 @@ static void check_session(session *s, bool expect_ring_reuse)
         g_test_fail();
     }
     if (expect_ring_reuse && !c.ring_reuse_states)
-        g_test_fail_printf("%s: the workload never wrote a first journal record over a "
+        g_test_fail_printf("%s: the workload never wrote a first journal frame over a "
                            "ring holding older records beyond it", s->name);
     checker_clear(&c);
 }
