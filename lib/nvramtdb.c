@@ -454,8 +454,9 @@ int nvramtdb_read_async(nvramtdb *db, const char *name, unsigned flags,
 
 /* Validate, then queue.  A request refused by validation is not
  * accepted, so its callback is not called. */
-static int submit(nvramtdb *db, const char *name, const void *data, size_t len, bool is_delete,
-                  unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
+static int validate_and_queue(nvramtdb *db, const char *name, const void *data, size_t len,
+                              bool is_delete, unsigned flags, nvramtdb_completion_fn *cb,
+                              void *opaque)
 {
     if (flags & ~request_flags)
         return nvt_error(EINVAL, "%s: unknown write flags 0x%x", db->uri, flags);
@@ -472,13 +473,13 @@ static int submit(nvramtdb *db, const char *name, const void *data, size_t len, 
 int nvramtdb_write(nvramtdb *db, const char *name, const void *data, size_t len,
                    unsigned flags, nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, data, len, false, flags, cb, opaque);
+    return validate_and_queue(db, name, data, len, false, flags, cb, opaque);
 }
 
 int nvramtdb_delete(nvramtdb *db, const char *name, unsigned flags,
                     nvramtdb_completion_fn *cb, void *opaque)
 {
-    return submit(db, name, NULL, 0, true, flags, cb, opaque);
+    return validate_and_queue(db, name, NULL, 0, true, flags, cb, opaque);
 }
 
 int nvramtdb_write_batch(nvramtdb *db, const nvramtdb_change *changes, size_t n,

@@ -444,6 +444,7 @@ static int checkpoint(nvt_pager *pg)
         latch(pg, r);
         return r;
     }
+    nvt_assert(nvt_journal_empty(pg->journal));
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, pg->journaled);
@@ -594,9 +595,12 @@ int nvt_pager_group_commit(nvt_pager *pg)
             /* After the checkpoint: it empties the journaled-page table. */
             GArray *ext = group_extents(pg, pages, data, n);
             appended = ext->len > 0;  /* pages rewritten unchanged: no I/O */
+            uint64_t frames = nvt_journal_frames(pg->journal);
             if (appended)
                 r = nvt_journal_append_frame(pg->journal, (nvt_journal_extent *)ext->data,
                                              ext->len, length);
+            /* Invariant 2: one frame, or none when nothing changed. */
+            nvt_assert(r < 0 || nvt_journal_frames(pg->journal) == frames + appended);
             g_array_free(ext, TRUE);
         }
         if (r == 0 && appended)
@@ -680,6 +684,7 @@ static int recover(nvt_image *img, nvt_journal **out)
     }
     if (r == 0)
         r = nvt_journal_retire(j);
+    nvt_assert(r < 0 || (!nvt_journal_pending(j, NULL) && nvt_journal_empty(j)));
     if (r < 0) {
         nvt_journal_free(j);
         j = NULL;

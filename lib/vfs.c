@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * vfs.c — tdb's file calls, served from a backend region (see vfs.h).
+ * vfs.c — tdb's file calls, served by a pager (see vfs.h, pager.h).
  *
  * The nvt_vfs_* functions below replace libc's open, pread, fstat, ... in
  * tdb's objects only.  Each takes the same arguments and reports errors
  * the same way (-1 and errno) as the call it stands for.  A virtual
  * descriptor is a real descriptor number reserved with eventfd(), so it
  * can never collide with a file the process opens; the table maps it to
- * its vfile and its file position.
+ * its vfile and its file position.  Bytes, length, syncs and their errors
+ * are the pager's: here only file semantics (EOF, positions, stat).
  */
 #include "config.h"
 
