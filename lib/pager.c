@@ -156,7 +156,6 @@ static void assert_table_matches_ring(const nvt_pager *pg)
 {
     nvt_assert(!pg->journal_mode || pg->latched ||
                (g_hash_table_size(pg->journaled) == 0) == nvt_journal_empty(pg->journal));
-    (void)pg;
 }
 
 /* ---- page tables -------------------------------------------------------- */

@@ -4,11 +4,11 @@
  *
  * Every write, delete, queued read and flush barrier of an image goes
  * through its queue, in submission order.  The writer thread takes
- * everything pending (bounded in bytes), applies the writes and deletes as
- * one atomic group (nvt_store_commit_group: one journal frame and one flush, or
- * one tdb transaction), serves reads and barriers after the writes before
- * them, and then completes each request: its callback runs on the writer
- * thread, and a waiting submitter is woken.
+ * everything pending (bounded in bytes), commits the writes and deletes
+ * as one atomic group (nvt_store_commit_group: one journal frame and one
+ * flush, or one tdb transaction), serves reads and barriers after the
+ * writes before them, and then completes each request: its callback runs
+ * on the writer thread, and a waiting submitter is woken.
  *
  * When nothing is queued or in flight, a synchronous request without a
  * callback is committed on the calling thread instead (same semantics,
