@@ -9,7 +9,7 @@
  *   floor    pwrite(S bytes) + fdatasync() on a preallocated, already
  *            written file: one device flush, no atomicity, no checksum;
  *   journal  nvramtdb_write(..., NVRAMTDB_WAIT_COMPLETION) on a file:
- *            image with the default commit path (one journal record and
+ *            image with the default commit path (one journal frame and
  *            one flush per group);
  *   stock    the same with NVRAMTDB_OPEN_STOCK_COMMIT (tdb's own
  *            transactions, four flushes per commit);

@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SCRATCH_PAGES 16u
 
-static int apply(void *opaque, uint64_t page, uint32_t offset, const uint8_t *bytes,
-                 uint32_t length)
+static int replay_entry(void *opaque, uint64_t page, uint32_t offset, const uint8_t *bytes,
+                        uint32_t length)
 {
     if (length == 0 || offset >= NVT_PAGE_SIZE || length > NVT_PAGE_SIZE - offset)
         abort();                          /* replay must never hand this out */
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t tdb_length = 0;
         if (nvt_journal_pending(j, &tdb_length)) {
             uint8_t *scratch = g_malloc0(SCRATCH_PAGES * NVT_PAGE_SIZE);
-            nvt_journal_replay(j, apply, scratch);
+            nvt_journal_replay(j, replay_entry, scratch);
             g_free(scratch);
         }
         nvt_journal_free(j);

@@ -10,7 +10,7 @@
  *   2048), then patches {u32 offset, u16 length, bytes} (LE) applied in
  *   order to an image of zeros (clipped to the image).
  * Unless the control byte says not to, the harness then recomputes the
- * CRCs of both superblock slots, of the journal records in the region the
+ * CRCs of both superblock slots, of the journal frames in the region the
  * first valid slot gives (stamped with its UUID) and of every blob record
  * in the tdb region.  fuzz/mkseeds writes images in this form.
  */

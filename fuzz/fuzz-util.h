@@ -6,7 +6,7 @@
  * A mutated input almost never carries a right CRC32C, so a harness that
  * passed it unchanged would only ever test the checksum checks.  Each
  * harness therefore recomputes the checksums of the structure it feeds
- * (superblock slots, journal records, blob records) before parsing,
+ * (superblock slots, journal frames, blob records) before parsing,
  * unless the control byte says to leave them as they are (so that the
  * checks themselves stay covered too).
  */

@@ -243,15 +243,15 @@ static void journal_seeds(void)
         { .page = 7, .offset = 4000, .length = 96, .data = page },
         { .page = 3, .offset = 0, .length = 1, .data = page },
     };
-    r = nvt_journal_append_extents(j, whole, 1, 4 * NVT_PAGE_SIZE);
+    r = nvt_journal_append_frame(j, whole, 1, 4 * NVT_PAGE_SIZE);
     size_t used;
     const uint8_t *ring = nvt_mem_backend_data(be, &used);
     if (r == 0)
         seed("journal", "one-record", 0, uuid, 16, ring, 2 * NVT_PAGE_SIZE);
     if (r == 0)
-        r = nvt_journal_append_extents(j, whole, 2, 8 * NVT_PAGE_SIZE);
+        r = nvt_journal_append_frame(j, whole, 2, 8 * NVT_PAGE_SIZE);
     if (r == 0)
-        r = nvt_journal_append_extents(j, parts, 3, 8 * NVT_PAGE_SIZE);
+        r = nvt_journal_append_frame(j, parts, 3, 8 * NVT_PAGE_SIZE);
     if (r < 0)
         die("journal append", r);
     ring = nvt_mem_backend_data(be, &used);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "debug.h"
 #include "error.h"
 
 #define NVT_ERRMSG_MAX 1024
@@ -18,6 +19,7 @@ int nvt_error(int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errmsg, sizeof errmsg, fmt, ap);
     va_end(ap);
+    nvt_assert(err > 0);
     return err > 0 ? -err : err;
 }
 
@@ -40,6 +42,7 @@ int nvt_error_prefix(int err, const char *fmt, ...)
         memcpy(errmsg + used, old, len);
         errmsg[used + len] = '\0';
     }
+    nvt_assert(err > 0);
     return err > 0 ? -err : err;
 }
 

@@ -11,9 +11,11 @@
 
 #include <errno.h>
 
-/* Record a message for the calling thread and return -err (err > 0). */
+/* Record a message for the calling thread and return -err.  @err is a
+ * positive errno, never a function's negative return (asserted in debug
+ * builds; the result is negative either way). */
 int nvt_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Prefix the current message with "context: " and return -err. */
+/* Prefix the current message with "context: " and return -err (err > 0). */
 int nvt_error_prefix(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The calling thread's latest message ("" if none). */
 const char *nvt_last_error(void);

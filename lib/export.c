@@ -38,6 +38,7 @@
 
 #include "error.h"
 #include "internal.h"
+#include "pager.h"
 #include "record.h"
 #include "store.h"
 #include "tdbfile.h"
@@ -239,7 +240,8 @@ static int scan_file(const char *path, GPtrArray *recs)
         nvt_be_close(be);
         return r;
     }
-    nvt_vfile *vf = nvt_vfile_new(be, 0, len, len, NULL, NULL);
+    nvt_pager *pg = nvt_pager_new(be, 0, len, len, NULL, NULL);
+    nvt_vfile *vf = nvt_vfile_new(pg);
     char msg[NVT_TDBFILE_MSG_SIZE];
     /* Read-write on the copy only: a pending recovery is replayed there. */
     struct tdb_context *tdb = nvt_tdbfile_open(nvt_vfile_path(vf), 0, TDB_NOLOCK | TDB_NOMMAP,
@@ -249,7 +251,7 @@ static int scan_file(const char *path, GPtrArray *recs)
                       msg[0] ? msg : "invalid tdb file");
     } else {
         if (needs_recovery)
-            r = nvt_tdbguard_walk(be, 0, nvt_vfile_length(vf));
+            r = nvt_tdbguard_walk(be, 0, nvt_pager_length(pg));
         scan_ctx c = { .path = path, .recs = recs };
         if (r == 0 && tdb_traverse_read(tdb, scan_one, &c) < 0 && c.result == 0)
             r = nvt_error(EBADMSG, "%s: cannot list its records: %s", path,
@@ -260,6 +262,7 @@ static int scan_file(const char *path, GPtrArray *recs)
         g_ptr_array_sort(recs, rec_cmp);
     }
     nvt_vfile_free(vf);
+    nvt_pager_free(pg);
     nvt_be_close(be);
     return r;
 }

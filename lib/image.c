@@ -306,7 +306,7 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
         r = write_slot(be, 1, &sb);
     }
     if (r < 0)
-        return nvt_error_prefix(r, "%s: formatting failed", be->name);
+        return nvt_error_prefix(-r, "%s: formatting failed", be->name);
     return nvt_image_open(be, out);
 }
 
@@ -379,7 +379,7 @@ int nvt_image_repair(nvt_image *img)
         return 0;
     /* An update writes the inactive copy: exactly the invalid one. */
     int r = nvt_image_set_tdb_logical(img, img->sb.tdb_logical);
-    return r < 0 ? nvt_error_prefix(r, "%s: rewriting the invalid superblock copy",
+    return r < 0 ? nvt_error_prefix(-r, "%s: rewriting the invalid superblock copy",
                                     img->be->name) : 0;
 }
 

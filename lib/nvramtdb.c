@@ -18,6 +18,7 @@
 
 #include <glib.h>
 
+#include "debug.h"
 #include "error.h"
 #include "image.h"
 #include "internal.h"
@@ -154,7 +155,7 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
     if (max_size == 0 || max_size > NVRAMTDB_BLOB_MAX)
         return nvt_error(EINVAL, "blob %s: maximum size %u outside 1..%u", name, max_size,
                          NVRAMTDB_BLOB_MAX);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
         r = nvt_error(EALREADY, "%s: cannot register blob %s: the image is already started",
                       db->uri, name);
@@ -172,7 +173,7 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
         }
         db->totalsize = 0;
     }
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -197,7 +198,7 @@ static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *ima
 int nvramtdb_get_totalsize(nvramtdb *db, uint64_t *bytes)
 {
     int r = 0;
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (!db->totalsize) {
         uint8_t *tdb;
         uint64_t len, size = 0;
@@ -209,7 +210,7 @@ int nvramtdb_get_totalsize(nvramtdb *db, uint64_t *bytes)
     }
     if (r == 0)
         *bytes = db->totalsize;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -227,13 +228,13 @@ int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes)
     if (bytes == 0 || bytes % NVT_IMAGE_ALIGN)
         return nvt_error(EINVAL, "%s: image size %llu is not a positive multiple of %u",
                          db->uri, (unsigned long long)bytes, NVT_IMAGE_ALIGN);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     int r = 0;
     if (db->started)
         r = nvt_error(EALREADY, "%s: the image is already started", db->uri);
     else
         db->image_size = bytes;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -326,7 +327,7 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
 
     if (flags & ~NVRAMTDB_START_FAIL_ON_ENCRYPTED)
         return nvt_error(EINVAL, "%s: unknown start flags 0x%x", db->uri, flags);
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
         r = nvt_error(EALREADY, "%s: already started", db->uri);
         goto out;
@@ -394,7 +395,7 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         db->copy = NULL;
     }
 out:
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return r;
 }
 
@@ -428,9 +429,9 @@ static void put_struct(void *dst, size_t size, const void *known, size_t known_s
 
 static int need_started(nvramtdb *db)
 {
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     bool started = db->started;
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return started ? 0 : nvt_error(EINVAL, "%s: image not started", db->uri);
 }
 
@@ -444,9 +445,9 @@ static int need_writable(nvramtdb *db)
 
 static int read_direct(nvramtdb *db, const char *name, uint8_t **data, size_t *len)
 {
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     int r = nvt_store_read(db->st, name, data, len);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return r;
 }
 
@@ -572,9 +573,9 @@ int nvramtdb_list(nvramtdb *db, size_t entry_size, nvramtdb_entry **entries, siz
         return r;
     nvt_blob_info *blobs = NULL;
     size_t n = 0;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     r = nvt_store_list(db->st, &blobs, &n);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     if (r < 0)
         return r;
     uint8_t *out = calloc(n ? n : 1, entry_size);
@@ -608,12 +609,12 @@ int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *out)
         return r;
     nvramtdb_info info = { 0 };
     nvt_store_stats stats;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     info.format_version = db->img->sb.format_version;
     memcpy(info.uuid, db->img->sb.uuid, 16);
     info.image_size = db->img->sb.image_size;
     nvt_store_get_stats(db->st, &stats);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     info.data_capacity = stats.data_capacity;
     info.data_used = stats.data_used;
     info.reserved_bytes = stats.reserved_bytes;
@@ -633,7 +634,7 @@ int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
     if (r < 0)
         return r;
     int problems = 0;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     for (int i = 0; i < 2; i++) {
         if (db->img->slot_valid[i])
             continue;
@@ -646,7 +647,7 @@ int nvramtdb_check(nvramtdb *db, nvramtdb_report_fn *report, void *opaque)
         }
     }
     r = nvt_store_check(db->st, report, opaque);
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     return r < 0 ? r : r + problems;
 }
 
@@ -703,7 +704,7 @@ int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *op
         return r;
     nvt_blob_info *blobs = NULL;
     size_t n = 0;
-    g_mutex_lock(&db->store_lock);
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
     r = nvt_store_list(db->st, &blobs, &n);
     for (size_t i = 0; r == 0 && i < n; i++) {
         uint8_t *record;
@@ -714,7 +715,7 @@ int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *op
         else
             r = visit(opaque, blobs[i].name, record, size);
     }
-    g_mutex_unlock(&db->store_lock);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
     g_free(blobs);
     return r;
 }
@@ -732,20 +733,20 @@ int nvt_handle_validate_write(nvramtdb *db, const char *name, size_t len)
 
 int nvt_handle_register_at_least(nvramtdb *db, const char *name, uint32_t max_size)
 {
-    g_mutex_lock(&db->lock);
+    nvt_lock(&db->lock, NVT_LOCK_DB);
     if (db->started) {
-        g_mutex_unlock(&db->lock);
+        nvt_unlock(&db->lock, NVT_LOCK_DB);
         return nvt_error(EALREADY, "%s: cannot register blob %s: the image is already "
                          "started", db->uri, name);
     }
     const nvt_blob_spec *specs = (const nvt_blob_spec *)db->specs->data;
     for (guint i = 0; i < db->specs->len; i++) {
         if (strcmp(specs[i].name, name) == 0 && specs[i].max_size >= max_size) {
-            g_mutex_unlock(&db->lock);
+            nvt_unlock(&db->lock, NVT_LOCK_DB);
             return 0;
         }
     }
-    g_mutex_unlock(&db->lock);
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
     return nvramtdb_register_blob(db, name, max_size);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug.h"
 #include "error.h"
 #include "queue.h"
 #include "testhook.h"
@@ -15,11 +16,11 @@
 #define LINGER_US 40
 /* After a synchronous submitter found the queue busy, that many idle
  * submissions go through the writer before commits on the caller's
- * thread resume: under contention the writer's batches group better. */
+ * thread resume: under contention the writer's groups grow larger. */
 #define CONTENTION_MEMORY 16u
-/* Bound of one batch: what one group may carry. */
-#define BATCH_MAX_BYTES (16u * 1024 * 1024)
-#define BATCH_MAX_REQUESTS 4096u
+/* Bound of one group: what the writer takes at once. */
+#define GROUP_MAX_BYTES (16u * 1024 * 1024)
+#define GROUP_MAX_REQUESTS 4096u
 
 typedef enum req_kind { REQ_WRITE, REQ_DELETE, REQ_READ, REQ_FLUSH, REQ_BATCH } req_kind;
 
@@ -43,11 +44,11 @@ struct nvt_queue {
     nvt_store *st;
     GMutex *store_lock;
     GThread *thread;
-    GMutex lock;              /* pending, inflight, stopping, done flags */
+    GMutex lock;              /* NVT_LOCK_QUEUE: pending, inflight, stopping, done flags */
     GCond work;               /* the writer waits for requests */
     GQueue pending;
-    /* Requests taken but not completed: the writer's batch and a commit on
-     * a caller's thread may overlap (the batch waiting for the store lock),
+    /* Requests taken but not completed: the writer's group and a commit on
+     * a caller's thread may overlap (the group waiting for the store lock),
      * so each adds and removes its own count. */
     unsigned inflight;
     unsigned contention;      /* see CONTENTION_MEMORY */
@@ -84,9 +85,10 @@ static void fail_request(request *r, int err)
     r->message = g_strdup(nvt_last_error());
 }
 
-/* Apply the writes and deletes reqs[0..n) as one group. */
-static void apply_writes(nvt_queue *q, request **reqs, size_t n)
+/* Commit the writes and deletes reqs[0..n) as one group. */
+static void commit_writes(nvt_queue *q, request **reqs, size_t n)
 {
+    nvt_assert_held(NVT_LOCK_STORE);
     nvt_store_op *ops = g_new0(nvt_store_op, n);
     for (size_t i = 0; i < n; i++) {
         ops[i].name = reqs[i]->name;
@@ -94,7 +96,7 @@ static void apply_writes(nvt_queue *q, request **reqs, size_t n)
         ops[i].len = reqs[i]->len;
         ops[i].is_delete = reqs[i]->kind == REQ_DELETE;
     }
-    nvt_store_apply(q->st, ops, n);
+    nvt_store_commit_group(q->st, ops, n);
     for (size_t i = 0; i < n; i++) {
         reqs[i]->result = ops[i].result;
         reqs[i]->message = ops[i].message;
@@ -106,30 +108,31 @@ static void apply_writes(nvt_queue *q, request **reqs, size_t n)
 }
 
 /* A batch commits alone, all or nothing; its result is its first error. */
-static void apply_batch(nvt_queue *q, request *r)
+static void commit_batch(nvt_queue *q, request *r)
 {
-    r->result = nvt_store_apply_atomic(q->st, r->batch, r->batch_n);
+    nvt_assert_held(NVT_LOCK_STORE);
+    r->result = nvt_store_commit_batch(q->st, r->batch, r->batch_n);
     if (r->result < 0)
         r->message = g_strdup(nvt_last_error());
     free_batch(r);  /* the values were copied into the records */
 }
 
-static void process(nvt_queue *q, GPtrArray *batch)
+static void process(nvt_queue *q, GPtrArray *group)
 {
-    request **reqs = (request **)batch->pdata;
+    request **reqs = (request **)group->pdata;
     guint i = 0;
 
-    g_mutex_lock(q->store_lock);
-    while (i < batch->len) {
+    nvt_lock(q->store_lock, NVT_LOCK_STORE);
+    while (i < group->len) {
         guint j = i;
-        while (j < batch->len && (reqs[j]->kind == REQ_WRITE || reqs[j]->kind == REQ_DELETE))
+        while (j < group->len && (reqs[j]->kind == REQ_WRITE || reqs[j]->kind == REQ_DELETE))
             j++;
         if (j > i)
-            apply_writes(q, reqs + i, j - i);
-        if (j < batch->len) {
+            commit_writes(q, reqs + i, j - i);
+        if (j < group->len) {
             request *r = reqs[j];
             if (r->kind == REQ_BATCH) {
-                apply_batch(q, r);
+                commit_batch(q, r);
             } else {
                 int res = r->kind == REQ_READ
                               ? nvt_store_read(q->st, r->name, &r->data, &r->len)
@@ -141,15 +144,15 @@ static void process(nvt_queue *q, GPtrArray *batch)
         }
         i = j;
     }
-    g_mutex_unlock(q->store_lock);
+    nvt_unlock(q->store_lock, NVT_LOCK_STORE);
 }
 
 /* Run the callbacks in submission order, then wake the waiting
  * submitters, each on its own condition (no thundering herd). */
-static void complete(nvt_queue *q, GPtrArray *batch)
+static void complete(nvt_queue *q, GPtrArray *group)
 {
-    for (guint i = 0; i < batch->len; i++) {
-        request *r = batch->pdata[i];
+    for (guint i = 0; i < group->len; i++) {
+        request *r = group->pdata[i];
         if (r->cb) {
             /* The callback's nvramtdb_last_error() is its request's. */
             if (r->result < 0)
@@ -166,9 +169,9 @@ static void complete(nvt_queue *q, GPtrArray *batch)
     /* A woken submitter frees its request at once: touch none of them
      * after the signal. */
     GPtrArray *unwaited = g_ptr_array_new_with_free_func((GDestroyNotify)request_free);
-    g_mutex_lock(&q->lock);
-    for (guint i = 0; i < batch->len; i++) {
-        request *r = batch->pdata[i];
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
+    for (guint i = 0; i < group->len; i++) {
+        request *r = group->pdata[i];
         if (r->wait) {
             r->done = true;
             g_cond_signal(&r->done_cond);
@@ -176,7 +179,7 @@ static void complete(nvt_queue *q, GPtrArray *batch)
             g_ptr_array_add(unwaited, r);
         }
     }
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     g_ptr_array_free(unwaited, TRUE);
 }
 
@@ -185,7 +188,7 @@ static gpointer writer_main(gpointer opaque)
     nvt_queue *q = opaque;
     guint expect = 0;   /* requests likely pending soon: see LINGER_US */
 
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     for (;;) {
         while (g_queue_is_empty(&q->pending) && !q->stopping)
             g_cond_wait(&q->work, &q->lock);
@@ -197,34 +200,34 @@ static gpointer writer_main(gpointer opaque)
                 if (!g_cond_wait_until(&q->work, &q->lock, deadline))
                     break;
         }
-        GPtrArray *batch = g_ptr_array_new();
+        GPtrArray *group = g_ptr_array_new();
         size_t bytes = 0;
-        while (!g_queue_is_empty(&q->pending) && batch->len < BATCH_MAX_REQUESTS) {
+        while (!g_queue_is_empty(&q->pending) && group->len < GROUP_MAX_REQUESTS) {
             request *r = g_queue_peek_head(&q->pending);
-            if (batch->len && bytes + r->len > BATCH_MAX_BYTES)
+            if (group->len && bytes + r->len > GROUP_MAX_BYTES)
                 break;
             g_queue_pop_head(&q->pending);
-            g_ptr_array_add(batch, r);
+            g_ptr_array_add(group, r);
             bytes += r->len;
         }
-        q->inflight += batch->len;
-        g_mutex_unlock(&q->lock);
-        nvt_test_point(NVT_TEST_TOOK_BATCH);
+        q->inflight += group->len;
+        nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
+        nvt_test_point(NVT_TEST_TOOK_GROUP);
 
         guint waited = 0;
-        for (guint i = 0; i < batch->len; i++)
-            waited += ((request *)batch->pdata[i])->wait;
-        guint taken = batch->len;
-        process(q, batch);
-        complete(q, batch);
-        g_ptr_array_free(batch, TRUE);
+        for (guint i = 0; i < group->len; i++)
+            waited += ((request *)group->pdata[i])->wait;
+        guint taken = group->len;
+        process(q, group);
+        complete(q, group);
+        g_ptr_array_free(group, TRUE);
 
-        g_mutex_lock(&q->lock);
+        nvt_lock(&q->lock, NVT_LOCK_QUEUE);
         q->inflight -= taken;
         /* The submitters just woken will probably submit again. */
         expect = g_queue_get_length(&q->pending) + waited;
     }
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     return NULL;
 }
 
@@ -244,10 +247,10 @@ void nvt_queue_free(nvt_queue *q)
 {
     if (!q)
         return;
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     q->stopping = true;
     g_cond_broadcast(&q->work);
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     g_thread_join(q->thread);
     g_mutex_clear(&q->lock);
     g_cond_clear(&q->work);
@@ -261,15 +264,15 @@ bool nvt_queue_on_writer(nvt_queue *q)
 
 bool nvt_queue_idle(nvt_queue *q)
 {
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     bool idle = g_queue_is_empty(&q->pending) && q->inflight == 0;
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     return idle;
 }
 
 /* Hand @r to the writer; with r->wait, wait for it and return its result
  * (its message becomes the calling thread's). */
-static int submit(nvt_queue *q, request *r)
+static int enqueue(nvt_queue *q, request *r)
 {
     if (r->wait)
         g_cond_init(&r->done_cond);
@@ -277,9 +280,9 @@ static int submit(nvt_queue *q, request *r)
         request_free(r);
         return nvt_error(EDEADLK, "a completion callback may not wait for a request");
     }
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     if (q->stopping) {
-        g_mutex_unlock(&q->lock);
+        nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
         request_free(r);
         return nvt_error(ESHUTDOWN, "the image is closing");
     }
@@ -287,12 +290,12 @@ static int submit(nvt_queue *q, request *r)
     nvt_test_point(NVT_TEST_QUEUED);
     g_cond_signal(&q->work);
     if (!r->wait) {
-        g_mutex_unlock(&q->lock);
+        nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
         return 0;
     }
     while (!r->done)
         g_cond_wait(&r->done_cond, &q->lock);
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     return 0;
 }
 
@@ -312,7 +315,7 @@ static int finish_waited(request *r)
  * flight no other request runs inline and no read is served directly. */
 static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, int *result)
 {
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     bool idle = g_queue_is_empty(&q->pending) && q->inflight == 0 && !q->stopping;
     bool inline_ok = idle && q->contention == 0;
     if (!idle)
@@ -323,13 +326,14 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
         q->inflight++;
         nvt_test_point(NVT_TEST_INLINE);
     }
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     if (!inline_ok)
         return false;
 
-    g_mutex_lock(q->store_lock);
-    int r = atomic ? nvt_store_apply_atomic(q->st, ops, n) : nvt_store_apply(q->st, ops, n);
-    g_mutex_unlock(q->store_lock);
+    nvt_lock(q->store_lock, NVT_LOCK_STORE);
+    int r = atomic ? nvt_store_commit_batch(q->st, ops, n)
+                   : nvt_store_commit_group(q->st, ops, n);
+    nvt_unlock(q->store_lock, NVT_LOCK_STORE);
     if (!atomic) {
         r = ops[0].result;
         if (r < 0)
@@ -340,9 +344,9 @@ static bool run_inline(nvt_queue *q, nvt_store_op *ops, size_t n, bool atomic, i
         g_free(ops[i].message);
     *result = r;
 
-    g_mutex_lock(&q->lock);
+    nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     q->inflight--;
-    g_mutex_unlock(&q->lock);
+    nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
     return true;
 }
 
@@ -361,10 +365,10 @@ static int copy_value(const void *data, size_t len, const char *name, uint8_t **
 
 /* Submit a write-like request; with r->wait, return its result.  An
  * unwaited request belongs to the writer once submitted: not touched. */
-static int submit_and_finish(nvt_queue *q, request *r)
+static int enqueue_and_finish(nvt_queue *q, request *r)
 {
     bool wait = r->wait;
-    int res = submit(q, r);
+    int res = enqueue(q, r);
     if (res < 0 || !wait)
         return res;
     res = finish_waited(r);
@@ -399,7 +403,7 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
         return res;
     }
     r->len = len;
-    return submit_and_finish(q, r);
+    return enqueue_and_finish(q, r);
 }
 
 int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
@@ -425,14 +429,14 @@ int nvt_queue_batch(nvt_queue *q, nvt_store_op *ops, size_t n, bool wait,
         r->batch[i].data = copy;
         r->len += ops[i].len;
     }
-    return submit_and_finish(q, r);
+    return enqueue_and_finish(q, r);
 }
 
 int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvt_completion_fn *cb,
                    void *opaque, uint8_t **data, size_t *len)
 {
     request *r = request_new(REQ_READ, name, wait, cb, opaque);
-    int res = submit(q, r);
+    int res = enqueue(q, r);
     if (res < 0 || !wait)
         return res;
     res = finish_waited(r);
@@ -448,7 +452,7 @@ int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvt_completion_fn 
 int nvt_queue_flush(nvt_queue *q)
 {
     request *r = request_new(REQ_FLUSH, NULL, true, NULL, NULL);
-    int res = submit(q, r);
+    int res = enqueue(q, r);
     if (res < 0)
         return res;
     res = finish_waited(r);

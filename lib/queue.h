@@ -4,11 +4,11 @@
  *
  * Every write, delete, queued read and flush barrier of an image goes
  * through its queue, in submission order.  The writer thread takes
- * everything pending (bounded in bytes), applies the writes and deletes as
- * one atomic group (nvt_store_apply: one journal record and one flush, or
- * one tdb transaction), serves reads and barriers after the writes before
- * them, and then completes each request: its callback runs on the writer
- * thread, and a waiting submitter is woken.
+ * everything pending (bounded in bytes), commits the writes and deletes
+ * as one atomic group (nvt_store_commit_group: one journal frame and one
+ * flush, or one tdb transaction), serves reads and barriers after the
+ * writes before them, and then completes each request: its callback runs
+ * on the writer thread, and a waiting submitter is woken.
  *
  * When nothing is queued or in flight, a synchronous request without a
  * callback is committed on the calling thread instead (same semantics,
@@ -47,7 +47,7 @@ int nvt_queue_write(nvt_queue *q, const char *name, const void *data, size_t len
                     bool is_delete, bool wait, nvt_completion_fn *cb, void *opaque);
 
 /* Queue @ops (data copied) as one all-or-nothing commit of their own
- * (nvt_store_apply_atomic); one completion for all.  With @wait, return
+ * (nvt_store_commit_batch); one completion for all.  With @wait, return
  * the batch's result once it completed; otherwise 0 once accepted.  The
  * ops are the caller's scratch: a batch committed on the calling thread
  * leaves its results in them. */

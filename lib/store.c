@@ -14,8 +14,9 @@
 #include <tdb.h>
 
 #include "crc32c.h"
+#include "debug.h"
 #include "error.h"
-#include "journal.h"
+#include "pager.h"
 #include "store.h"
 #include "tdbfile.h"
 #include "tdbguard.h"
@@ -36,11 +37,11 @@ typedef struct blob_entry {
 struct nvt_store {
     nvt_image *img;            /* NULL for in-memory builds */
     nvt_backend *be;
-    nvt_vfile *vf;
-    nvt_journal *journal;      /* the image's journal region, if any */
+    nvt_pager *pg;             /* the tdb region's pages and their commits */
+    nvt_vfile *vf;             /* the pager as tdb's file */
     bool journal_mode;         /* groups commit through the journal */
     struct tdb_context *tdb;
-    GMutex index_lock;         /* index: validation runs beside commits */
+    GMutex index_lock;         /* NVT_LOCK_INDEX: validation runs beside commits */
     GHashTable *index;         /* name -> blob_entry */
     int failed;                /* sticky error once the tdb cannot be reopened */
     char failed_msg[512];
@@ -95,10 +96,10 @@ static const char *tdb_why(nvt_store *st)
  * lack of space in the region, then tdb's own code. */
 static int tdb_errno(nvt_store *st)
 {
-    int latched = nvt_vfile_latched_error(st->vf);
+    int latched = nvt_pager_latched_error(st->pg);
     if (latched)
         return -latched;
-    if (nvt_vfile_take_enospc(st->vf))
+    if (nvt_pager_take_enospc(st->pg))
         return ENOSPC;
     switch (st->tdb ? tdb_error(st->tdb) : TDB_ERR_IO) {
     case TDB_ERR_CORRUPT: return EBADMSG;
@@ -117,21 +118,21 @@ static int tdb_attach(nvt_store *st, int open_flags)
     st->tdb_msg[0] = '\0';
     if (!(open_flags & O_CREAT)) {
         int r = nvt_tdbguard_check(st->be, st->img ? st->img->sb.tdb_offset : 0,
-                                   nvt_vfile_length(st->vf), &needs_recovery);
+                                   nvt_pager_length(st->pg), &needs_recovery);
         if (r < 0)
             return r;
     }
     st->tdb = nvt_tdbfile_open(nvt_vfile_path(st->vf), NVT_TDB_HASH_SIZE, NVT_TDB_FLAGS,
                                open_flags, 0600, st->tdb_msg);
     if (!st->tdb) {
-        int err = nvt_vfile_latched_error(st->vf) ? -nvt_vfile_latched_error(st->vf) : EBADMSG;
+        int err = nvt_pager_latched_error(st->pg) ? -nvt_pager_latched_error(st->pg) : EBADMSG;
         return nvt_error(err, "%s: cannot open the tdb: %s", st->be->name,
                          st->tdb_msg[0] ? st->tdb_msg : "invalid tdb file");
     }
     if (!(open_flags & O_CREAT) && needs_recovery) {
         /* tdb replayed an interrupted commit: now the chains must hold. */
         int r = nvt_tdbguard_walk(st->be, st->img ? st->img->sb.tdb_offset : 0,
-                                  nvt_vfile_length(st->vf));
+                                  nvt_pager_length(st->pg));
         if (r < 0) {
             tdb_detach(st);
             return r;
@@ -178,7 +179,7 @@ static int index_load(nvt_store *st)
         return nvt_error(tdb_errno(st), "%s: cannot list the tdb's records: %s",
                          st->be->name, tdb_why(st));
     }
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     GHashTable *old = st->index;
     if (old) {
         GHashTableIter it;
@@ -191,15 +192,14 @@ static int index_load(nvt_store *st)
         }
     }
     st->index = fresh;
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     if (old)
         g_hash_table_destroy(old);
     nvt_test_point(NVT_TEST_INDEX_RELOADED);
     return 0;
 }
 
-static int journal_recover(nvt_store *st);
-static void vfile_create(nvt_store *st);
+static int pager_create(nvt_store *st);
 static void store_fail(nvt_store *st, int r);
 
 /* After a failed commit: bring the image back to its last committed state
@@ -213,21 +213,17 @@ static void store_reset(nvt_store *st)
     g_strlcpy(saved, nvt_last_error(), sizeof saved);
     tdb_detach(st);
     if (st->img) {
-        nvt_vfile_free(st->vf);
-        st->vf = NULL;
-        if (st->journal)
-            r = journal_recover(st);
-        vfile_create(st);
+        r = pager_create(st);
     } else {
-        nvt_vfile_clear_error(st->vf);
-        nvt_vfile_take_enospc(st->vf);
+        nvt_pager_clear_error(st->pg);
+        nvt_pager_take_enospc(st->pg);
     }
     if (r == 0)
         r = tdb_attach(st, O_RDWR);
     if (r == 0)
         r = index_load(st);
     if (r < 0) {
-        nvt_error_prefix(r, "%s: the image could not be recovered after a failed commit",
+        nvt_error_prefix(-r, "%s: the image could not be recovered after a failed commit",
                          st->be->name);
         store_fail(st, r);
     }
@@ -238,19 +234,19 @@ static void store_reset(nvt_store *st)
  * set it: both under index_lock. */
 static void store_fail(nvt_store *st, int r)
 {
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     st->failed = r;
     g_strlcpy(st->failed_msg, nvt_last_error(), sizeof st->failed_msg);
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
 }
 
 static int store_usable(nvt_store *st)
 {
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     int failed = st->failed;
     char msg[sizeof st->failed_msg];
     g_strlcpy(msg, st->failed_msg, sizeof msg);
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     if (failed)
         return nvt_error(-failed, "%s: image unusable after an earlier unrecoverable "
                          "error (%s); reopen it", st->be->name, msg);
@@ -266,7 +262,7 @@ int nvt_store_failure(nvt_store *st)
  * if tdb committed and no backend error was latched on the way. */
 static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
 {
-    nvt_vfile_take_enospc(st->vf);
+    nvt_pager_take_enospc(st->pg);
     if (tdb_transaction_start(st->tdb) != 0)
         return tdb_errno(st);
     for (size_t i = 0; i < n; i++) {
@@ -284,45 +280,32 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
             return err;
         }
     }
-    if (tdb_transaction_commit(st->tdb) != 0 || nvt_vfile_latched_error(st->vf))
+    if (tdb_transaction_commit(st->tdb) != 0 || nvt_pager_latched_error(st->pg))
         return tdb_errno(st);
     st->commits++;
     return 0;
 }
 
-/* Write every journaled page in place and retire the ring (a checkpoint),
- * or in stock mode make tdb's writes durable and clear the ring (flushed),
- * so that writes outside the journal are safe and no replay can undo them. */
-static int empty_journal(nvt_store *st)
-{
-    if (st->journal_mode)
-        return nvt_vfile_checkpoint(st->vf);
-    int r = nvt_be_flush(st->be);
-    return r < 0 ? r : nvt_journal_retire(st->journal);
-}
-
-/* Apply @ops in one tdb transaction, made atomic on disk by the journal
+/* Run @ops in one tdb transaction, made atomic on disk by the journal
  * when there is one (tdb's own protocol trusts sectors to be written
- * whole; a journal record is checksummed instead).  A transaction too
- * large for the journal runs on its own, with tdb's four flushes. */
+ * whole; a journal frame is checksummed instead).  A transaction too
+ * large for the journal runs in place on its own, with tdb's four
+ * flushes, once the pager has emptied the journal. */
 static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *what)
 {
     int err;
 
     if (st->journal_mode) {
-        nvt_vfile_group_begin(st->vf);
+        nvt_pager_group_begin(st->pg);
         err = tdb_txn(st, ops, n);
         if (err) {
-            nvt_vfile_group_abort(st->vf);
+            nvt_pager_group_abort(st->pg);
         } else {
-            err = -nvt_vfile_group_commit(st->vf);
+            err = -nvt_pager_group_commit(st->pg);
             if (err == E2BIG) {
-                /* Nothing reached the image.  Writes outside the journal
-                 * need it empty (FORMAT.md): earlier groups go in place
-                 * and the ring is cleared, or reads would come from their
-                 * older page copies and a recovery would replay those
-                 * over this transaction.  tdb's view is then rebuilt. */
-                err = -empty_journal(st);
+                /* Nothing reached the image.  tdb's view is rebuilt and
+                 * the transaction redone in place (pager.c, invariant 6). */
+                err = -nvt_pager_prepare_in_place(st->pg);
                 tdb_detach(st);
                 if (err == 0)
                     err = tdb_attach(st, O_RDWR) < 0 ? EIO : tdb_txn(st, ops, n);
@@ -342,11 +325,6 @@ static int store_commit(nvt_store *st, const txn_op *ops, size_t n, const char *
 
 /* ---- opening -------------------------------------------------------- */
 
-static int persist_length(void *opaque, uint64_t len)
-{
-    return nvt_image_set_tdb_logical(opaque, len);
-}
-
 static nvt_store *store_new(nvt_backend *be, nvt_image *img, uint64_t base, uint64_t capacity,
                             uint64_t length)
 {
@@ -354,70 +332,24 @@ static nvt_store *store_new(nvt_backend *be, nvt_image *img, uint64_t base, uint
     g_mutex_init(&st->index_lock);
     st->img = img;
     st->be = be;
-    st->vf = nvt_vfile_new(be, base, capacity, length, img ? persist_length : NULL, img);
+    st->pg = nvt_pager_new(be, base, capacity, length, NULL, NULL);
+    st->vf = nvt_vfile_new(st->pg);
     return st;
 }
 
-static void vfile_create(nvt_store *st)
+/* The image's pager, after recovery, and tdb's file over it (replacing
+ * any earlier ones).  If recovery fails the store gets a pager without a
+ * journal, for its counters only: the caller fails the store. */
+static int pager_create(nvt_store *st)
 {
     nvt_image *img = st->img;
-    st->vf = nvt_vfile_new(st->be, img->sb.tdb_offset, img->sb.tdb_capacity,
-                           img->sb.tdb_logical, persist_length, img);
-    if (st->journal_mode)
-        nvt_vfile_set_journal(st->vf, st->journal);
-}
-
-static int replay_check(void *opaque, uint64_t page, uint32_t offset G_GNUC_UNUSED,
-                        const uint8_t *data G_GNUC_UNUSED, uint32_t length G_GNUC_UNUSED)
-{
-    nvt_store *st = opaque;
-    if (page >= st->img->sb.tdb_capacity / NVT_PAGE_SIZE)
-        return nvt_error(EBADMSG, "%s: journal record names page %llu outside the tdb region",
-                         st->be->name, (unsigned long long)page);
-    return 0;
-}
-
-static int replay_page(void *opaque, uint64_t page, uint32_t offset, const uint8_t *data,
-                       uint32_t length)
-{
-    nvt_store *st = opaque;
-    return nvt_be_pwrite(st->be, data, length,
-                         st->img->sb.tdb_offset + page * NVT_PAGE_SIZE + offset);
-}
-
-/* Replay the newest journal record (its in-place writes may be missing or
- * torn), make that durable, then clear the journal so that no later
- * replay can undo writes made outside it. */
-static int journal_recover(nvt_store *st)
-{
-    uint64_t len;
-    /* Scan the ring afresh: after a failed commit the run on disk is
-     * longer than the one found at open. */
-    nvt_journal_free(st->journal);
-    st->journal = NULL;
-    nvt_image *img = st->img;
-    int r = nvt_journal_open(img->be, img->sb.journal_offset, img->sb.journal_length,
-                             img->sb.uuid, &st->journal);
+    nvt_vfile_free(st->vf);
+    nvt_pager_free(st->pg);
+    int r = nvt_pager_open_image(img, st->journal_mode, &st->pg);
     if (r < 0)
-        return r;
-    if (nvt_journal_pending(st->journal, &len)) {
-        if (len > st->img->sb.tdb_capacity || len > UINT32_MAX)
-            r = nvt_error(EBADMSG, "%s: journal record gives a tdb length of %llu beyond the "
-                          "region's %llu bytes", st->be->name, (unsigned long long)len,
-                          (unsigned long long)st->img->sb.tdb_capacity);
-        if (r == 0)
-            r = nvt_journal_replay(st->journal, replay_check, st);
-        if (r == 0)
-            r = nvt_journal_replay(st->journal, replay_page, st);
-        if (r == 0 && len != st->img->sb.tdb_logical)
-            r = nvt_image_set_tdb_logical(st->img, len);
-        if (r == 0)
-            r = nvt_be_flush(st->be);
-    }
-    if (r == 0)
-        r = nvt_journal_retire(st->journal);
-    if (r < 0)
-        nvt_error_prefix(r, "%s: journal recovery failed", st->be->name);
+        st->pg = nvt_pager_new(st->be, img->sb.tdb_offset, img->sb.tdb_capacity,
+                               img->sb.tdb_logical, NULL, NULL);
+    st->vf = nvt_vfile_new(st->pg);
     return r;
 }
 
@@ -428,14 +360,10 @@ int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
     g_mutex_init(&st->index_lock);
     st->img = img;
     st->be = img->be;
-    if (img->sb.journal_length) {
-        r = journal_recover(st);
-        st->journal_mode = !(flags & NVT_STORE_STOCK_COMMIT);
-    }
-    if (r == 0) {
-        vfile_create(st);
+    st->journal_mode = img->sb.journal_length && !(flags & NVT_STORE_STOCK_COMMIT);
+    r = pager_create(st);
+    if (r == 0)
         r = tdb_attach(st, O_RDWR);
-    }
     if (r == 0)
         r = index_load(st);
     if (r < 0) {
@@ -448,16 +376,16 @@ int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
 
 bool nvt_store_journaled(const nvt_store *st)
 {
-    return st->journal_mode;
+    return nvt_pager_journaled(st->pg);
 }
 
 int nvt_store_checkpoint(nvt_store *st)
 {
-    if (!st->journal || store_usable(st) < 0)
+    if (!st->img || !st->img->sb.journal_length || store_usable(st) < 0)
         return 0;
-    int r = empty_journal(st);
+    int r = nvt_pager_checkpoint(st->pg);
     if (r < 0)
-        nvt_error_prefix(r, "%s: checkpoint at close failed (the journal replays at the next "
+        nvt_error_prefix(-r, "%s: checkpoint at close failed (the journal replays at the next "
                          "open)", st->be->name);
     return r;
 }
@@ -468,7 +396,7 @@ void nvt_store_close(nvt_store *st)
         return;
     tdb_detach(st);
     nvt_vfile_free(st->vf);
-    nvt_journal_free(st->journal);
+    nvt_pager_free(st->pg);
     if (st->index)
         g_hash_table_destroy(st->index);
     g_mutex_clear(&st->index_lock);
@@ -526,7 +454,7 @@ static int fetch_record(nvt_store *st, const char *name, TDB_DATA *raw, nvt_reco
     if (r < 0) {
         free(raw->dptr);
         raw->dptr = NULL;
-        return nvt_error_prefix(r, "%s", st->be->name);
+        return nvt_error_prefix(-r, "%s", st->be->name);
     }
     return 0;
 }
@@ -534,7 +462,7 @@ static int fetch_record(nvt_store *st, const char *name, TDB_DATA *raw, nvt_reco
 /* Allocate every item of @plan at its maximum (transaction A), then
  * rewrite every record at its maximum once (transaction B) so that tdb's
  * recovery area reaches the size a commit of all blobs needs. */
-static int apply_plan(nvt_store *st, const plan_item *plan, size_t n)
+static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n)
 {
     GPtrArray *bufs = g_ptr_array_new_with_free_func(g_free);
     GArray *ops = g_array_new(FALSE, FALSE, sizeof(txn_op));
@@ -687,13 +615,13 @@ static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t pad, uint
         r = index_load(st);
     if (r == 0) {
         GArray *plan = make_plan(NULL, specs, n);
-        r = apply_plan(st, (plan_item *)plan->data, plan->len);
+        r = allocate_plan(st, (plan_item *)plan->data, plan->len);
         g_array_free(plan, TRUE);
     }
     if (r == 0) {
         size_t size;
         const uint8_t *data = nvt_mem_backend_data(be, &size);
-        *len = nvt_vfile_length(st->vf);
+        *len = nvt_pager_length(st->pg);
         *tdb = g_memdup2(data, *len);
     }
     nvt_store_close(st);
@@ -743,7 +671,7 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
 /* Run @plan on a private copy of the tdb to learn the length it needs. */
 static int dry_run(nvt_store *st, const plan_item *plan, size_t n, uint64_t *needed)
 {
-    uint64_t len = nvt_vfile_length(st->vf);
+    uint64_t len = nvt_pager_length(st->pg);
     uint64_t base = st->img ? st->img->sb.tdb_offset : 0;
     uint8_t *copy = g_malloc(len ? len : 1);
     int r = nvt_be_pread(st->be, copy, len, base);
@@ -758,8 +686,8 @@ static int dry_run(nvt_store *st, const plan_item *plan, size_t n, uint64_t *nee
     if (r == 0)
         r = index_load(dry);
     if (r == 0)
-        r = apply_plan(dry, plan, n);
-    *needed = nvt_vfile_length(dry->vf);
+        r = allocate_plan(dry, plan, n);
+    *needed = nvt_pager_length(dry->pg);
     nvt_store_close(dry);
     nvt_be_close(be);
     return r;
@@ -778,13 +706,14 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
         r = nvt_error(EROFS, "%s: blob %s needs %u bytes reserved, but the image is open "
                       "read-only", st->be->name, items[0].name, items[0].max_size);
     }
-    /* Every blob must fit a journal record on its own. */
-    for (guint i = 0; r == 0 && st->journal && i < plan->len; i++) {
+    /* Every blob must fit a journal frame on its own. */
+    uint32_t frame_pages = nvt_pager_max_group_pages(st->pg);
+    for (guint i = 0; r == 0 && frame_pages && i < plan->len; i++) {
         nvt_blob_spec one = { items[i].name, items[i].max_size };
-        if (blob_pages(&one) + GROUP_EXTRA_PAGES > nvt_journal_max_pages(st->journal))
+        if (blob_pages(&one) + GROUP_EXTRA_PAGES > frame_pages)
             r = nvt_error(ENOSPC, "%s: blob %s (maximum %u bytes) does not fit the image's "
                           "journal of %u pages; create a new image for it", st->be->name,
-                          items[i].name, items[i].max_size, nvt_journal_max_pages(st->journal));
+                          items[i].name, items[i].max_size, frame_pages);
     }
     /* Never build on a damaged structure: a record that tdb cannot reach
      * would look missing and be recreated empty. */
@@ -797,30 +726,30 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
     if (r == 0 && plan->len) {
         uint64_t needed = 0;
         r = dry_run(st, items, plan->len, &needed);
-        if (r == 0 && needed > nvt_vfile_capacity(st->vf))
+        if (r == 0 && needed > nvt_pager_capacity(st->pg))
             r = nvt_error(ENOSPC, "%s: no room for blob %s (maximum %u bytes)%s: the tdb region "
                           "holds %llu bytes and would need %llu; the image must be at least "
                           "%llu bytes", st->be->name, items[0].name, items[0].max_size,
                           plan->len > 1 ? " and others" : "",
-                          (unsigned long long)nvt_vfile_capacity(st->vf),
+                          (unsigned long long)nvt_pager_capacity(st->pg),
                           (unsigned long long)needed,
                           (unsigned long long)nvt_image_size_for(needed,
                               st->img ? st->img->sb.journal_length : 0));
         else if (r < 0)
-            nvt_error_prefix(r, "%s: cannot plan space for the registered blobs", st->be->name);
+            nvt_error_prefix(-r, "%s: cannot plan space for the registered blobs", st->be->name);
         if (r == 0)
-            r = apply_plan(st, items, plan->len);
+            r = allocate_plan(st, items, plan->len);
     }
     g_array_free(plan, TRUE);
     if (r < 0)
         return r;
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     for (size_t i = 0; i < n; i++) {
         blob_entry *e = g_hash_table_lookup(st->index, specs[i].name);
         if (e)
             e->registered_max = specs[i].max_size;
     }
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     return 0;
 }
 
@@ -867,6 +796,7 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
 static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_delete,
                            const bool *present, blob_entry **ep)
 {
+    nvt_assert_held(NVT_LOCK_INDEX);
     int r = nvt_blob_name_check(name);
     if (r < 0)
         return r;
@@ -902,9 +832,9 @@ int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_dele
     int r = store_usable(st);
     if (r < 0)
         return r;
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     r = validate_locked(st, name, len, is_delete, NULL, NULL);
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     return r;
 }
 
@@ -933,7 +863,7 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
     int r = 0;
 
     if (st->journal_mode) {
-        nvt_vfile_group_begin(st->vf);
+        nvt_pager_group_begin(st->pg);
         for (size_t i = 0; i < n && r == 0; i++) {
             TDB_DATA key = key_of(changes[i]->op->name);
             TDB_DATA val = { .dptr = changes[i]->record, .dsize = changes[i]->size };
@@ -941,13 +871,13 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
                                         : tdb_store(st->tdb, key, val, TDB_REPLACE);
             if (tr != 0)
                 r = -tdb_errno(st);
-            else if (nvt_vfile_group_pages(st->vf) > nvt_journal_max_pages(st->journal))
+            else if (nvt_pager_group_pages(st->pg) > nvt_pager_max_group_pages(st->pg))
                 r = -E2BIG;
         }
         if (r == 0) {
-            r = nvt_vfile_group_commit(st->vf);
+            r = nvt_pager_group_commit(st->pg);
         } else {
-            nvt_vfile_group_abort(st->vf);
+            nvt_pager_group_abort(st->pg);
         }
         if (r == -E2BIG) {
             /* Nothing reached the image; tdb's cached state is rebuilt. */
@@ -978,7 +908,7 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             return r;
     }
     st->groups++;
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     for (size_t i = 0; i < n; i++) {
         if (changes[i]->remove) {
             g_hash_table_remove(st->index, changes[i]->op->name);
@@ -990,7 +920,7 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             }
         }
     }
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     return 0;
 }
 
@@ -1014,7 +944,7 @@ static void fail_all_for(nvt_store_op *ops, size_t n, size_t bad)
     nvt_error(-ops[bad].result, "%s", ops[bad].message);  /* the batch's error */
 }
 
-static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
+static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
 {
     GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
     GPtrArray *order = g_ptr_array_new();
@@ -1031,7 +961,7 @@ static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
     }
 
     /* Validate in order, against the state earlier requests leave. */
-    g_mutex_lock(&st->index_lock);
+    nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     for (size_t i = 0; i < n; i++) {
         blob_change *c = g_hash_table_lookup(changes, ops[i].name);
         blob_entry *known = g_hash_table_lookup(st->index, ops[i].name);
@@ -1043,7 +973,7 @@ static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
             op_fail(&ops[i], vr);
             if (!atomic)
                 continue;
-            g_mutex_unlock(&st->index_lock);
+            nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
             fail_all_for(ops, n, i);
             r = vr;
             goto out;
@@ -1067,7 +997,7 @@ static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
         c->meta.crc32c = nvt_crc32c(0, ops[i].data, ops[i].is_delete ? 0 : ops[i].len);
         c->remove = ops[i].is_delete && !e->registered_max;
     }
-    g_mutex_unlock(&st->index_lock);
+    nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
     if (order->len == 0)
         goto out;
 
@@ -1078,7 +1008,7 @@ static int apply(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
     }
     r = commit_changes(st, (blob_change **)order->pdata, order->len);
     if (r == -E2BIG && order->len > 1 && !atomic) {
-        /* Too large for one journal record: each blob on its own. */
+        /* Too large for one journal frame: each blob on its own. */
         r = 0;
         for (guint i = 0; i < order->len; i++) {
             blob_change *c = order->pdata[i];
@@ -1117,22 +1047,22 @@ out:
     return r;
 }
 
-int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n)
+int nvt_store_commit_group(nvt_store *st, nvt_store_op *ops, size_t n)
 {
-    return apply(st, ops, n, false);
+    return commit_requests(st, ops, n, false);
 }
 
-int nvt_store_apply_atomic(nvt_store *st, nvt_store_op *ops, size_t n)
+int nvt_store_commit_batch(nvt_store *st, nvt_store_op *ops, size_t n)
 {
-    return apply(st, ops, n, true);
+    return commit_requests(st, ops, n, true);
 }
 
 /* A single request as a group of one; its message stays in this thread. */
-static int apply_one(nvt_store *st, const char *name, const void *data, size_t len,
+static int commit_one(nvt_store *st, const char *name, const void *data, size_t len,
                      bool is_delete)
 {
     nvt_store_op op = { .name = name, .data = data, .len = len, .is_delete = is_delete };
-    nvt_store_apply(st, &op, 1);
+    nvt_store_commit_group(st, &op, 1);
     if (op.result < 0)
         nvt_error(-op.result, "%s", op.message ? op.message : "request failed");
     g_free(op.message);
@@ -1141,12 +1071,12 @@ static int apply_one(nvt_store *st, const char *name, const void *data, size_t l
 
 int nvt_store_write(nvt_store *st, const char *name, const void *data, size_t len)
 {
-    return apply_one(st, name, data, len, false);
+    return commit_one(st, name, data, len, false);
 }
 
 int nvt_store_delete(nvt_store *st, const char *name)
 {
-    return apply_one(st, name, NULL, 0, true);
+    return commit_one(st, name, NULL, 0, true);
 }
 
 uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n)
@@ -1196,8 +1126,8 @@ void nvt_store_get_stats(nvt_store *st, nvt_store_stats *info)
     GHashTableIter it;
     gpointer k, v;
 
-    info->data_capacity = nvt_vfile_capacity(st->vf);
-    info->data_used = nvt_vfile_length(st->vf);
+    info->data_capacity = nvt_pager_capacity(st->pg);
+    info->data_used = nvt_pager_length(st->pg);
     info->reserved_bytes = info->value_bytes = 0;
     info->entries = info->slots = 0;
     g_hash_table_iter_init(&it, st->index);
@@ -1210,7 +1140,7 @@ void nvt_store_get_stats(nvt_store *st, nvt_store_stats *info)
             info->value_bytes += e->meta.length;
         }
     }
-    info->flushes = nvt_vfile_flushes(st->vf);
+    info->flushes = nvt_pager_flushes(st->pg);
     info->commits = st->groups;
     info->journaled = st->journal_mode;
 }
@@ -1274,7 +1204,7 @@ int nvt_store_check(nvt_store *st, nvt_report_fn *report, void *opaque)
 
 uint64_t nvt_store_flushes(const nvt_store *st)
 {
-    return nvt_vfile_flushes(st->vf);
+    return nvt_pager_flushes(st->pg);
 }
 
 uint64_t nvt_store_commits(const nvt_store *st)

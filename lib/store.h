@@ -15,11 +15,14 @@
  *   (the record stays, marked absent).  Hence an image formatted for a set
  *   of blobs accepts any sequence of writes within their maxima, forever.
  *
- * Every write is one tdb transaction (never a bare tdb_store, which frees
- * the old value before allocating the new one).  Any backend error latched
- * by the vfile fails the operation even if tdb reported success, and the
- * tdb is then reopened so that tdb's recovery brings it back to a committed
- * state.  Not thread-safe: the caller serialises calls on one store.
+ * Commits go through the image's pager (pager.h).  In journal mode a
+ * group's tdb stores are staged and committed as one journal frame; in
+ * stock mode every group is one tdb transaction (never a bare tdb_store,
+ * which frees the old value before allocating the new one).  Any backend
+ * error latched by the pager fails the operation even if tdb reported
+ * success, and the image is then recovered (the journal replayed, or
+ * tdb's recovery run as it reopens) back to a committed state.  Not
+ * thread-safe: the caller serialises calls on one store.
  */
 #ifndef NVT_STORE_H
 #define NVT_STORE_H
@@ -82,8 +85,8 @@ int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, u
 
 /* Open the tdb of @img (whose backend is @img->be).  Logical length
  * changes are persisted in the superblock.  If the image has a journal,
- * its newest record is replayed first; commits then use the journal
- * unless NVT_STORE_STOCK_COMMIT is given. */
+ * its frames are replayed first; commits then use the journal
+ * unless NVT_STORE_STOCK_COMMIT is given (pager.h). */
 int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out);
 /* True when commits go through the journal (one flush each). */
 bool nvt_store_journaled(const nvt_store *st);
@@ -117,16 +120,16 @@ typedef struct nvt_store_op {
     char *message;         /* out: g_malloc()ed message when result < 0 */
 } nvt_store_op;
 
-/* Apply @ops, in order, as one atomic group: the ops that are valid on
+/* Commit @ops, in order, as one atomic group: the ops that are valid on
  * their own (registered blob, within its maximum, a delete of a value
  * that exists at that point) commit together or fail together; the
  * others fail alone.  Several ops on one blob coalesce to the last.
  * Returns the group's error (0 if it committed or had nothing to do). */
-int nvt_store_apply(nvt_store *st, nvt_store_op *ops, size_t n);
+int nvt_store_commit_group(nvt_store *st, nvt_store_op *ops, size_t n);
 /* The same, all or nothing: if any op is invalid, or the group does not
- * fit one journal record (-E2BIG, never split), every op fails and
+ * fit one journal frame (-E2BIG, never split), every op fails and
  * nothing changes. */
-int nvt_store_apply_atomic(nvt_store *st, nvt_store_op *ops, size_t n);
+int nvt_store_commit_batch(nvt_store *st, nvt_store_op *ops, size_t n);
 /* The store's sticky failure (0 if usable), with its message. */
 int nvt_store_failure(nvt_store *st);
 

@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include "debug.h"
 #include "tdbfile.h"
 
 /* tdb's process-wide list of open databases. */
@@ -37,11 +38,11 @@ struct tdb_context *nvt_tdbfile_open(const char *path, int hash_size, int tdb_fl
     /* tdb copies the logging context: a local one is enough. */
     struct tdb_logging_context log = { .log_fn = keep_log_line, .log_private = msg };
     msg[0] = '\0';
-    g_mutex_lock(&tdb_open_lock);
+    nvt_lock(&tdb_open_lock, NVT_LOCK_TDB_OPEN);
     struct tdb_context *tdb = tdb_open_ex(path, hash_size, tdb_flags, open_flags, mode, &log,
                                           NULL);
     int saved = errno;
-    g_mutex_unlock(&tdb_open_lock);
+    nvt_unlock(&tdb_open_lock, NVT_LOCK_TDB_OPEN);
     errno = saved;
     return tdb;
 }
@@ -50,9 +51,9 @@ int nvt_tdbfile_close(struct tdb_context *tdb)
 {
     if (!tdb)
         return 0;
-    g_mutex_lock(&tdb_open_lock);
+    nvt_lock(&tdb_open_lock, NVT_LOCK_TDB_OPEN);
     int r = tdb_close(tdb);
-    g_mutex_unlock(&tdb_open_lock);
+    nvt_unlock(&tdb_open_lock, NVT_LOCK_TDB_OPEN);
     return r;
 }
 

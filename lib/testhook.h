@@ -16,10 +16,12 @@
 #ifndef NVT_TESTHOOK_H
 #define NVT_TESTHOOK_H
 
+#include "debug.h"
+
 typedef enum nvt_test_event {
     NVT_TEST_QUEUED,          /* a submitter queued a request (queue lock held) */
     NVT_TEST_INLINE,          /* a caller's thread is to commit (queue lock held) */
-    NVT_TEST_TOOK_BATCH,      /* the writer took a group, not yet committed (no lock) */
+    NVT_TEST_TOOK_GROUP,      /* the writer took a group, not yet committed (no lock) */
     NVT_TEST_INDEX_RELOADED,  /* the store published a reloaded index (store lock held) */
 } nvt_test_event;
 
@@ -33,8 +35,13 @@ extern void *nvt_test_hook_opaque;
 /* Without a hook a point costs one load and one branch. */
 static inline void nvt_test_point(nvt_test_event ev)
 {
-    if (__builtin_expect(nvt_test_hook != 0, 0))
+    if (__builtin_expect(nvt_test_hook != 0, 0)) {
+        /* The hook stands for another thread: the locks held here do not
+         * order the ones it takes (debug.h). */
+        unsigned frame = nvt_lock_frame_begin();
         nvt_test_hook(ev, nvt_test_hook_opaque);
+        nvt_lock_frame_end(frame);
+    }
 }
 #else
 static inline void nvt_test_point(nvt_test_event ev)

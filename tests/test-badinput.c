@@ -1244,12 +1244,12 @@ static void test_recovery_valid_read_write(const void *d G_GNUC_UNUSED)
     golden_free(&g);
 }
 
-/* ---- crafted journal records --------------------------------------------- *
+/* ---- crafted journal frames --------------------------------------------- *
  * The journal ring is replayed at open, before tdb (and the tdb guard) sees
  * the region.  A record's CRCs are no authentication: a hostile image can
  * carry a "valid" record with any page numbers, contents and tdb length.
  * Records are made with the library's own encoder
- * (nvt_journal_append_extents) on a copy of the image, so these tests
+ * (nvt_journal_append_frame) on a copy of the image, so these tests
  * follow the format; the few fields edited by hand are the ones
  * docs/FORMAT.md fixes: version at 8, entry count at 12, the CRCs in the
  * header's last 8 bytes, the version 2 entry table {u64 page, u32 offset,
@@ -1307,7 +1307,7 @@ static void put_journal_record(const golden *g, uint8_t *b, const uint8_t uuid[1
     for (uint32_t i = 0; i < n; i++)
         whole[i] = (nvt_journal_extent){ .page = pages[i], .offset = 0, .length = NVT_PAGE_SIZE,
                                          .data = data + (size_t)i * NVT_PAGE_SIZE };
-    TU_OK(nvt_journal_append_extents(j, whole, n, tdb_len));
+    TU_OK(nvt_journal_append_frame(j, whole, n, tdb_len));
     g_free(whole);
     nvt_journal_free(j);
     size_t len;
@@ -1389,7 +1389,7 @@ static void install_hostile_recovery(const golden *g, uint8_t *page, size_t off)
     g_free(data);
 }
 
-/* A valid journal record that writes a hostile tdb recovery record: the
+/* A valid journal frame that writes a hostile tdb recovery record: the
  * replay may happen, but the tdb guard still refuses the result. */
 static void test_journal_installs_hostile_recovery(const void *d G_GNUC_UNUSED)
 {
@@ -1414,7 +1414,7 @@ static void flip_in_page(const golden *g G_GNUC_UNUSED, uint8_t *page, size_t of
     page[off] ^= 0x04;
 }
 
-/* A valid journal record that replays a damaged copy of permall's page:
+/* A valid journal frame that replays a damaged copy of permall's page:
  * read-only, the replay lands on the private copy only and the read is
  * -EBADMSG; read-write, the read is -EBADMSG and a write heals it. */
 static void test_journal_replayed_damage_detected(const void *d G_GNUC_UNUSED)
@@ -1552,7 +1552,7 @@ static void test_journal_partial_entry_replays(const void *d G_GNUC_UNUSED)
     nvt_backend *be = nvt_mem_backend_new(g.bytes, g.len);
     nvt_journal *j;
     TU_OK(nvt_journal_open(be, g.journal_offset, g.journal_length, g.uuid, &j));
-    TU_OK(nvt_journal_append_extents(j, &e, 1, g.tdb_len));
+    TU_OK(nvt_journal_append_frame(j, &e, 1, g.tdb_len));
     nvt_journal_free(j);
     size_t len;
     const uint8_t *img = nvt_mem_backend_data(be, &len);
@@ -1590,7 +1590,7 @@ static void test_journal_pending_run_replays(const void *d G_GNUC_UNUSED)
 }
 
 /* REGRESSION (fixed): one flipped bit in the page data of the second
- * of three committed journal records (a crash-free image whose commits
+ * of three committed journal frames (a crash-free image whose commits
  * were all acknowledged, not yet checkpointed) ends the replayed run there:
  * the start succeeds, and the blobs written by records 2 and 3 silently
  * come back with their older state (here "no value", -ENOENT) - a
@@ -2139,7 +2139,7 @@ static void test_fuzz(const void *data)
     if (zone == ZONE_JOURNAL) {
         if (!golden_with_pending(&g, "damage"))
             return;
-        /* Damage the image a crash left, whose journal record replays. */
+        /* Damage the image a crash left, whose journal frame replays. */
         memcpy(g.bytes, g.pending, g.len);
     } else {
         golden_build(&g);

@@ -172,7 +172,7 @@ static bool verify(commit_mode commit, const uint8_t *img, size_t len, const pla
 
 /* ---- the ring's layout --------------------------------------------------- */
 
-/* Journal record headers (magic and header CRC valid) at 4096-byte steps
+/* Journal frame headers (magic and header CRC valid) at 4096-byte steps
  * of the ring, and how many of them belong to the epoch of the record at
  * the ring's start. */
 static void ring_headers(const uint8_t *img, size_t len, unsigned *all, unsigned *first_epoch)

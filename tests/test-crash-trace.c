@@ -759,7 +759,7 @@ static void grow(GByteArray *a, uint64_t size)
     }
 }
 
-static void apply_whole(GByteArray *img, const event *e)
+static void write_whole(GByteArray *img, const event *e)
 {
     grow(img, e->off + e->len);
     memcpy(img->data + e->off, e->data, e->len);
@@ -1119,7 +1119,7 @@ static void sector_cases(checker *c, size_t w)
     plan_clear(&p);
 }
 
-/* Whether the durable image holds a journal record header in the ring at
+/* Whether the durable image holds a journal frame header in the ring at
  * or beyond @from (an older record that a new first record does not cover). */
 static bool ring_holds_record_beyond(const checker *c, uint64_t from)
 {
@@ -1206,7 +1206,7 @@ static void make_durable(checker *c, bool (*covered)(const checker *, size_t, si
          * one's stay pending (but are dropped from "recent" next time). */
         for (guint i = 0; i < c->recent->len; i++) {
             size_t idx = g_array_index(c->recent, size_t, i);
-            apply_whole(c->base, ev(c, idx));
+            write_whole(c->base, ev(c, idx));
             for (guint j = 0; j < c->pending->len; j++)
                 if (g_array_index(c->pending, size_t, j) == idx) {
                     g_array_remove_index(c->pending, j);
@@ -1224,7 +1224,7 @@ static void make_durable(checker *c, bool (*covered)(const checker *, size_t, si
     for (guint j = 0; j < c->pending->len;) {
         size_t idx = g_array_index(c->pending, size_t, j);
         if (covered(c, idx, arg)) {
-            apply_whole(c->base, ev(c, idx));
+            write_whole(c->base, ev(c, idx));
             g_array_remove_index(c->pending, j);
         } else {
             j++;
@@ -1366,7 +1366,7 @@ static void print_figures(const checker *c)
         if (c->vkinds[k])
             g_string_append_printf(g, " [%s: %lu]", vkind_names[k], c->vkinds[k]);
     if (c->ring_reuse_states)
-        g_string_append_printf(g, "; %lu states (%lu violations) with a first journal record "
+        g_string_append_printf(g, "; %lu states (%lu violations) with a first journal frame "
                                "in flight over older records beyond it",
                                c->ring_reuse_states, c->ring_reuse_violations);
     g_test_message("%s", g->str);
@@ -1407,7 +1407,7 @@ static void check_session(session *s, bool expect_ring_reuse)
         g_test_fail();
     }
     if (expect_ring_reuse && !c.ring_reuse_states)
-        g_test_fail_printf("%s: the workload never wrote a first journal record over a "
+        g_test_fail_printf("%s: the workload never wrote a first journal frame over a "
                            "ring holding older records beyond it", s->name);
     checker_clear(&c);
 }

@@ -1117,7 +1117,7 @@ static void test_journal_ack_survives_cut_in_next_commit(void)
 }
 
 /*
- * Journal records hold only the changed bytes of a page already journaled
+ * Journal frames hold only the changed bytes of a page already journaled
  * since the last checkpoint.  Replay then starts from the pages in place,
  * which a cut during a checkpoint leaves torn (garbage sectors), and needs
  * the whole-page copy that begins each page's run.  Many small changes to

@@ -3,7 +3,7 @@
  * test-queue.c — the ordering and completion contracts of the commit queue
  * (nvramtdb.h "threads" and the docs of nvramtdb_write, nvramtdb_read,
  * nvramtdb_read_async, nvramtdb_flush and nvramtdb_close; queue.h; the
- * group semantics of nvt_store_apply in store.h):
+ * group semantics of nvt_store_commit_group in store.h):
  *
  *   - a synchronous read sees every write submitted before it, from the
  *     submitting thread and from any thread told about the write;
@@ -24,8 +24,8 @@
  *   - an I/O error fails the group it hits (transient: later requests
  *     succeed), a persistent one makes later requests fail without hang.
  *
- * Batches are made deterministic with tu_writer_hold_new(): the writer is
- * held inside a completion callback while the requests of the next batch
+ * Groups are made deterministic with tu_writer_hold_new(): the writer is
+ * held inside a completion callback while the requests of the next group
  * are submitted.  Every test but the load measurement runs in a
  * subprocess with a timeout, so that a deadlock is reported as that
  * test's failure.
@@ -96,7 +96,7 @@ static void write_async(nvramtdb *db, const char *name, uint32_t seed, size_t le
 }
 
 /* Let the writer held by @h take the requests submitted meanwhile as one
- * batch, and wait until their callbacks have run. */
+ * group, and wait until their callbacks have run. */
 static void release_and_flush(nvramtdb *db, tu_writer_hold *h)
 {
     g_assert_cmpint(tu_writer_release(h), ==, 0);
@@ -325,7 +325,7 @@ static void test_read_async_sees_earlier_async_writes(const void *unused)
     write_wait(db, BLOB_B, 1, 100);
     tracker *t = tracker_new(5);
 
-    /* One batch: writes, then the queued reads, then more writes. */
+    /* One group: writes, then the queued reads, then more writes. */
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
     for (uint32_t k = 0; k < 3; k++)
         write_async(db, BLOB_A, 10 + k, 1000 + k, NULL, NULL);
@@ -675,7 +675,7 @@ static void test_callback_can_read_synchronously(const void *unused)
     nvramtdb *db = start_mem();
     reading_cb_ctx r = { .db = db };
 
-    /* B then A in one batch; A's callback reads both. */
+    /* B then A in one group; A's callback reads both. */
     tu_writer_hold *h = tu_writer_hold_new(db, BLOB_HOLD);
     uint8_t *vb = value(2, 300), *va = value(1, 200);
     TU_OK(nvramtdb_write(db, BLOB_B, vb, 300, NVRAMTDB_ASYNC, NULL, NULL));
@@ -1271,15 +1271,15 @@ static void test_reload_after_failed_commit_keeps_blobs_visible(const void *unus
     nvt_be_close(fault);
 }
 
-/* ---- a commit on the caller's thread ending while a batch is in flight -- */
+/* ---- a commit on the caller's thread ending while a group is in flight -- */
 
 /*
- * The writer takes a batch while a synchronous write is being committed on
+ * The writer takes a group while a synchronous write is being committed on
  * its caller's thread, and waits for the store lock; that commit ends
- * first.  The batch is still in flight: a synchronous read must wait for
+ * first.  The group is still in flight: a synchronous read must wait for
  * it, and a synchronous write must queue behind it.  The queue's pause
  * points make the interleaving certain: the store lock is held while the
- * first write starts, the writer stops once it has taken its batch, and
+ * first write starts, the writer stops once it has taken its group, and
  * it goes on only when the request under test has either queued (right)
  * or returned without queueing (the defect).
  */
@@ -1287,8 +1287,8 @@ typedef struct interleave {
     GMutex lock;
     GCond cond;
     bool inline_started;
-    bool took_batch;
-    bool queued_after;     /* a request queued behind the taken batch */
+    bool took_group;
+    bool queued_after;     /* a request queued behind the taken group */
     bool main_done;        /* the request under test returned */
     bool release;
     bool store_held;       /* a record walk holds the store lock */
@@ -1303,10 +1303,10 @@ static void interleave_hook(nvt_test_event ev, void *opaque)
     g_mutex_lock(&x->lock);
     if (ev == NVT_TEST_INLINE)
         x->inline_started = true;
-    if (ev == NVT_TEST_QUEUED && x->took_batch)
+    if (ev == NVT_TEST_QUEUED && x->took_group)
         x->queued_after = true;
-    if (ev == NVT_TEST_TOOK_BATCH && !x->took_batch) {
-        x->took_batch = true;
+    if (ev == NVT_TEST_TOOK_GROUP && !x->took_group) {
+        x->took_group = true;
         g_cond_broadcast(&x->cond);
         while (!x->release)
             g_cond_wait(&x->cond, &x->lock);
@@ -1371,7 +1371,7 @@ static gpointer store_holder_main(gpointer db)
 /* Reach the state: value(1) in blob b, then an ASYNC write of value(3) to
  * b taken by the writer and held, while a synchronous write of blob a
  * committed on another thread has just ended.  Returns the releaser. */
-static GThread *inline_commit_ends_during_batch(nvramtdb *db)
+static GThread *inline_commit_ends_during_group(nvramtdb *db)
 {
     write_wait(db, BLOB_B, 1, 200);
     memset(&il, 0, sizeof il);
@@ -1384,14 +1384,14 @@ static GThread *inline_commit_ends_during_batch(nvramtdb *db)
     GThread *t1 = g_thread_new("inline-writer", inline_writer_main, db);
     interleave_wait(&il.inline_started);       /* t1 commits on its thread... */
     write_async(db, BLOB_B, 3, 200, NULL, NULL);
-    interleave_wait(&il.took_batch);           /* ...the writer took b's write... */
+    interleave_wait(&il.took_group);           /* ...the writer took b's write... */
     interleave_set(&il.store_release);
     g_thread_join(holder);
     g_thread_join(t1);                         /* ...and t1's commit has ended. */
     return g_thread_new("releaser", interleave_releaser, NULL);
 }
 
-/* The request under test has returned: let the held batch go, and wait
+/* The request under test has returned: let the held group go, and wait
  * until every request has completed. */
 static void inline_interleave_drain(nvramtdb *db, GThread *releaser)
 {
@@ -1408,11 +1408,11 @@ static void inline_interleave_end(nvramtdb *db)
     g_cond_clear(&il.cond);
 }
 
-static void test_sync_read_waits_for_batch_after_inline_commit(const void *unused)
+static void test_sync_read_waits_for_group_after_inline_commit(const void *unused)
 {
     (void)unused;
     nvramtdb *db = start_mem();
-    GThread *releaser = inline_commit_ends_during_batch(db);
+    GThread *releaser = inline_commit_ends_during_group(db);
     uint8_t *got = NULL;
     size_t len = 0;
     int rc = nvramtdb_read(db, BLOB_B, &got, &len);
@@ -1426,11 +1426,11 @@ static void test_sync_read_waits_for_batch_after_inline_commit(const void *unuse
     inline_interleave_end(db);
 }
 
-static void test_sync_write_queues_behind_batch_after_inline_commit(const void *unused)
+static void test_sync_write_queues_behind_group_after_inline_commit(const void *unused)
 {
     (void)unused;
     nvramtdb *db = start_mem();
-    GThread *releaser = inline_commit_ends_during_batch(db);
+    GThread *releaser = inline_commit_ends_during_group(db);
     write_wait(db, BLOB_B, 4, 200);
     inline_interleave_drain(db, releaser);
     assert_value(db, BLOB_B, 4, 200);   /* the later write wins */
@@ -1486,10 +1486,10 @@ int main(int argc, char **argv)
              test_delete_after_queued_first_write_is_accepted);
     ISOLATED("/queue/error/reload-after-failed-commit-keeps-blobs-visible",
              test_reload_after_failed_commit_keeps_blobs_visible);
-    ISOLATED("/queue/order/sync-read-waits-for-batch-after-inline-commit",
-             test_sync_read_waits_for_batch_after_inline_commit);
-    ISOLATED("/queue/order/sync-write-queues-behind-batch-after-inline-commit",
-             test_sync_write_queues_behind_batch_after_inline_commit);
+    ISOLATED("/queue/order/sync-read-waits-for-group-after-inline-commit",
+             test_sync_read_waits_for_group_after_inline_commit);
+    ISOLATED("/queue/order/sync-write-queues-behind-group-after-inline-commit",
+             test_sync_write_queues_behind_group_after_inline_commit);
 #undef ISOLATED
     return g_test_run();
 }

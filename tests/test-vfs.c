@@ -22,6 +22,7 @@
 
 typedef struct fixture {
     nvt_backend *be;
+    nvt_pager *pg;
     nvt_vfile *vf;
     int fd;
     uint64_t persisted;   /* last length given to the resize callback */
@@ -41,7 +42,8 @@ static void setup(fixture *f, gconstpointer data)
 {
     uint8_t zero[65536] = { 0 };
     f->be = nvt_fault_backend_new(nvt_mem_backend_new(zero, sizeof zero));
-    f->vf = nvt_vfile_new(f->be, 4096, 16384, 0, record_resize, f);
+    f->pg = nvt_pager_new(f->be, 4096, 16384, 0, record_resize, f);
+    f->vf = nvt_vfile_new(f->pg);
     f->fd = nvt_vfs_open(nvt_vfile_path(f->vf), O_RDWR);
     g_assert_cmpint(f->fd, >=, 0);
 }
@@ -50,6 +52,7 @@ static void teardown(fixture *f, gconstpointer data)
 {
     g_assert_cmpint(nvt_vfs_close(f->fd), ==, 0);
     nvt_vfile_free(f->vf);
+    nvt_pager_free(f->pg);
     nvt_be_close(f->be);
 }
 
@@ -58,7 +61,7 @@ static void test_file_semantics(fixture *f, gconstpointer data)
     char buf[16];
     g_assert_cmpint(nvt_vfs_write(f->fd, "hello", 5), ==, 5);
     g_assert_cmpint(nvt_vfs_write(f->fd, " world", 6), ==, 6);
-    g_assert_cmpuint(nvt_vfile_length(f->vf), ==, 11);
+    g_assert_cmpuint(nvt_pager_length(f->pg), ==, 11);
     g_assert_cmpuint(f->persisted, ==, 11);
     g_assert_cmpint(nvt_vfs_lseek(f->fd, 0, SEEK_SET), ==, 0);
     g_assert_cmpint(nvt_vfs_read(f->fd, buf, sizeof buf), ==, 11);
@@ -86,7 +89,8 @@ static void test_file_semantics(fixture *f, gconstpointer data)
 static void test_identity_is_unique(fixture *f, gconstpointer data)
 {
     struct stat a, b;
-    nvt_vfile *other = nvt_vfile_new(f->be, 32768, 4096, 0, NULL, NULL);
+    nvt_pager *other_pg = nvt_pager_new(f->be, 32768, 4096, 0, NULL, NULL);
+    nvt_vfile *other = nvt_vfile_new(other_pg);
     int fd2 = nvt_vfs_open(nvt_vfile_path(other), O_RDWR);
     g_assert_cmpint(fd2, >=, 0);
     g_assert_cmpint(nvt_vfs_fstat(f->fd, &a), ==, 0);
@@ -95,6 +99,7 @@ static void test_identity_is_unique(fixture *f, gconstpointer data)
     g_assert_false(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
     nvt_vfs_close(fd2);
     nvt_vfile_free(other);
+    nvt_pager_free(other_pg);
 }
 
 static void test_growth_stops_at_capacity(fixture *f, gconstpointer data)
@@ -105,18 +110,18 @@ static void test_growth_stops_at_capacity(fixture *f, gconstpointer data)
     g_assert_cmpint(st.st_size, ==, 16384);
     g_assert_cmpint(nvt_vfs_ftruncate(f->fd, 16385), ==, -1);
     g_assert_cmpint(errno, ==, ENOSPC);
-    g_assert_true(nvt_vfile_take_enospc(f->vf));
-    g_assert_false(nvt_vfile_take_enospc(f->vf));
+    g_assert_true(nvt_pager_take_enospc(f->pg));
+    g_assert_false(nvt_pager_take_enospc(f->pg));
     g_assert_cmpint(nvt_vfs_pwrite(f->fd, "x", 1, 16384), ==, -1);
     g_assert_cmpint(errno, ==, ENOSPC);
     /* posix_fallocate returns the error number instead of setting errno. */
     g_assert_cmpint(nvt_vfs_posix_fallocate(f->fd, 16000, 1000), ==, ENOSPC);
     g_assert_cmpint(nvt_vfs_ftruncate(f->fd, 100), ==, 0);
     g_assert_cmpint(nvt_vfs_posix_fallocate(f->fd, 0, 8192), ==, 0);
-    g_assert_cmpuint(nvt_vfile_length(f->vf), ==, 8192);
+    g_assert_cmpuint(nvt_pager_length(f->pg), ==, 8192);
     g_assert_cmpuint(f->persisted, ==, 8192);
     /* A refused growth is not an I/O error of the image. */
-    g_assert_cmpint(nvt_vfile_latched_error(f->vf), ==, 0);
+    g_assert_cmpint(nvt_pager_latched_error(f->pg), ==, 0);
 }
 
 static void test_write_never_returns_zero(fixture *f, gconstpointer data)
@@ -134,7 +139,7 @@ static void test_sync_flushes_backend(fixture *f, gconstpointer data)
     uint64_t ops = nvt_fault_op_count(f->be);
     g_assert_cmpint(nvt_vfs_fdatasync(f->fd), ==, 0);
     g_assert_cmpuint(nvt_fault_op_count(f->be), ==, ops + 1);
-    g_assert_cmpuint(nvt_vfile_flushes(f->vf), ==, 1);
+    g_assert_cmpuint(nvt_pager_flushes(f->pg), ==, 1);
     /* Durable now: a crash image holds the write whatever the seed. */
     size_t len;
     uint8_t *img = nvt_fault_crash_image(f->be, 7, &len);
@@ -151,12 +156,12 @@ static void test_backend_errors_are_latched(fixture *f, gconstpointer data)
     /* The next calls succeed, but the failure stays visible to the
      * commit that asks. */
     g_assert_cmpint(nvt_vfs_fdatasync(f->fd), ==, 0);
-    g_assert_cmpint(nvt_vfile_latched_error(f->vf), ==, -EIO);
+    g_assert_cmpint(nvt_pager_latched_error(f->pg), ==, -EIO);
     nvt_fault_arm(f->be, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_WRITE, 1, ENOSPC);
     g_assert_cmpint(nvt_vfs_pwrite(f->fd, "more", 4, 4), ==, -1);
-    g_assert_cmpint(nvt_vfile_latched_error(f->vf), ==, -EIO);  /* the first one is kept */
-    nvt_vfile_clear_error(f->vf);
-    g_assert_cmpint(nvt_vfile_latched_error(f->vf), ==, 0);
+    g_assert_cmpint(nvt_pager_latched_error(f->pg), ==, -EIO);  /* the first one is kept */
+    nvt_pager_clear_error(f->pg);
+    g_assert_cmpint(nvt_pager_latched_error(f->pg), ==, 0);
 }
 
 static void test_locks_are_ours_and_mmap_refused(fixture *f, gconstpointer data)
@@ -211,7 +216,7 @@ static void test_tdb_environment_is_ignored(void)
  * scattered runs, whole pages, page-crossing spans) are committed through
  * the journal, with checkpoints as the ring fills.  After every commit the
  * bytes on the backend, replayed the way recovery does, must equal the
- * model of the file; so every record, whole-page or partial, says exactly
+ * model of the file; so every frame, whole-page or partial, says exactly
  * what changed.
  */
 #define J_REGION (16 * NVT_PAGE_SIZE)
@@ -219,7 +224,7 @@ static void test_tdb_environment_is_ignored(void)
 #define J_RING_OFF (J_BASE + J_REGION)
 #define J_RING_LEN (64 * NVT_PAGE_SIZE)
 
-static int apply_entry(void *opaque, uint64_t page, uint32_t offset, const uint8_t *data,
+static int replay_entry(void *opaque, uint64_t page, uint32_t offset, const uint8_t *data,
                        uint32_t length)
 {
     uint8_t *region = opaque;
@@ -238,7 +243,7 @@ static uint8_t *recovered_region(nvt_backend *be, const uint8_t uuid[16])
     uint8_t *region = g_memdup2(disk + J_BASE, J_REGION);
     nvt_journal *j;
     g_assert_cmpint(nvt_journal_open(copy, J_RING_OFF, J_RING_LEN, uuid, &j), ==, 0);
-    g_assert_cmpint(nvt_journal_replay(j, apply_entry, region), ==, 0);
+    g_assert_cmpint(nvt_journal_replay(j, replay_entry, region), ==, 0);
     nvt_journal_free(j);
     nvt_be_close(copy);
     return region;
@@ -251,15 +256,16 @@ static void test_journal_replays_every_group(void)
     g_assert_cmpint(nvt_be_resize(be, J_RING_OFF + J_RING_LEN), ==, 0);
     nvt_journal *j;
     g_assert_cmpint(nvt_journal_open(be, J_RING_OFF, J_RING_LEN, uuid, &j), ==, 0);
-    nvt_vfile *vf = nvt_vfile_new(be, J_BASE, J_REGION, J_REGION, NULL, NULL);
-    nvt_vfile_set_journal(vf, j);
+    nvt_pager *pg = nvt_pager_new(be, J_BASE, J_REGION, J_REGION, NULL, NULL);
+    nvt_pager_attach_journal(pg, j);  /* the pager frees it */
+    nvt_vfile *vf = nvt_vfile_new(pg);
     int fd = nvt_vfs_open(nvt_vfile_path(vf), O_RDWR);
     g_assert_cmpint(fd, >=, 0);
     uint8_t *model = g_malloc0(J_REGION), buf[2 * NVT_PAGE_SIZE];
     GRand *rand = g_rand_new_with_seed(20261129);
 
     for (int group = 0; group < 400; group++) {
-        nvt_vfile_group_begin(vf);
+        nvt_pager_group_begin(pg);
         int writes = g_rand_int_range(rand, 1, 6);
         for (int w = 0; w < writes; w++) {
             uint32_t kind = g_rand_int_range(rand, 0, 4), len;
@@ -283,7 +289,7 @@ static void test_journal_replays_every_group(void)
             g_assert_cmpint(nvt_vfs_pwrite(fd, buf, len, off), ==, (ssize_t)len);
             memcpy(model + off, buf, len);
         }
-        g_assert_cmpint(nvt_vfile_group_commit(vf), ==, 0);
+        g_assert_cmpint(nvt_pager_group_commit(pg), ==, 0);
         uint8_t *seen = recovered_region(be, uuid);
         if (memcmp(seen, model, J_REGION) != 0) {
             size_t at = 0;
@@ -295,13 +301,13 @@ static void test_journal_replays_every_group(void)
         g_free(seen);
     }
     /* The ring filled and restarted several times on the way. */
-    g_assert_cmpuint(nvt_vfile_checkpoints(vf), >=, 3);
+    g_assert_cmpuint(nvt_pager_checkpoints(pg), >=, 3);
 
     g_rand_free(rand);
     g_free(model);
     g_assert_cmpint(nvt_vfs_close(fd), ==, 0);
     nvt_vfile_free(vf);
-    nvt_journal_free(j);
+    nvt_pager_free(pg);
     nvt_be_close(be);
 }
 

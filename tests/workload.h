@@ -49,7 +49,7 @@ char *value_describe(const value *v);
 
 /* The two commit paths every sweep runs. */
 typedef enum commit_mode {
-    COMMIT_JOURNAL,      /* the default: one journal record and one flush */
+    COMMIT_JOURNAL,      /* the default: one journal frame and one flush */
     COMMIT_STOCK,        /* NVRAMTDB_OPEN_STOCK_COMMIT: tdb transactions */
     N_COMMITS,
 } commit_mode;

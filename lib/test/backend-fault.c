@@ -193,7 +193,7 @@ static int fault_pwrite(nvt_backend *be, const void *buf, size_t len, uint64_t o
     return 0;
 }
 
-static int apply_pending(fault_backend *fb)
+static int make_pending_durable(fault_backend *fb)
 {
     for (guint i = 0; i < fb->pending->len; i++) {
         const pending_write *w = g_ptr_array_index(fb->pending, i);
@@ -217,7 +217,7 @@ static int fault_flush(nvt_backend *be)
     r = nvt_be_flush(fb->inner);
     if (r < 0)
         return r;
-    return apply_pending(fb);
+    return make_pending_durable(fb);
 }
 
 static int fault_get_size(nvt_backend *be, uint64_t *size)
