@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * test-badinput.c — the "bad input" contract (DESIGN.md section 3) through
- * the public API: corrupt, truncated, foreign or hostile images and invalid
- * requests are refused with the right negative errno and a message that
- * names the problem; a read-only open never modifies the image; a damaged
+ * test-badinput.c — the "bad input" contract (docs/ARCHITECTURE.md,
+ * Contracts) through the public API: corrupt, truncated, foreign or hostile
+ * images and invalid requests are refused with the right negative errno and
+ * a message that names the problem; a read-only open never modifies the image; a damaged
  * blob is an error, never wrong bytes; nothing crashes or hangs, whatever
  * the bytes (a bounded, seeded fuzz loop).
  *
@@ -31,7 +31,8 @@
 #include "nvramtdb.h"
 #include "testutil.h"
 
-/* ---- on-disk facts the tests rely on (DESIGN.md section 4) --------------- */
+/* ---- on-disk facts the tests rely on (docs/ARCHITECTURE.md, "tdb as we
+ * use it") ---------------------------------------------------------------- */
 
 #define TDB_BASE NVT_IMAGE_META_SIZE   /* image offset of the tdb file */
 #define TDB_HASH_SIZE_OFS 36
@@ -1036,7 +1037,8 @@ static void test_tdb_foreign_byte_order(const void *d G_GNUC_UNUSED)
     damaged_file_fails(tdb_byte_order, -EBADMSG, "byte order");
 }
 
-/* ---- crafted tdb recovery records (DESIGN.md section 4) ------------------ */
+/* ---- crafted tdb recovery records (docs/ARCHITECTURE.md, "tdb as we use
+ * it") -------------------------------------------------------------------- */
 
 /* Write a recovery record at tdb offset @at (making it the header's
  * recovery head) with the given fields and @data. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * test-crash-checkpoint.c — the crash model of DESIGN.md section 7 where
+ * test-crash-checkpoint.c — the crash model of docs/ARCHITECTURE.md where
  * the journal is most fragile: a checkpoint, the new epoch's first record
  * written over a ring that still holds the previous epoch's records beyond
  * it, and the commits after it.

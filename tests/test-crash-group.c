@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
  * test-crash-group: group commits are all-or-nothing and durable, under
- * the crash model of DESIGN.md section 7, when the groups come from
+ * the crash model of docs/ARCHITECTURE.md, when the groups come from
  * several writer threads.
  *
  * Each round, N_WRITERS threads each submit an asynchronous write of

@@ -2,8 +2,8 @@
 /*
  * test-crash-trace.c — crash states enumerated from the recorded I/O of
  * the real file backend: a second method for the Durable and Atomic
- * contracts (DESIGN.md sections 3 and 7), in the manner of ALICE and
- * CrashMonkey, and independent of the fault backend.
+ * contracts (docs/ARCHITECTURE.md: Contracts, Crash model), in the manner
+ * of ALICE and CrashMonkey, and independent of the fault backend.
  *
  * Recording.  This program defines the libc write, flush and resize calls
  * (pwrite, pwritev2, write, fdatasync, fsync, ftruncate, posix_fallocate,
@@ -18,7 +18,7 @@
  * and "request R acknowledged" (when the waited call returns 0, or in the
  * completion callback).
  *
- * Crash model (DESIGN.md section 7).  A write is durable once it returned
+ * Crash model (docs/ARCHITECTURE.md).  A write is durable once it returned
  * if it was durable by itself, or once a flush that began after it
  * returned has returned.  At a cut after any event of the trace, every
  * write not durable yet (the one in flight included) may have reached the

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * test-crash.c — the crash model of DESIGN.md section 7, over every cut
- * point: the Durable and Atomic contracts of DESIGN.md section 3 (and
+ * test-crash.c — the crash model of docs/ARCHITECTURE.md, over every cut
+ * point: the Durable and Atomic contracts of docs/ARCHITECTURE.md (and
  * Bounded space after a crash) under power cuts.
  *
  * A scripted workload (creates, replaces at sizes 0, small, in-between and
@@ -39,8 +39,8 @@
  *
  * Every sweep runs for each commit mode (the journal, and tdb's own
  * transactions with NVRAMTDB_OPEN_STOCK_COMMIT) and for each disk model:
- * torn sectors kept, dropped or garbage (DESIGN.md, the fault backend's
- * default), or atomic sectors (old or new, never garbage), which stock
+ * torn sectors kept, dropped or garbage (docs/ARCHITECTURE.md; the fault
+ * backend's default), or atomic sectors (old or new, never garbage), which stock
  * tdb commits rely on.  Stock commits run under atomic sectors only, unless
  * NVT_CRASH_ALL_MODELS=1.
  *
@@ -89,7 +89,8 @@ static int do_step(nvramtdb *db, const step *s)
 /* ---- sweep configurations ----------------------------------------------- */
 
 /* What a torn write may leave in a sector: kept, dropped or garbage
- * (DESIGN.md section 7), or with atomic sectors kept or dropped only. */
+ * (docs/ARCHITECTURE.md, Crash model), or with atomic sectors kept or
+ * dropped only. */
 typedef enum disk_model {
     MODEL_ATOMIC_SECTORS,
     MODEL_GARBAGE,

@@ -231,10 +231,10 @@ static void test_import_needs_room(void)
 }
 
 /*
- * An import too large for one journal record (blobs registered after the
+ * An import too large for one journal frame (blobs registered after the
  * image was formatted can make it so) commits blob by blob.  The image is
  * formatted by hand with a journal of 16 pages: dev/x and dev/y each fit
- * a record, together they do not.
+ * a frame, together they do not.
  */
 static void test_import_larger_than_journal(void)
 {

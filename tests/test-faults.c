@@ -2,7 +2,7 @@
 /*
  * test-faults.c — I/O errors injected at every write and every flush: the
  * error contract of nvramtdb_write() and nvramtdb_delete() (nvramtdb.h)
- * and the Durable and Atomic contracts of DESIGN.md section 3 when the
+ * and the Durable and Atomic contracts of docs/ARCHITECTURE.md when the
  * storage fails with EIO or ENOSPC.
  *
  * A scripted workload (creates, replaces at sizes 0, small, in-between and

@@ -457,7 +457,7 @@ static void test_format_uuid(void)
  * or a valid one whose tdb region is complete (image.h); never a tdb
  * header without a superblock, which start refuses as orphaned data.  Blank "before" disks: zeroed superblocks
  * over old junk, and a torn slot A from an earlier interrupted format
- * (the crash model of DESIGN.md section 7 may leave garbage sectors in a
+ * (the crash model of docs/ARCHITECTURE.md may leave garbage sectors in a
  * torn write, so format must not rewrite a slot B that is already zero). */
 static void test_format_power_cut(void)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
  * test-stress.c — the commit queue under concurrent load: the "threads"
- * contract of nvramtdb.h and the Durable and Atomic contracts of DESIGN.md
- * section 3, with many threads writing at once.
+ * contract of nvramtdb.h and the Durable and Atomic contracts of
+ * docs/ARCHITECTURE.md, with many threads writing at once.
  *
  * Eight threads each submit N writes (N = NVT_STRESS_WRITES, default 2000;
  * NVT_STRESS_SEED picks the random sequence) to their own private blob and
