@@ -81,6 +81,7 @@
 #include <libtpms/tpm_error.h>
 #include <libtpms/tpm_library.h>
 
+#include "byteorder.h"
 #include "nvramtdb.h"
 #include "nvtpm.h"
 #include "tpmd-ctrl.h"
@@ -186,27 +187,6 @@ static const char *lib_msg(int r)
     const char *msg = nvtpm_last_error();
 
     return msg && *msg ? msg : g_strerror(-r);
-}
-
-/* ---- byte order --------------------------------------------------------- */
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void set16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void set32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
 }
 
 /* ---- daemon state ------------------------------------------------------- */
@@ -709,9 +689,9 @@ static void conn_consume(conn *c, size_t n)
 
 static void tpm2_error_response(uint8_t out[TPM2_HDR_SIZE], uint32_t rc)
 {
-    set16(out, TPM2_ST_NO_SESSIONS);
-    set32(out + 2, TPM2_HDR_SIZE);
-    set32(out + 6, rc);
+    store_be16(out, TPM2_ST_NO_SESSIONS);
+    store_be32(out + 2, TPM2_HDR_SIZE);
+    store_be32(out + 6, rc);
 }
 
 static uint64_t now_ns(void)
@@ -743,7 +723,7 @@ static void execute_command(tpmd *d, conn *c, const uint8_t *cmd, size_t len, in
     } else {
         r = nvtpm_execute(d->tpm, cmd, len, &resp, &resp_len);
         if (r < 0)
-            logm(L_ERR, "command 0x%08" PRIx32 " failed: %s", get32(cmd + 6), lib_msg(r));
+            logm(L_ERR, "command 0x%08" PRIx32 " failed: %s", load_be32(cmd + 6), lib_msg(r));
     }
     if (locality >= 0 && locality != d->locality)
         nvtpm_set_locality(d->tpm, d->locality);
@@ -759,12 +739,12 @@ static void execute_command(tpmd *d, conn *c, const uint8_t *cmd, size_t len, in
         resp_len = sizeof(fail);
     }
     logm(L_CMD, "%s 0x%08" PRIx32 " -> 0x%" PRIx32 " (%zu bytes, %" PRIu64 " us)",
-         mssim ? "mssim" : "raw", get32(cmd + 6), get32(resp ? resp + 6 : fail + 6), resp_len,
+         mssim ? "mssim" : "raw", load_be32(cmd + 6), load_be32(resp ? resp + 6 : fail + 6), resp_len,
          (now_ns() - t0) / 1000);
     if (mssim) {
         uint8_t n[4], z[4] = { 0 };
 
-        set32(n, (uint32_t)resp_len);
+        store_be32(n, (uint32_t)resp_len);
         g_byte_array_append(c->out, n, 4);
         g_byte_array_append(c->out, resp ? resp : fail, (guint)resp_len);
         conn_send(c, z, 4);
@@ -779,7 +759,7 @@ static void data_process(tpmd *d, conn *c)
 {
     while (!c->dead && !conn_pending(c) && c->in->len >= 4 && !d->terminate) {
         const uint8_t *p = c->in->data;
-        uint32_t first = get32(p), size;
+        uint32_t first = load_be32(p), size;
         size_t hdr = 0;
         int locality = -1;
 
@@ -791,12 +771,12 @@ static void data_process(tpmd *d, conn *c)
             if (c->in->len < MSSIM_HDR_SIZE)
                 return;
             locality = p[4];
-            size = get32(p + 5);
+            size = load_be32(p + 5);
             hdr = MSSIM_HDR_SIZE;
         } else {
             if (c->in->len < TPM2_HDR_SIZE)
                 return;
-            size = get32(p + 2);
+            size = load_be32(p + 2);
         }
         if (size < TPM2_HDR_SIZE || size > d->bufsize || locality > 4) {
             uint8_t err[TPM2_HDR_SIZE];
@@ -1030,7 +1010,7 @@ static void ctrl_process(tpmd *d, conn *c)
             uint8_t res[4];
 
             logm(L_ERR, "control connection %lu: request of %zu bytes refused", c->id, need);
-            set32(res, TPM_BAD_PARAMETER);
+            store_be32(res, TPM_BAD_PARAMETER);
             conn_send(c, res, 4);
             c->eof = true;
             bytes_wipe(c->in);
@@ -1251,7 +1231,7 @@ static int startup_clear(tpmd *d)
     uint8_t *resp = NULL;
     size_t len = 0;
     int r = nvtpm_execute(d->tpm, cmd, sizeof(cmd), &resp, &len);
-    uint32_t rc = r == 0 && len >= TPM2_HDR_SIZE ? get32(resp + 6) : TPM2_RC_FAILURE;
+    uint32_t rc = r == 0 && len >= TPM2_HDR_SIZE ? load_be32(resp + 6) : TPM2_RC_FAILURE;
 
     free(resp);
     if (rc != 0 && rc != TPM2_RC_INITIALIZE) {

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "byteorder.h"
 #include "swtpm-blob.h"
 
 G_DEFINE_QUARK(swtpm-state-error-quark, swtpm_state_error)
@@ -23,30 +24,6 @@ static const char *const state_names[SWTPM_NSTATES] = { "permall", "volatilestat
 const char *swtpm_state_name(unsigned which)
 {
     return which < SWTPM_NSTATES ? state_names[which] : "?";
-}
-
-static uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void set16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void set32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
 }
 
 static bool G_GNUC_PRINTF(3, 4) fail(GError **error, int code, const char *fmt, ...)
@@ -77,8 +54,8 @@ static tlv_step tlv_next(const uint8_t *p, size_t len, size_t *off, uint16_t *ta
         return TLV_END;
     if (left < SWTPM_TLV_HDR_SIZE)
         return TLV_TRUNCATED;
-    *tag = be16(p + *off);
-    l = be32(p + *off + 2);
+    *tag = load_be16(p + *off);
+    l = load_be32(p + *off + 2);
     *val_len = l;
     if (l > left - SWTPM_TLV_HDR_SIZE)
         return TLV_OVERRUN;
@@ -145,9 +122,9 @@ size_t swtpm_blob_keylen(const uint8_t *p, size_t len)
 {
     uint16_t flags;
 
-    if (len < SWTPM_BLOB_HDR_SIZE || be16(p + 2) != SWTPM_BLOB_HDR_SIZE)
+    if (len < SWTPM_BLOB_HDR_SIZE || load_be16(p + 2) != SWTPM_BLOB_HDR_SIZE)
         return 0;
-    flags = be16(p + 4);
+    flags = load_be16(p + 4);
     if (!(flags & SWTPM_BLOB_FLAG_ENCRYPTED))
         return 0;
     return flags & SWTPM_BLOB_FLAG_ENCRYPTED_256 ? 32 : 16;
@@ -168,9 +145,9 @@ bool swtpm_blob_unwrap(const uint8_t *p, size_t len, swtpm_blob_view *view, GErr
                     "header", len, SWTPM_BLOB_HDR_SIZE);
     version = p[0];
     min_version = p[1];
-    hdrsize = be16(p + 2);
-    flags = be16(p + 4);
-    totlen = be32(p + 6);
+    hdrsize = load_be16(p + 2);
+    flags = load_be16(p + 4);
+    totlen = load_be32(p + 6);
     if (totlen != len)
         return fail(error, SWTPM_STATE_ERROR_FORMAT,
                     "length mismatch: the header says %" G_GUINT32_FORMAT " bytes (totlen), "
@@ -258,14 +235,14 @@ swtpm_blob_refusal swtpm_blob_unwrap_lenient(const uint8_t *p, size_t len,
     uint16_t flags;
     uint8_t version;
 
-    if (len < SWTPM_BLOB_HDR_SIZE || be32(p + 6) != len)
+    if (len < SWTPM_BLOB_HDR_SIZE || load_be32(p + 6) != len)
         return SWTPM_BLOB_BAD_LENGTH;
     if (p[1] > SWTPM_BLOB_VERSION)
         return SWTPM_BLOB_BAD_VERSION;
-    if (be16(p + 2) != SWTPM_BLOB_HDR_SIZE)
+    if (load_be16(p + 2) != SWTPM_BLOB_HDR_SIZE)
         return SWTPM_BLOB_BAD_HDRSIZE;
     version = p[0];
-    flags = be16(p + 4);
+    flags = load_be16(p + 4);
     if (flags & (SWTPM_BLOB_FLAG_ENCRYPTED | SWTPM_BLOB_FLAG_MIGRATION_ENCRYPTED))
         return SWTPM_BLOB_ENCRYPTED;
     p += SWTPM_BLOB_HDR_SIZE;
@@ -290,8 +267,8 @@ void swtpm_blob_put_tlv(GByteArray *a, uint16_t tag, const uint8_t *val, size_t 
 {
     uint8_t h[SWTPM_TLV_HDR_SIZE];
 
-    set16(h, tag);
-    set32(h + 2, (uint32_t)len);
+    store_be16(h, tag);
+    store_be32(h + 2, (uint32_t)len);
     g_byte_array_append(a, h, sizeof h);
     if (len)
         g_byte_array_append(a, val, (guint)len);
@@ -301,9 +278,9 @@ void swtpm_blob_put_header(GByteArray *a, uint16_t flags)
 {
     a->data[0] = SWTPM_BLOB_VERSION;
     a->data[1] = 1;                                 /* min_version */
-    set16(a->data + 2, SWTPM_BLOB_HDR_SIZE);
-    set16(a->data + 4, flags);
-    set32(a->data + 6, a->len);
+    store_be16(a->data + 2, SWTPM_BLOB_HDR_SIZE);
+    store_be16(a->data + 4, flags);
+    store_be32(a->data + 6, a->len);
 }
 
 GByteArray *swtpm_blob_wrap(const uint8_t *state, size_t len, bool migration)
@@ -315,8 +292,8 @@ GByteArray *swtpm_blob_wrap(const uint8_t *state, size_t len, bool migration)
     if (migration) {
         uint8_t h[SWTPM_TLV_HDR_SIZE];         /* its value: the DATA TLV */
 
-        set16(h, SWTPM_TAG_MIGRATION_DATA);
-        set32(h + 2, (uint32_t)(SWTPM_TLV_HDR_SIZE + len));
+        store_be16(h, SWTPM_TAG_MIGRATION_DATA);
+        store_be32(h + 2, (uint32_t)(SWTPM_TLV_HDR_SIZE + len));
         g_byte_array_append(out, h, sizeof h);
     }
     swtpm_blob_put_tlv(out, SWTPM_TAG_DATA, state, len);

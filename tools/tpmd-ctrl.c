@@ -20,6 +20,7 @@
 
 #include <libtpms/tpm_error.h>
 
+#include "byteorder.h"
 #include "swtpm-blob.h"
 #include "tpmd-ctrl.h"
 
@@ -43,15 +44,11 @@
 #define INIT_FLAG_DELETE_VOLATILE 1u      /* INIT's flag; volatile state is always single use here */
 #define STATE_FLAG_ENCRYPTED      2u      /* SET_STATEBLOB: blob encrypted with a state key */
 
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void put32(GByteArray *b, uint32_t v)
 {
-    uint8_t x[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+    uint8_t x[4];
 
+    store_be32(x, v);
     g_byte_array_append(b, x, 4);
 }
 
@@ -124,7 +121,7 @@ static void do_init(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req, 
 {
     if (ops->powered(opaque))
         ops->power_off(opaque);
-    put32(out, ops->power_on(opaque, get32(req + 4) & INIT_FLAG_DELETE_VOLATILE) < 0
+    put32(out, ops->power_on(opaque, load_be32(req + 4) & INIT_FLAG_DELETE_VOLATILE) < 0
                    ? TPM_FAIL : TPM_SUCCESS);
 }
 
@@ -207,7 +204,7 @@ static void do_store_volatile(const tpmd_ctrl_ops *ops, void *opaque, const uint
 static void do_get_stateblob(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req,
                              GByteArray *out)
 {
-    uint32_t type = get32(req + 8), offset = get32(req + 12);
+    uint32_t type = load_be32(req + 8), offset = load_be32(req + 12);
     uint32_t res = TPM_SUCCESS;
     GByteArray *wrapped = NULL;
     uint8_t *blob = NULL;
@@ -255,7 +252,7 @@ static void do_get_stateblob(const tpmd_ctrl_ops *ops, void *opaque, const uint8
  * and an empty container both mean "no such blob". */
 static uint32_t set_stateblob(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req)
 {
-    uint32_t flags = get32(req + 4), type = get32(req + 8), blob_len = get32(req + 12);
+    uint32_t flags = load_be32(req + 4), type = load_be32(req + 8), blob_len = load_be32(req + 12);
     const uint8_t *raw = NULL;
     size_t raw_len = 0;
     uint32_t res;
@@ -308,7 +305,7 @@ static void do_set_datafd(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t 
 static void do_set_buffersize(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req,
                               GByteArray *out)
 {
-    uint32_t wanted = get32(req + 4), min = 0, max = 0, size;
+    uint32_t wanted = load_be32(req + 4), min = 0, max = 0, size;
 
     if (wanted && ops->powered(opaque)) {
         put32(out, TPM_BAD_ORDINAL);     /* only while stopped (swtpm) */
@@ -372,19 +369,19 @@ size_t tpmd_ctrl_request_size(const uint8_t *p, size_t len)
 
     if (len < 4)
         return 4;
-    c = tpmd_ctrl_lookup(get32(p));
+    c = tpmd_ctrl_lookup(load_be32(p));
     if (!c)
         return 4;
     if (!c->length_at || len < c->size)
         return c->size;
-    return c->size + (size_t)get32(p + c->length_at);
+    return c->size + (size_t)load_be32(p + c->length_at);
 }
 
 void tpmd_ctrl_execute(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req, size_t len,
                        GByteArray *out)
 {
     guint start = out->len;
-    uint32_t code = len >= 4 ? get32(req) : 0;
+    uint32_t code = len >= 4 ? load_be32(req) : 0;
     const tpmd_ctrl_command *c = tpmd_ctrl_lookup(code);
 
     if (len < tpmd_ctrl_request_size(req, len))
@@ -395,5 +392,5 @@ void tpmd_ctrl_execute(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *re
         put32(out, TPM_BAD_ORDINAL);     /* HASH_*, GET_INFO, unknown */
     ops->log(opaque, c ? c->log_level : TPMD_LOG_CONN,
              "control command %" PRIu32 "%s%s -> 0x%" PRIx32, code, c ? " " : "",
-             c ? c->name : "", get32(out->data + start));
+             c ? c->name : "", load_be32(out->data + start));
 }
