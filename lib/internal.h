@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-3.0-or-later */
 /*
- * internal.h — entry points for tests and tools built inside the tree.
- * Not installed and not exported (the version script exports nvramtdb_*
- * only).
+ * internal.h — the handle's internal interface: how the test library
+ * opens a handle on its own backend, and all that lib/export.c may do
+ * besides the public API.  Not installed and not exported (the version
+ * script exports nvramtdb_* only).
  */
 #ifndef NVT_INTERNAL_H
 #define NVT_INTERNAL_H
