@@ -170,6 +170,12 @@ socket.setdefaulttimeout(20)   # a daemon that stops answering fails the test
 
 def tcp(port):
     s = socket.create_connection(("127.0.0.1", port))
+    if s.getsockname() == s.getpeername():
+        # With no listener, Linux may pick the port itself as the
+        # ephemeral port and connect the socket to itself (a TCP
+        # simultaneous open): the daemon is gone, not answering.
+        s.close()
+        raise ConnectionRefusedError("connected to itself: nothing listens on %d" % port)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -257,11 +263,12 @@ def stream(port, index, ackfile):
     with open(ackfile, "w") as f:
         while True:
             try:
-                rc, _ = tpm(s, cmd)
+                rc, resp = tpm(s, cmd)
             except (EOFError, OSError):
                 return 0
             if rc != 0:
-                print("NV_Increment answered 0x%x after %d increments" % (rc, n), file=sys.stderr)
+                print("NV_Increment answered 0x%x after %d increments (response %s, %s -> %s)"
+                      % (rc, n, resp.hex(), s.getsockname(), s.getpeername()), file=sys.stderr)
                 return 3
             n += 1
             f.write("%d\n" % n)
