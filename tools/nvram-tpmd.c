@@ -968,6 +968,14 @@ static void G_GNUC_PRINTF(3, 4) op_log(void *opaque, int level, const char *fmt,
     va_end(ap);
 }
 
+/* GET_INFO (swtpm_setup asks for the TPM's specification and attributes);
+ * runs on the device thread, like every libtpms call. */
+static char *op_get_info(void *opaque, uint64_t flags)
+{
+    (void)opaque;
+    return TPMLIB_GetInfo((enum TPMLIB_InfoFlags)flags);
+}
+
 static const tpmd_ctrl_ops ctrl_ops = {
     .powered = op_powered,
     .power_on = op_power_on,
@@ -983,6 +991,7 @@ static const tpmd_ctrl_ops ctrl_ops = {
     .set_datafd = op_set_datafd,
     .set_buffer_size = op_set_buffer_size,
     .log = op_log,
+    .get_info = op_get_info,
 };
 
 /* Execute the complete request at the start of @c's input. */

@@ -318,12 +318,48 @@ static void do_set_buffersize(const tpmd_ctrl_ops *ops, void *opaque, const uint
     put32(out, max);
 }
 
+/* swtpm's ptm_getinfo: u64 flags, u32 offset, u32 pad; the answer is the
+ * result, the string's total length and this piece's length (both counting
+ * the NUL), then up to 3072 bytes of the string from offset. */
+#define GET_INFO_PIECE 3072u
+
+static void do_get_info(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *req,
+                        GByteArray *out)
+{
+    uint64_t flags = (uint64_t)load_be32(req + 4) << 32 | load_be32(req + 8);
+    uint32_t offset = load_be32(req + 12);
+    char *info;
+    size_t total, len;
+
+    if (!ops->get_info) {
+        put32(out, TPM_BAD_ORDINAL);
+        return;
+    }
+    info = ops->get_info(opaque, flags);
+    if (!info) {
+        put32(out, TPM_FAIL);
+        return;
+    }
+    total = strlen(info) + 1;
+    if (offset >= total - 1) {
+        put32(out, TPM_BAD_PARAMETER);      /* swtpm: offset past the string */
+        free(info);
+        return;
+    }
+    len = MIN(total - offset, GET_INFO_PIECE);
+    put32(out, TPM_SUCCESS);
+    put32(out, (uint32_t)total);
+    put32(out, (uint32_t)len);
+    g_byte_array_append(out, (const guint8 *)info + offset, (guint)len);
+    free(info);
+}
+
 /* ---- the table ---------------------------------------------------------- */
 
 #define CMD(c) CTRL_##c, #c
 
-/* Sizes count the u32 code.  HASH_* and GET_INFO have no handler: they
- * are framed (so that the stream stays in step) and refused. */
+/* Sizes count the u32 code.  HASH_* have no handler: they are framed (so
+ * that the stream stays in step) and refused. */
 static const tpmd_ctrl_command commands[] = {
     { CMD(GET_CAPABILITY),        4,  0, 0,                        TPMD_LOG_CMD,  do_get_capability },
     { CMD(INIT),                  8,  0, CAP_INIT,                 TPMD_LOG_CONN, do_init },
@@ -342,7 +378,7 @@ static const tpmd_ctrl_command commands[] = {
     { CMD(GET_CONFIG),            4,  0, CAP_GET_CONFIG,           TPMD_LOG_CONN, do_get_config },
     { CMD(SET_DATAFD),            4,  0, CAP_SET_DATAFD,           TPMD_LOG_CONN, do_set_datafd },
     { CMD(SET_BUFFERSIZE),        8,  0, CAP_SET_BUFFERSIZE,       TPMD_LOG_CONN, do_set_buffersize },
-    { CMD(GET_INFO),              20, 0, CAP_GET_INFO,             TPMD_LOG_CONN, NULL },
+    { CMD(GET_INFO),              20, 0, CAP_GET_INFO,             TPMD_LOG_CONN, do_get_info },
 };
 
 const tpmd_ctrl_command *tpmd_ctrl_lookup(uint32_t code)

@@ -89,6 +89,9 @@ typedef struct tpmd_ctrl_ops {
     int (*set_datafd)(void *opaque);
     /* Set (0: only query) the largest TPM command; the size in effect. */
     uint32_t (*set_buffer_size)(void *opaque, uint32_t wanted, uint32_t *min, uint32_t *max);
+    /* GET_INFO: libtpms's TPMLIB_GetInfo(@flags), a malloc()ed JSON string
+     * (NULL: out of memory).  NULL op: GET_INFO is refused. */
+    char *(*get_info)(void *opaque, uint64_t flags);
     void (*log)(void *opaque, int level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 } tpmd_ctrl_ops;
 
