@@ -84,6 +84,7 @@
 #include "byteorder.h"
 #include "nvramtdb.h"
 #include "nvtpm.h"
+#include "tpmd-cli.h"
 #include "tpmd-ctrl.h"
 
 #ifndef PACKAGE_VERSION
@@ -118,6 +119,7 @@ enum {
 static int log_level = L_INFO;
 static int log_fd = STDERR_FILENO;   /* -1: discard */
 static bool log_to_file;             /* time stamps, and startup errors also go to stderr */
+static char *log_prefix;             /* --log prefix=: before every line */
 
 static void G_GNUC_PRINTF(2, 0) vlogm(int level, const char *fmt, va_list ap)
 {
@@ -141,6 +143,11 @@ static void G_GNUC_PRINTF(2, 0) vlogm(int level, const char *fmt, va_list ap)
     }
     if (k > 0)
         n += (size_t)k;
+    if (log_prefix) {
+        k = snprintf(line + n, sizeof(line) - n, "%s", log_prefix);
+        if (k > 0)
+            n += MIN((size_t)k, sizeof(line) - n - 2);
+    }
     k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     if (k > 0)
         n += MIN((size_t)k, sizeof(line) - n - 2);
@@ -204,6 +211,10 @@ typedef struct endpoint {
     unsigned mode;     /* unixio: file mode bits */
     int fd;
     bool created;      /* unixio: we made the socket file (unlink at exit) */
+    int given_fd;      /* fd=N (a listening socket) or clientfd=N (a connection) */
+    bool client;       /* given_fd is a connection, served as soon as we run */
+    bool disconnect;   /* --server disconnect: close after each response */
+    long uid, gid;     /* unixio: owner of the socket file (-1: unchanged) */
     char *label;       /* for messages: "127.0.0.1:2321" or the path */
 } endpoint;
 
@@ -213,6 +224,7 @@ typedef struct conn {
     chan_kind kind;
     bool unix_ctrl;     /* control over a UNIX socket: may receive fds */
     bool passed;        /* data socket received by SET_DATAFD */
+    bool disconnect;    /* close after one response (--server disconnect) */
     bool eof;           /* peer closed its side */
     bool dead;          /* to be closed and freed */
     int rx_fd;          /* fd received with SCM_RIGHTS, not yet claimed */
@@ -250,10 +262,47 @@ static gboolean opt_daemon;
 static gboolean opt_stock_commit;
 static gboolean opt_version;
 static gboolean opt_tpm2;
+static char *opt_tpmstate;
+static char *opt_fd;
+static gboolean opt_terminate;
+static gboolean opt_print_caps;
+static gboolean opt_print_states;
+static bool swtpm_word;            /* the command line began with swtpm's "socket" */
 
 /* From --flags. */
 static bool flag_need_init;
 static bool flag_startup_clear;
+static bool flag_startup_state;
+static bool flag_startup_none;
+
+/*
+ * swtpm options nvram-tpmd cannot honour: refused by name with the
+ * reason, never ignored.
+ */
+static gboolean refuse_option(const gchar *name, const gchar *value, gpointer data,
+                              GError **error)
+{
+    const char *why;
+
+    (void)value;
+    (void)data;
+    if (strcmp(name, "--key") == 0 || strcmp(name, "--migration-key") == 0)
+        why = "encryption of the TPM state is not supported yet (the image is not encrypted "
+              "at rest, and state blobs travel in clear)";
+    else if (strcmp(name, "--migration") == 0)
+        why = "swtpm's migration options (incoming, release-lock-outgoing) are not supported; "
+              "the image is locked while nvram-tpmd runs";
+    else if (strcmp(name, "--locality") == 0)
+        why = "locality policies (reject-locality-4, allow-set-locality) are not supported";
+    else if (strcmp(name, "--runas") == 0 || strcmp(name, "-r") == 0)
+        why = "changing user is not supported; start nvram-tpmd as the user it should run as";
+    else if (strcmp(name, "--seccomp") == 0)
+        why = "seccomp profiles are not supported";
+    else
+        why = "not supported";
+    g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "option %s: %s", name, why);
+    return FALSE;
+}
 
 static const GOptionEntry option_entries[] = {
     { "image", 'i', 0, G_OPTION_ARG_FILENAME, &opt_image,
@@ -270,25 +319,48 @@ static const GOptionEntry option_entries[] = {
     { "tcp-port", 'p', 0, G_OPTION_ARG_INT, &opt_tcp_port,
       "Data channel on TCP port N and control channel on N+1, on 127.0.0.1", "N" },
     { "flags", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_flags,
-      "Comma-separated: startup-clear (send TPM2_Startup(CLEAR) at start), need-init "
-      "(stay powered off until the control channel's INIT), not-need-init (the default)",
+      "Comma-separated: startup-clear or startup-state (send TPM2_Startup(CLEAR or STATE) "
+      "at start), startup-none, need-init (stay powered off until the control channel's "
+      "INIT), not-need-init (the default)",
       "FLAGS" },
     { "pid-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_pid_file,
       "Write the daemon's pid to PATH once it serves", "PATH" },
     { "pid", 0, 0, G_OPTION_ARG_STRING, &opt_pid,
-      "swtpm's form of --pid-file", "file=PATH" },
+      "swtpm's form of --pid-file, or write the pid to descriptor N", "file=PATH|fd=N" },
     { "log", 0, 0, G_OPTION_ARG_STRING, &opt_log,
       "Log to a file (file=PATH) or descriptor (fd=N) at level N (0 errors, 1 life cycle, "
-      "2 connections and control commands, 3 every TPM command); truncate empties the file",
-      "file=PATH|fd=N[,level=N][,truncate]" },
+      "2 connections and control commands, 3 every TPM command); truncate empties the file; "
+      "prefix= starts every line", "file=PATH|fd=N[,level=N][,prefix=P][,truncate]" },
     { "foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
       "Stay in the foreground (the default)", NULL },
     { "daemon", 'd', 0, G_OPTION_ARG_NONE, &opt_daemon,
       "Detach once serving; the parent exits 0 then, or with the failure", NULL },
     { "stock-commit", 0, 0, G_OPTION_ARG_NONE, &opt_stock_commit,
       "Commit with tdb's own transactions (four flushes) instead of the journal (one)", NULL },
-    { "tpm2", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_tpm2,
-      "Accepted for swtpm compatibility (always a TPM 2.0)", NULL },
+    { "tpm2", 0, 0, G_OPTION_ARG_NONE, &opt_tpm2,
+      "A TPM 2.0 (always; required after swtpm's 'socket' word)", NULL },
+    { "tpmstate", 0, 0, G_OPTION_ARG_STRING, &opt_tpmstate,
+      "swtpm's state location: the image DIR/" TPMD_STATE_IMAGE_NAME " or PATH; mode= "
+      "sets the image's file mode", "dir=DIR[,mode=0NNN]|backend-uri=dir://DIR|file://PATH" },
+    { "fd", 0, 0, G_OPTION_ARG_STRING, &opt_fd,
+      "swtpm's --fd: serve the connected data socket N; exit when it closes", "N" },
+    { "terminate", 't', 0, G_OPTION_ARG_NONE, &opt_terminate,
+      "Exit (0) when a data connection closes", NULL },
+    { "print-capabilities", 0, 0, G_OPTION_ARG_NONE, &opt_print_caps,
+      "Print swtpm's JSON list of the features supported and exit", NULL },
+    { "print-states", 0, 0, G_OPTION_ARG_NONE, &opt_print_states,
+      "Print swtpm's JSON list of the TPM states in --tpmstate's image and exit", NULL },
+    { "key", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused", "SPEC" },
+    { "migration-key", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
+      "SPEC" },
+    { "migration", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
+      "SPEC" },
+    { "locality", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
+      "SPEC" },
+    { "runas", 'r', G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
+      "USER" },
+    { "seccomp", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
+      "SPEC" },
     { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Print the version and exit", NULL },
     { NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL },
 };
@@ -332,7 +404,11 @@ static void endpoint_free(gpointer p)
 
 /*
  * Parse a channel specification "type=tcp,port=N[,bindaddr=A]" or
- * "type=unixio,path=P[,mode=0770]" (swtpm's syntax, minus fd passing).
+ * "type=unixio,path=P[,mode=0770][,uid=U][,gid=G]" (swtpm's syntax), or a
+ * descriptor the caller opened: fd=N (--ctrl: a listening socket; --server:
+ * a connected data socket, as swtpm) or clientfd=N (--ctrl only: a connected
+ * UNIX control socket).  --server's "disconnect" closes the connection
+ * after each response; swtpm's "ifname" is refused.
  * Returns NULL after printing a usage error.
  */
 static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kind)
@@ -344,6 +420,8 @@ static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kin
 
     e->kind = kind;
     e->fd = -1;
+    e->given_fd = -1;
+    e->uid = e->gid = -1;
     e->mode = 0770;
     for (gchar **p = kv; ok && *p; p++) {
         char *eq = strchr(*p, '=');
@@ -351,6 +429,10 @@ static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kin
 
         if (!**p)
             continue;
+        if (strcmp(*p, "disconnect") == 0 && kind == CHAN_DATA) {
+            e->disconnect = true;
+            continue;
+        }
         if (!eq) {
             usage_error("%s: '%s' is not KEY=VALUE", opt, *p);
             ok = false;
@@ -380,6 +462,30 @@ static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kin
                 ok = false;
             }
             e->mode = (unsigned)v;
+        } else if (strcmp(key, "fd") == 0 || strcmp(key, "clientfd") == 0) {
+            if (!parse_uint(val, 10, INT_MAX, &v) || fcntl((int)v, F_GETFD) < 0) {
+                usage_error("%s: %s=%s is not an open descriptor", opt, key, val);
+                ok = false;
+            } else if (kind == CHAN_DATA && key[0] == 'c') {
+                usage_error("%s: clientfd= is for --ctrl only (--server fd=N is a connection)",
+                            opt);
+                ok = false;
+            }
+            if (e->given_fd >= 0) {
+                usage_error("%s: fd= and clientfd= exclude each other", opt);
+                ok = false;
+            }
+            e->given_fd = (int)v;
+            e->client = key[0] == 'c' || kind == CHAN_DATA;
+        } else if (strcmp(key, "uid") == 0 || strcmp(key, "gid") == 0) {
+            if (!parse_uint(val, 10, INT_MAX, &v)) {
+                usage_error("%s: bad %s '%s' (a number)", opt, key, val);
+                ok = false;
+            }
+            *(key[0] == 'u' ? &e->uid : &e->gid) = (long)v;
+        } else if (strcmp(key, "ifname") == 0) {
+            usage_error("%s: ifname= is not supported (give bindaddr=ADDR)", opt);
+            ok = false;
         } else {
             usage_error("%s: unknown key '%s'", opt, key);
             ok = false;
@@ -389,7 +495,21 @@ static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kin
     if (ok) {
         if (!type)
             type = g_strdup(e->path ? "unixio" : "tcp");
-        if (strcmp(type, "tcp") == 0) {
+        if (e->given_fd >= 0) {
+            if (e->path || e->port || e->host) {
+                usage_error("%s: fd=/clientfd= exclude path, port and bindaddr", opt);
+                ok = false;
+            } else if (strcmp(type, "tcp") != 0 && strcmp(type, "unixio") != 0) {
+                usage_error("%s: unknown type '%s' (tcp or unixio)", opt, type);
+                ok = false;
+            } else if (e->client && kind == CHAN_CTRL && strcmp(type, "unixio") != 0) {
+                usage_error("%s: clientfd= needs type=unixio", opt);
+                ok = false;
+            }
+            e->is_unix = strcmp(type, "unixio") == 0;
+            e->label = g_strdup_printf("%s %d", e->client ? "connection fd" : "socket fd",
+                                       e->given_fd);
+        } else if (strcmp(type, "tcp") == 0) {
             if (!e->port || e->path) {
                 usage_error("%s: type=tcp needs port=N (and no path)", opt);
                 ok = false;
@@ -432,16 +552,26 @@ static int parse_flags(void)
                 flag_need_init = true;
             else if (strcmp(*w, "startup-clear") == 0)
                 flag_startup_clear = true;
+            else if (strcmp(*w, "startup-state") == 0)
+                flag_startup_state = true;
+            else if (strcmp(*w, "startup-none") == 0)
+                flag_startup_none = true;
+            else if (strcmp(*w, "startup-deactivated") == 0)
+                rc = usage_error("--flags: startup-deactivated is a TPM 1.2 startup type; "
+                                 "nvram-tpmd is a TPM 2.0 only");
             else
-                rc = usage_error("--flags: unknown flag '%s' (startup-clear, need-init, "
-                                 "not-need-init)", *w);
+                rc = usage_error("--flags: unknown flag '%s' (startup-clear, startup-state, "
+                                 "startup-none, need-init, not-need-init)", *w);
         }
         g_strfreev(words);
         if (rc != RC_OK)
             return rc;
     }
-    if (flag_need_init && flag_startup_clear)
-        return usage_error("--flags: startup-clear and need-init exclude each other");
+    if (flag_startup_clear + flag_startup_state + flag_startup_none > 1)
+        return usage_error("--flags: give one of startup-clear, startup-state, startup-none");
+    if (flag_need_init && (flag_startup_clear || flag_startup_state))
+        return usage_error("--flags: startup-%s and need-init exclude each other",
+                           flag_startup_clear ? "clear" : "state");
     return RC_OK;
 }
 
@@ -470,6 +600,9 @@ static int parse_log(void)
             fd = (long)v;
         } else if (g_str_has_prefix(*p, "level=") && parse_uint(*p + 6, 10, 100, &v)) {
             log_level = (int)v;
+        } else if (g_str_has_prefix(*p, "prefix=")) {
+            g_free(log_prefix);
+            log_prefix = g_strdup(*p + 7);
         } else {
             rc = usage_error("--log: cannot understand '%s'", *p);
         }
@@ -580,6 +713,13 @@ static int listen_unix(endpoint *e)
     e->fd = fd;
     if (chmod(e->path, e->mode) < 0)
         logm(L_ERR, "cannot set mode %04o on %s: %s", e->mode, e->path, g_strerror(errno));
+    if ((e->uid >= 0 || e->gid >= 0) &&
+        chown(e->path, e->uid >= 0 ? (uid_t)e->uid : (uid_t)-1,
+              e->gid >= 0 ? (gid_t)e->gid : (gid_t)-1) < 0) {
+        fatal("%s channel: cannot set owner %ld:%ld of %s: %s", chan_name[e->kind], e->uid,
+              e->gid, e->path, g_strerror(errno));
+        return -1;
+    }
     if (listen(fd, 16) < 0) {
         fatal("%s channel: cannot listen on %s: %s", chan_name[e->kind], e->path,
               g_strerror(errno));
@@ -794,6 +934,11 @@ static void data_process(tpmd *d, conn *c)
             return;
         execute_command(d, c, p + hdr, size, locality, hdr != 0);
         conn_consume(c, hdr + size);
+        if (c->disconnect) {                 /* --server ...,disconnect */
+            c->eof = true;
+            bytes_wipe(c->in);
+            return;
+        }
     }
 }
 
@@ -1037,6 +1182,10 @@ static void ctrl_process(tpmd *d, conn *c)
 
 static volatile sig_atomic_t got_signal;
 
+/* --terminate, or a data socket given by descriptor: exit (0) once a data
+ * connection has closed, as swtpm does. */
+static bool terminate_on_data_close;
+
 static void on_signal(int sig)
 {
     got_signal = sig;
@@ -1061,6 +1210,7 @@ static void accept_clients(tpmd *d, endpoint *e)
         }
         c = conn_new(d, fd, e->kind);
         c->unix_ctrl = e->is_unix && e->kind == CHAN_CTRL;
+        c->disconnect = e->disconnect;
         logm(L_CONN, "%s connection %lu on %s", chan_name[c->kind], c->id, e->label);
     }
 }
@@ -1174,8 +1324,13 @@ static int serve(tpmd *d)
         for (guint i = d->conns->len; i-- > 0;) {
             conn *c = g_ptr_array_index(d->conns, i);
 
-            if (c->dead)
+            if (c->dead) {
+                if (c->kind == CHAN_DATA && terminate_on_data_close && !d->terminate) {
+                    logm(L_INFO, "data connection %lu closed: terminating", c->id);
+                    d->terminate = true;
+                }
                 g_ptr_array_remove_index(d->conns, i);
+            }
         }
     }
     g_free(fds);
@@ -1211,16 +1366,41 @@ static void flush_all(tpmd *d)
 
 static char *pid_path;
 static bool pid_written;
+static int pid_fd = -1;       /* --pid fd=N */
 
+/*
+ * Write the pid once serving.  A new file is written under a temporary
+ * name and renamed into place; an existing regular file is rewritten in
+ * place, as swtpm does, since swtpm_setup creates the file with mkstemp()
+ * and watches it through its own descriptor.
+ */
 static int write_pid_file(void)
 {
     char *tmp, buf[32];
     int fd, len;
+    struct stat st;
 
+    len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (pid_fd >= 0) {
+        if (write(pid_fd, buf, (size_t)len) != len) {
+            fatal("cannot write the pid to --pid fd=%d: %s", pid_fd, g_strerror(errno));
+            return -1;
+        }
+        close(pid_fd);
+        pid_fd = -1;
+    }
     if (!pid_path)
         return 0;
+    if (lstat(pid_path, &st) == 0 && S_ISREG(st.st_mode)) {
+        fd = open(pid_path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || write(fd, buf, (size_t)len) != len || close(fd) < 0) {
+            fatal("cannot write pid file %s: %s", pid_path, g_strerror(errno));
+            return -1;
+        }
+        pid_written = true;
+        return 0;
+    }
     tmp = g_strdup_printf("%s.%ld.tmp", pid_path, (long)getpid());
-    len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, buf, (size_t)len) != len || close(fd) < 0 ||
         rename(tmp, pid_path) < 0) {
@@ -1234,9 +1414,10 @@ static int write_pid_file(void)
     return 0;
 }
 
-static int startup_clear(tpmd *d)
+/* TPM2_Startup(CLEAR), or (@state) TPM2_Startup(STATE). */
+static int startup_clear(tpmd *d, bool state)
 {
-    static const uint8_t cmd[] = { 0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, 0 };
+    uint8_t cmd[] = { 0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, state ? 1 : 0 };
     uint8_t *resp = NULL;
     size_t len = 0;
     int r = nvtpm_execute(d->tpm, cmd, sizeof(cmd), &resp, &len);
@@ -1244,11 +1425,11 @@ static int startup_clear(tpmd *d)
 
     free(resp);
     if (rc != 0 && rc != TPM2_RC_INITIALIZE) {
-        fatal("TPM2_Startup(CLEAR) failed: %s",
+        fatal("TPM2_Startup(%s) failed: %s", state ? "STATE" : "CLEAR",
               r < 0 ? lib_msg(r) : "the TPM answered with an error");
         return -1;
     }
-    logm(L_INFO, "TPM2_Startup(CLEAR) sent");
+    logm(L_INFO, "TPM2_Startup(%s) sent", state ? "STATE" : "CLEAR");
     return 0;
 }
 
@@ -1325,8 +1506,17 @@ int main(int argc, char **argv)
     sigset_t block;
     int rc = RC_OK, r, ready_fd = -1;
     unsigned open_flags = NVTPM_OPEN_CREATE;
+    tpmd_tpmstate ts = { 0 };
 
     setlocale(LC_ALL, "");
+    /* swtpm's interface word: "swtpm socket ..." becomes "nvram-tpmd socket ...". */
+    if (argc > 1 && strcmp(argv[1], "socket") == 0) {
+        swtpm_word = true;
+        memmove(argv + 1, argv + 2, (size_t)(argc - 1) * sizeof(*argv));
+        argc--;
+    } else if (argc > 1 && (strcmp(argv[1], "chardev") == 0 || strcmp(argv[1], "cuse") == 0)) {
+        return usage_error("swtpm's '%s' interface is not supported (only 'socket')", argv[1]);
+    }
     ctx = g_option_context_new("- TPM 2.0 daemon with its NVRAM in an nvramtdb image");
     g_option_context_add_main_entries(ctx, option_entries, NULL);
     g_option_context_set_summary(
@@ -1348,18 +1538,70 @@ int main(int argc, char **argv)
     }
     if (argc > 1)
         return usage_error("unexpected argument '%s'", argv[1]);
+    if (opt_print_caps) {
+        if (!tpmd_print_capabilities(stdout, opt_tpm2, &err)) {
+            fatal("%s", err->message);
+            g_error_free(err);
+            return RC_FAIL;
+        }
+        return RC_OK;
+    }
+    /* swtpm: TPM_PATH stands for --tpmstate dir=. */
+    if (!opt_tpmstate && !opt_image && g_getenv("TPM_PATH") && *g_getenv("TPM_PATH"))
+        opt_tpmstate = g_strdup_printf("dir=%s", g_getenv("TPM_PATH"));
+    if (opt_tpmstate && opt_image)
+        return usage_error("--image and --tpmstate exclude each other");
+    if (opt_tpmstate) {
+        if (!tpmd_tpmstate_parse(opt_tpmstate, &ts, &err)) {
+            rc = usage_error("%s", err->message);
+            g_error_free(err);
+            return rc;
+        }
+        if (!tpmd_tpmstate_check_dir(&ts, &err)) {
+            fatal("%s", err->message);
+            g_error_free(err);
+            tpmd_tpmstate_clear(&ts);
+            return RC_FAIL;
+        }
+        opt_image = g_strdup(ts.image);
+    }
+    if (opt_print_states) {
+        if (!opt_image)
+            return usage_error("--print-states needs --tpmstate (or --image)");
+        if (!tpmd_print_states(stdout, opt_image, opt_device_id ? opt_device_id : "tpm0",
+                               &err)) {
+            fatal("%s", err->message);
+            g_error_free(err);
+            rc = RC_FAIL;
+        }
+        tpmd_tpmstate_clear(&ts);
+        return rc;
+    }
+    /* After swtpm's "socket" word the command line is swtpm's, where no
+     * --tpm2 means a TPM 1.2: refuse rather than serve a TPM 2.0. */
+    if (swtpm_word && !opt_tpm2)
+        return usage_error("swtpm's default TPM 1.2 is not supported: nvram-tpmd is a TPM 2.0 "
+                           "only (add --tpm2)");
     if (!opt_image)
-        return usage_error("--image PATH is required");
+        return usage_error("--image PATH or --tpmstate is required");
     if (opt_daemon && opt_foreground)
         return usage_error("--daemon and --foreground exclude each other");
     if ((rc = parse_flags()) != RC_OK || (rc = parse_log()) != RC_OK)
         return rc;
     if (opt_pid && opt_pid_file)
         return usage_error("--pid and --pid-file exclude each other");
-    if (opt_pid && !g_str_has_prefix(opt_pid, "file="))
-        return usage_error("--pid: only file=PATH is supported");
-    if (opt_pid || opt_pid_file)
+    if (opt_pid && g_str_has_prefix(opt_pid, "fd=")) {
+        unsigned long v;
+
+        if (!parse_uint(opt_pid + 3, 10, INT_MAX, &v) || fcntl((int)v, F_GETFD) < 0)
+            return usage_error("--pid: %s is not an open descriptor", opt_pid);
+        pid_fd = (int)v;
+    } else if (opt_pid && (!g_str_has_prefix(opt_pid, "file=") || !opt_pid[5])) {
+        return usage_error("--pid: give file=PATH or fd=N");
+    } else if (opt_pid || opt_pid_file) {
         pid_path = g_canonicalize_filename(opt_pid ? opt_pid + 5 : opt_pid_file, NULL);
+    }
+    terminate_on_data_close = opt_terminate;
     if (opt_stock_commit)
         open_flags |= NVTPM_OPEN_STOCK_COMMIT;
 
@@ -1387,6 +1629,15 @@ int main(int argc, char **argv)
             g_ptr_array_add(d.endpoints, e);
         }
     }
+    if (opt_fd) {
+        char *spec = g_strdup_printf("type=tcp,fd=%s", opt_fd);
+        endpoint *e = parse_endpoint("--fd", spec, CHAN_DATA);
+
+        g_free(spec);
+        if (!e)
+            return RC_USAGE;
+        g_ptr_array_add(d.endpoints, e);
+    }
     for (int k = 0; k < 2; k++) {
         for (gchar **s = k ? opt_ctrl : opt_server; s && *s; s++) {
             endpoint *e = parse_endpoint(k ? "--ctrl" : "--server", *s,
@@ -1405,6 +1656,9 @@ int main(int argc, char **argv)
 
             data |= e->kind == CHAN_DATA;
             unix_ctrl |= e->kind == CHAN_CTRL && e->is_unix;
+            /* swtpm: a data socket given by descriptor ends the daemon when it closes. */
+            if (e->kind == CHAN_DATA && e->client)
+                terminate_on_data_close = true;
         }
         if (!data && !unix_ctrl)
             return usage_error("no data channel: give --tcp-port, --server, or a UNIX --ctrl "
@@ -1432,17 +1686,39 @@ int main(int argc, char **argv)
               r == -EBUSY ? " (is another nvram-tpmd serving it?)" : "");
         return RC_FAIL;
     }
-    if (!flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
+    if (ts.mode_set && chmod(opt_image, ts.mode) < 0) {
+        fatal("--tpmstate: cannot set mode %04o on %s: %s", ts.mode, opt_image,
+              g_strerror(errno));
+        rc = RC_FAIL;
+    }
+    if (rc == RC_OK && !flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
         fatal("cannot power the TPM on: %s", nvtpm_last_error());
         rc = RC_FAIL;
     }
-    if (rc == RC_OK && flag_startup_clear && startup_clear(&d) < 0)
+    if (rc == RC_OK && (flag_startup_clear || flag_startup_state) &&
+        startup_clear(&d, flag_startup_state) < 0)
         rc = RC_FAIL;
     for (guint i = 0; rc == RC_OK && i < d.endpoints->len; i++) {
         endpoint *e = g_ptr_array_index(d.endpoints, i);
 
-        if ((e->is_unix ? listen_unix(e) : listen_tcp(e)) < 0)
+        if (e->given_fd >= 0 && e->client) {
+            /* A connection opened by our caller: served from the start. */
+            conn *c = conn_new(&d, e->given_fd, e->kind);
+
+            c->unix_ctrl = e->is_unix && e->kind == CHAN_CTRL;
+            c->disconnect = e->disconnect;
+            fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+            fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+            logm(L_CONN, "%s connection %lu on %s", chan_name[c->kind], c->id, e->label);
+            g_ptr_array_remove_index(d.endpoints, i--);
+        } else if (e->given_fd >= 0) {
+            /* A listening socket opened by our caller. */
+            e->fd = e->given_fd;
+            fcntl(e->fd, F_SETFL, fcntl(e->fd, F_GETFL) | O_NONBLOCK);
+            fcntl(e->fd, F_SETFD, FD_CLOEXEC);
+        } else if ((e->is_unix ? listen_unix(e) : listen_tcp(e)) < 0) {
             rc = RC_FAIL;
+        }
     }
     if (rc == RC_OK && write_pid_file() < 0)
         rc = RC_FAIL;
@@ -1486,5 +1762,6 @@ int main(int argc, char **argv)
     g_ptr_array_unref(d.endpoints);
     g_ptr_array_unref(d.conns);
     g_free(pid_path);
+    tpmd_tpmstate_clear(&ts);
     return rc;
 }
