@@ -15,7 +15,7 @@
 #  4. swtpm's serving line: socket --tpm2 --tpmstate dir=DIR,mode=
 #     --server type=tcp,port= --ctrl type=unixio,path=,mode= --pid file=
 #     --log file=,level=,prefix= --flags not-need-init,startup-clear; the
-#     image DIR/nvram.img is created with the mode, --print-states lists it;
+#     image DIR/nvramtdb.permall is created with the mode, --print-states lists it;
 #  5. backend-uri=file://PATH and --terminate (exit 0 when the data
 #     connection closes);
 #  6. descriptors, as swtpm_setup passes them: --server type=tcp,fd=N
@@ -109,18 +109,18 @@ refused "--tpmstate unknown key" "'lock' is not supported" socket --tpm2 \
 refused "--tpmstate and --image" "exclude" --image "$tmp/x.img" --tpmstate dir="$dir"
 refused "--tpmstate dir missing" "no-such" socket --tpm2 --tpmstate dir="$tmp/no-such" \
     --ctrl type=unixio,path="$tmp/c.sock"
-[ ! -e "$dir/nvram.img" ] && ok "no refusal created an image" ||
+[ ! -e "$dir/nvramtdb.permall" ] && ok "no refusal created an image" ||
     not_ok "no refusal created an image"
 
 # ---- 3. a swtpm state directory without an image ----
 swdir=$tmp/swtpm-state
 mkdir "$swdir"
 echo x >"$swdir/tpm2-00.permall"
-refused "swtpm state files, no image" "nvram-tool import-swtpm $swdir/nvram.img $swdir" \
+refused "swtpm state files, no image" "nvram-tool import-swtpm $swdir/nvramtdb.permall $swdir" \
     socket --tpm2 --tpmstate dir="$swdir" --ctrl type=unixio,path="$tmp/c.sock"
 refused "--print-states on swtpm state files" "nvram-tool import-swtpm" \
     socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
-[ ! -e "$swdir/nvram.img" ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
+[ ! -e "$swdir/nvramtdb.permall" ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
     ok "the swtpm state is untouched" || not_ok "the swtpm state is untouched"
 
 # ---- 4. swtpm's serving command line ----
@@ -141,14 +141,14 @@ else
     not_ok "swtpm's command line serves"
     show "$tmp/tpmd.err"
 fi
-[ "$(stat -c %a "$dir/nvram.img" 2>/dev/null)" = 640 ] &&
-    ok "image $dir/nvram.img created with mode=0640" ||
-    not_ok "image created with mode=0640 ($(stat -c %a "$dir/nvram.img" 2>&1))"
+[ "$(stat -c %a "$dir/nvramtdb.permall" 2>/dev/null)" = 640 ] &&
+    ok "image $dir/nvramtdb.permall created with mode=0640" ||
+    not_ok "image created with mode=0640 ($(stat -c %a "$dir/nvramtdb.permall" 2>&1))"
 [ "$(stat -c %a "$ctrl" 2>/dev/null)" = 600 ] && ok "control socket mode=0600" ||
     not_ok "control socket mode=0600"
 [ "$(cat "$tmp/pid" 2>/dev/null)" = "$tpmd_pid" ] && ok "--pid file= holds the pid" ||
     not_ok "--pid file= holds the pid"
-grep -q "CLI:serving image $dir/nvram.img" "$tmp/tpmd.log" && ok "--log file=,prefix=" ||
+grep -q "CLI:serving image $dir/nvramtdb.permall" "$tmp/tpmd.log" && ok "--log file=,prefix=" ||
     { not_ok "--log file=,prefix="; show "$tmp/tpmd.log"; }
 td socket --print-states --tpmstate dir="$dir" --tpm2
 json_check "print-states while serving: permall" \
@@ -159,6 +159,27 @@ trc=$?
 tpmd_pid=
 [ "$trc" -eq 0 ] && [ ! -e "$tmp/pid" ] && ok "SIGTERM: exit 0, pid file removed" ||
     not_ok "SIGTERM: exit 0, pid file removed (exit $trc)"
+
+# libvirt 9.0's line, and its stop (swtpm_ioctl -s)
+if command -v swtpm_ioctl >/dev/null 2>&1; then
+    lvdir=$tmp/libvirt
+    mkdir "$lvdir"
+    $run "$tpmd" socket --ctrl type=unixio,path="$tmp/lv.sock",mode=0600 \
+        --tpmstate dir="$lvdir",mode=0600 --log file="$tmp/lv.log" --terminate --tpm2 &
+    tpmd_pid=$!
+    if wait_for "$tpmd_pid" swtpm_ioctl --unix "$tmp/lv.sock" -g &&
+        swtpm_ioctl --unix "$tmp/lv.sock" -s >/dev/null 2>&1; then
+        wait "$tpmd_pid"
+        trc=$?
+        [ "$trc" -eq 0 ] && [ "$(stat -c %a "$lvdir/nvramtdb.permall")" = 600 ] &&
+            ok "libvirt's command line serves; swtpm_ioctl -s stops it (exit 0)" ||
+            not_ok "libvirt's command line: exit $trc"
+    else
+        not_ok "libvirt's command line serves"
+        show "$tmp/lv.log"
+    fi
+    tpmd_pid=
+fi
 
 # ---- 5. backend-uri=file://, --terminate ----
 next_port
@@ -264,14 +285,26 @@ else
         show "$tmp/setup.out"
         show "$tmp/setup.log"
     fi
-    [ -e "$mdir/nvram.img" ] && [ -z "$(ls "$mdir" | grep -v '^nvram.img$')" ] &&
-        ok "the state is $mdir/nvram.img alone" || not_ok "the state is nvram.img alone: $(ls "$mdir")"
+    [ -e "$mdir/nvramtdb.permall" ] && [ -z "$(ls "$mdir" | grep -v '^nvramtdb.permall$')" ] &&
+        ok "the state is $mdir/nvramtdb.permall alone" || not_ok "the state is nvramtdb.permall alone: $(ls "$mdir")"
     # --not-overwrite: a second run keeps the existing TPM.
     swtpm_setup --tpm2 --tpm-state "$mdir" --tpm "$tpmd socket" --createek \
         --not-overwrite --logfile "$tmp/setup2.log" >/dev/null 2>&1 &&
         grep -q "Not overwriting existing state" "$tmp/setup2.log" &&
         ok "swtpm_setup --not-overwrite sees the state through --print-states" ||
         { not_ok "swtpm_setup --not-overwrite"; show "$tmp/setup2.log"; }
+
+    # --overwrite: swtpm_setup deletes the state (the image, by its name) and
+    # manufactures a new TPM.
+    if swtpm_setup --tpm2 --tpm-state "$mdir" --tpm "$tpmd socket" --createek \
+        --create-ek-cert --create-platform-cert --lock-nvram --overwrite \
+        --logfile "$tmp/setup3.log" >/dev/null 2>&1 &&
+        grep -q "Successfully authored TPM state" "$tmp/setup3.log"; then
+        ok "swtpm_setup --overwrite replaces the image with a new TPM"
+    else
+        not_ok "swtpm_setup --overwrite"
+        show "$tmp/setup3.log"
+    fi
 
     next_port
     $run "$tpmd" socket --tpm2 --tpmstate dir="$mdir" --server type=tcp,port="$port" \
@@ -307,7 +340,7 @@ PY
     kill -TERM "$tpmd_pid"
     wait "$tpmd_pid"
     tpmd_pid=
-    $tool check "$mdir/nvram.img" >"$tmp/out" 2>&1 && ok "nvram-tool check on the manufactured image" ||
+    $tool check "$mdir/nvramtdb.permall" >"$tmp/out" 2>&1 && ok "nvram-tool check on the manufactured image" ||
         { not_ok "nvram-tool check on the manufactured image"; show "$tmp/out"; }
 fi
 

@@ -13,8 +13,14 @@
 
 #include <glib.h>
 
-/* The image's name inside a --tpmstate dir=DIR (documented in nvram-tpmd(8)). */
-#define TPMD_STATE_IMAGE_NAME "nvram.img"
+/*
+ * The image's name inside a --tpmstate dir=DIR (documented in
+ * nvram-tpmd(8)).  It ends in "permall" on purpose: swtpm_setup
+ * --overwrite deletes the files of the directory whose names end in
+ * permall, volatilestate or savestate before it manufactures a new TPM,
+ * so the image goes with them, as swtpm's state would.
+ */
+#define TPMD_STATE_IMAGE_NAME "nvramtdb.permall"
 
 typedef struct tpmd_tpmstate {
     char *image;       /* the image path */
