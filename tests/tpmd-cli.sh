@@ -10,8 +10,9 @@
 #     --migration-key, --migration, --locality, --runas, --seccomp, the
 #     chardev interface, swtpm's default TPM 1.2, ifname=,
 #     startup-deactivated, a bad backend-uri);
-#  3. a --tpmstate directory with swtpm state files and no image is refused
-#     (serving and --print-states), naming nvram-tool import-swtpm;
+#  3. a --tpmstate directory with swtpm state files and no image, or a
+#     file:// path holding swtpm's linear file, is refused (serving and
+#     --print-states), naming nvram-tool import-swtpm;
 #  4. swtpm's serving line: socket --tpm2 --tpmstate dir=DIR,mode=
 #     --server type=tcp,port= --ctrl type=unixio,path=,mode= --pid file=
 #     --log file=,level=,prefix= --flags not-need-init,startup-clear; the
@@ -122,6 +123,14 @@ refused "--print-states on swtpm state files" "nvram-tool import-swtpm" \
     socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
 [ ! -e "$swdir/nvramtdb.permall" ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
     ok "the swtpm state is untouched" || not_ok "the swtpm state is untouched"
+# swtpm's linear file (its magic "swtpmlin", little-endian) behind file://
+printf 'nilmptws\001\000' >"$tmp/swtpm.lin"
+head -c 5000 /dev/zero >>"$tmp/swtpm.lin"
+cksum <"$tmp/swtpm.lin" >"$tmp/lin.sum"
+refused "swtpm's linear file behind file://" "nvram-tool import-swtpm IMAGE file://$tmp/swtpm.lin" \
+    socket --tpm2 --tpmstate backend-uri=file://"$tmp/swtpm.lin" --ctrl type=unixio,path="$tmp/c.sock"
+cksum <"$tmp/swtpm.lin" | cmp -s - "$tmp/lin.sum" && ok "the linear file is untouched" ||
+    not_ok "the linear file is untouched"
 
 # ---- 4. swtpm's serving command line ----
 td socket --print-states --tpmstate backend-uri=dir://"$dir" --tpm2

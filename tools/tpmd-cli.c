@@ -14,6 +14,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,6 +100,30 @@ bool tpmd_tpmstate_parse(const char *spec, tpmd_tpmstate *ts, GError **err)
     return ok;
 }
 
+/*
+ * A file:// path that holds swtpm's linear file (its header starts with the
+ * u64 magic "swtpmlin" in host order) is refused with the import command:
+ * nvramtdb would refuse it anyway, but not say what to do.
+ */
+static bool check_linear_file(const tpmd_tpmstate *ts, GError **err)
+{
+    char magic[8];
+    int fd = open(ts->image, O_RDONLY | O_CLOEXEC);
+    bool linear;
+
+    if (fd < 0)
+        return true;
+    linear = read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
+             (memcmp(magic, "nilmptws", 8) == 0 || memcmp(magic, "swtpmlin", 8) == 0);
+    close(fd);
+    if (linear)
+        g_set_error(err, CLI_ERROR, 0,
+                    "--tpmstate: %s is swtpm's linear state file, not an nvramtdb image; "
+                    "import it into a new image with 'nvram-tool import-swtpm IMAGE file://%s' "
+                    "and give nvram-tpmd that image", ts->image, ts->image);
+    return !linear;
+}
+
 bool tpmd_tpmstate_check_dir(const tpmd_tpmstate *ts, GError **err)
 {
     static const char *const swtpm_files[] = {
@@ -108,7 +133,7 @@ bool tpmd_tpmstate_check_dir(const tpmd_tpmstate *ts, GError **err)
     struct stat st;
 
     if (!ts->dir)
-        return true;
+        return check_linear_file(ts, err);
     if (stat(ts->dir, &st) < 0) {
         g_set_error(err, CLI_ERROR, 0, "--tpmstate: directory %s: %s", ts->dir,
                     g_strerror(errno));
