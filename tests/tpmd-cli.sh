@@ -102,6 +102,8 @@ refused "TPM 1.2 (socket without --tpm2)" "TPM 1.2" socket --tpmstate dir="$dir"
     --ctrl type=unixio,path="$tmp/c.sock"
 refused "startup-deactivated (TPM 1.2)" "startup-deactivated" socket --tpm2 \
     --tpmstate dir="$dir" --flags startup-deactivated --ctrl type=unixio,path="$tmp/c.sock"
+refused "startup-clear without not-need-init after 'socket'" "needs not-need-init" \
+    socket --tpm2 --tpmstate dir="$dir" --flags startup-clear --ctrl type=unixio,path="$tmp/c.sock"
 refused "ifname=" "ifname" socket --tpm2 --tpmstate dir="$dir" --server type=tcp,port=1,ifname=lo
 refused "backend-uri=nvram://" "backend-uri 'nvram://x'" socket --tpm2 \
     --tpmstate backend-uri=nvram://x
@@ -176,16 +178,21 @@ if command -v swtpm_ioctl >/dev/null 2>&1; then
     $run "$tpmd" socket --ctrl type=unixio,path="$tmp/lv.sock",mode=0600 \
         --tpmstate dir="$lvdir",mode=0600 --log file="$tmp/lv.log" --terminate --tpm2 &
     tpmd_pid=$!
+    # As swtpm without --flags not-need-init, the TPM waits for INIT.
     if wait_for "$tpmd_pid" swtpm_ioctl --unix "$tmp/lv.sock" -g &&
+        grep -q "waiting for INIT" "$tmp/lv.log" &&
+        swtpm_ioctl --unix "$tmp/lv.sock" -i >/dev/null 2>&1 &&
+        grep -q "TPM powered on (INIT" "$tmp/lv.log" &&
         swtpm_ioctl --unix "$tmp/lv.sock" -s >/dev/null 2>&1; then
         wait "$tpmd_pid"
         trc=$?
         [ "$trc" -eq 0 ] && [ "$(stat -c %a "$lvdir/nvramtdb.permall")" = 600 ] &&
-            ok "libvirt's command line serves; swtpm_ioctl -s stops it (exit 0)" ||
+            ok "libvirt's command line: waits for INIT, swtpm_ioctl -i, -s stops it (exit 0)" ||
             not_ok "libvirt's command line: exit $trc"
     else
         not_ok "libvirt's command line serves"
         show "$tmp/lv.log"
+        kill_daemons
     fi
     tpmd_pid=
 fi
@@ -194,7 +201,7 @@ fi
 next_port
 $run "$tpmd" socket --tpm2 --tpmstate backend-uri=file://"$tmp/linear.img" \
     --server type=tcp,port="$port" --ctrl type=tcp,port=$((port + 1)) --terminate \
-    --flags startup-clear 2>"$tmp/tpmd.err" &
+    --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
 tpmd_pid=$!
 set_tcti "$port"
 # one data connection: TPM2_GetRandom(8), then close
@@ -317,7 +324,8 @@ else
 
     next_port
     $run "$tpmd" socket --tpm2 --tpmstate dir="$mdir" --server type=tcp,port="$port" \
-        --ctrl type=tcp,port=$((port + 1)) --flags startup-clear 2>"$tmp/tpmd.err" &
+        --ctrl type=tcp,port=$((port + 1)) --flags not-need-init,startup-clear \
+        2>"$tmp/tpmd.err" &
     tpmd_pid=$!
     set_tcti "$port"
     wait_for "$tpmd_pid" tpm2_getrandom 4 || { not_ok "nvram-tpmd on the manufactured state"; show "$tmp/tpmd.err"; }

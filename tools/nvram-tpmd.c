@@ -321,7 +321,7 @@ static const GOptionEntry option_entries[] = {
     { "flags", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_flags,
       "Comma-separated: startup-clear or startup-state (send TPM2_Startup(CLEAR or STATE) "
       "at start), startup-none, need-init (stay powered off until the control channel's "
-      "INIT), not-need-init (the default)",
+      "INIT), not-need-init (the default, except after swtpm's 'socket' word)",
       "FLAGS" },
     { "pid-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_pid_file,
       "Write the daemon's pid to PATH once it serves", "PATH" },
@@ -539,16 +539,26 @@ static endpoint *parse_endpoint(const char *opt, const char *spec, chan_kind kin
     return e;
 }
 
+/*
+ * --flags.  In nvram-tpmd's own syntax the TPM is powered on at start
+ * (not-need-init) unless need-init is given.  After swtpm's "socket" word
+ * the default is swtpm's: the TPM waits for the control channel's INIT
+ * unless not-need-init is given (libvirt gives no --flags; QEMU sends INIT).
+ */
 static int parse_flags(void)
 {
+    bool not_need_init = false;
+
     for (gchar **f = opt_flags; f && *f; f++) {
         gchar **words = g_strsplit(*f, ",", -1);
         int rc = RC_OK;
 
         for (gchar **w = words; *w && rc == RC_OK; w++) {
-            if (!**w || strcmp(*w, "not-need-init") == 0)
+            if (!**w)
                 continue;
-            if (strcmp(*w, "need-init") == 0)
+            if (strcmp(*w, "not-need-init") == 0)
+                not_need_init = true;
+            else if (strcmp(*w, "need-init") == 0)
                 flag_need_init = true;
             else if (strcmp(*w, "startup-clear") == 0)
                 flag_startup_clear = true;
@@ -566,6 +576,15 @@ static int parse_flags(void)
         g_strfreev(words);
         if (rc != RC_OK)
             return rc;
+    }
+    if (flag_need_init && not_need_init)
+        return usage_error("--flags: need-init and not-need-init exclude each other");
+    if (swtpm_word && !not_need_init) {
+        if (flag_startup_clear || flag_startup_state)
+            return usage_error("--flags: startup-%s needs not-need-init (as in swtpm, the TPM "
+                               "otherwise waits for INIT)",
+                               flag_startup_clear ? "clear" : "state");
+        flag_need_init = true;
     }
     if (flag_startup_clear + flag_startup_state + flag_startup_none > 1)
         return usage_error("--flags: give one of startup-clear, startup-state, startup-none");
