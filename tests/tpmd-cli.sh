@@ -322,6 +322,17 @@ else
         show "$tmp/setup3.log"
     fi
 
+    # The same with swtpm_setup's linear-file backend (file://PATH).
+    if swtpm_setup --tpm2 --tpm-state file://"$tmp/setup-file.img" --tpm "$tpmd socket" \
+        --createek --create-ek-cert --lock-nvram --logfile "$tmp/setup4.log" >/dev/null 2>&1 &&
+        grep -q "Successfully authored TPM state" "$tmp/setup4.log" &&
+        $tool check "$tmp/setup-file.img" >/dev/null 2>&1; then
+        ok "swtpm_setup --tpm-state file://PATH: the image is PATH"
+    else
+        not_ok "swtpm_setup --tpm-state file://PATH"
+        show "$tmp/setup4.log"
+    fi
+
     next_port
     $run "$tpmd" socket --tpm2 --tpmstate dir="$mdir" --server type=tcp,port="$port" \
         --ctrl type=tcp,port=$((port + 1)) --flags not-need-init,startup-clear \

@@ -1587,6 +1587,17 @@ int main(int argc, char **argv)
     if (opt_print_states) {
         if (!opt_image)
             return usage_error("--print-states needs --tpmstate (or --image)");
+        /* swtpm's linear-file backend creates its file when it opens it,
+         * --print-states too, and swtpm_setup then unlinks it before it
+         * manufactures the TPM (failing if it is absent): do the same.  An
+         * empty file becomes an image when nvram-tpmd serves it. */
+        if (opt_tpmstate && !ts.dir) {
+            int fd = open(opt_image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                          ts.mode_set ? ts.mode : 0600);
+
+            if (fd >= 0)
+                close(fd);
+        }
         if (!tpmd_print_states(stdout, opt_image, opt_device_id ? opt_device_id : "tpm0",
                                &err)) {
             fatal("%s", err->message);

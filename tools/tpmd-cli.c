@@ -214,7 +214,10 @@ bool tpmd_print_states(FILE *out, const char *image, const char *device_id, GErr
     GString *s = g_string_new(NULL);
     int r = 0;
 
-    if (access(image, F_OK) == 0) {
+    struct stat st;
+
+    /* No file, or an empty one (a new image, see nvram-tpmd's main): no states. */
+    if (stat(image, &st) == 0 && !(S_ISREG(st.st_mode) && st.st_size == 0)) {
         r = nvramtdb_open(image, NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_FORCE_SHARE, &db);
         if (r == 0)
             r = nvramtdb_start(db, 0);
