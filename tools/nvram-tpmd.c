@@ -10,6 +10,13 @@
  * response is released only once the NV state the command changed is
  * durable in the image.
  *
+ * Command line.  Its own options (--image, --tcp-port, ...) and swtpm
+ * 0.7.1's, as swtpm_setup and libvirt give them to "swtpm socket": the
+ * "socket" word, --tpmstate, descriptors passed by the caller (fd=,
+ * clientfd=, --pid fd=), --terminate, --print-capabilities/--print-states
+ * (tpmd-cli.c).  A swtpm option that cannot be honoured is refused by
+ * name (refuse_option), never ignored.
+ *
  * Structure.  One thread runs a poll loop over the listening sockets and
  * the client connections; every socket is non-blocking and has its own
  * input buffer, so partial reads, several commands per connection,

@@ -425,7 +425,7 @@ void tpmd_ctrl_execute(const tpmd_ctrl_ops *ops, void *opaque, const uint8_t *re
     else if (c && c->handler)
         c->handler(ops, opaque, req, out);
     else
-        put32(out, TPM_BAD_ORDINAL);     /* HASH_*, GET_INFO, unknown */
+        put32(out, TPM_BAD_ORDINAL);     /* HASH_*, unknown */
     ops->log(opaque, c ? c->log_level : TPMD_LOG_CONN,
              "control command %" PRIu32 "%s%s -> 0x%" PRIx32, code, c ? " " : "",
              c ? c->name : "", load_be32(out->data + start));
