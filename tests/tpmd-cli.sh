@@ -22,9 +22,11 @@
 #  6. descriptors, as swtpm_setup passes them: --server type=tcp,fd=N
 #     --ctrl type=unixio,clientfd=M --pid fd=K (python3): a TPM command on
 #     the data socket, GET_INFO and SHUTDOWN on the control socket;
-#  7. swtpm_setup --tpm "nvram-tpmd socket" manufactures a TPM with EK and
-#     platform certificates; the EK certificate (NV index 0x01c00002) and
-#     the EK (0x81010001) read back through tpm2-tools.
+#  7. swtpm_setup --tpm "nvram-tpmd socket", with libvirt's arguments,
+#     manufactures a TPM with EK and platform certificates; the EK
+#     certificate (NV index 0x01c00002) and the EK (0x81010001) read back
+#     through tpm2-tools; --not-overwrite keeps it, --overwrite replaces it;
+#     the same with file://PATH.
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 
 tmp_name=nvram-tpmd-cli
@@ -141,7 +143,8 @@ json_check "print-states, no image yet: no states" "d == {'type': 'swtpm', 'stat
 next_port
 ctrl=$tmp/ctrl.sock
 $run "$tpmd" socket --tpm2 --tpmstate dir="$dir",mode=0640 \
-    --server type=tcp,port="$port" --ctrl type=unixio,path="$ctrl",mode=0600 \
+    --server type=tcp,port="$port" \
+    --ctrl type=unixio,path="$ctrl",mode=0600,uid="$(id -u)",gid="$(id -g)" \
     --ctrl type=tcp,port=$((port + 1)) --pid file="$tmp/pid" --log file="$tmp/tpmd.log",level=2,prefix=CLI: \
     --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
 tpmd_pid=$!
@@ -291,9 +294,11 @@ elif [ ! -r /etc/swtpm_setup.conf ] || [ ! -r /etc/swtpm-localca.conf ]; then
 else
     mdir=$tmp/manufactured
     mkdir "$mdir"
-    if swtpm_setup --tpm2 --tpm-state "$mdir" --tpm "$tpmd socket" --createek \
-        --create-ek-cert --create-platform-cert --lock-nvram --not-overwrite \
-        --logfile "$tmp/setup.log" >"$tmp/setup.out" 2>&1 &&
+    # libvirt 9.0's swtpm_setup line at a domain's first start
+    if swtpm_setup --tpm2 --tpm-state "$mdir" --tpm "$tpmd socket" \
+        --vmid "vm1:0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9" --logfile "$tmp/setup.log" \
+        --createek --create-ek-cert --create-platform-cert --lock-nvram --not-overwrite \
+        >"$tmp/setup.out" 2>&1 &&
         grep -q "Successfully authored TPM state" "$tmp/setup.log"; then
         ok "swtpm_setup --tpm 'nvram-tpmd socket': TPM manufactured with EK and platform certs"
     else
