@@ -22,8 +22,8 @@
 #     and --load on both control channels), when swtpm is installed;
 #  8. incoming migration is atomic: TPM B's blobs set on a daemon holding
 #     TPM A, then kill -9 before INIT: the image still holds A's blobs
-#     byte for byte and serves A's NV index; with INIT it serves B's,
-#     also after a restart (needs python3).
+#     byte for byte and serves A's NV index; STOP discards them; with
+#     INIT it serves B's, also after a restart (needs python3).
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 # Environment: NVRAM_TPMD, NVRAM_TOOL (set by make check),
 # NVT_TPMD_ROUNDS (kill -9 rounds, default 20).
@@ -291,7 +291,7 @@ def get_blobs(port, outdir):
             f.write(blob)
     c.close()
 
-def set_blobs(port, indir, init):
+def set_blobs(port, indir, then):
     # QEMU's incoming migration: STOP, SET_STATEBLOB per blob, INIT.
     c = tcp(port + 1)
     check(result(ctrl(c, 14)) == 0, "STOP before the incoming state")
@@ -301,7 +301,9 @@ def set_blobs(port, indir, init):
         res = result(ctrl(c, 13, struct.pack(">III", 0, t, len(blob)) + blob))
         check(res == 0, "SET_STATEBLOB %s of TPM B (%d bytes)" % (name, len(blob)))
     check(result(ctrl(c, 13, struct.pack(">III", 0, 3, 0))) == 0, "SET_STATEBLOB savestate (empty)")
-    if init:
+    if then == "stop-init":
+        check(result(ctrl(c, 14)) == 0, "STOP after the blobs (discards them)")
+    if then in ("init", "stop-init"):
         check(result(ctrl(c, 2, struct.pack(">I", 1))) == 0, "INIT after the blobs")
     c.close()
 
@@ -309,7 +311,7 @@ mode = sys.argv[1]
 if mode == "getblobs":
     get_blobs(int(sys.argv[2]), sys.argv[3])
 elif mode == "setblobs":
-    set_blobs(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "init")
+    set_blobs(int(sys.argv[2]), sys.argv[3], sys.argv[4])
 elif mode == "ctrl":
     ctrl_smoke(int(sys.argv[2]))
 elif mode == "unix":
@@ -648,6 +650,12 @@ if [ "$have_python" = yes ]; then
     if start_tpmd; then
         tpm2_startup -c >/dev/null 2>&1
         reads_index "$tmp/data_a.bin" "restarted after kill -9: TPM A serves A's NV index"
+        # STOP after the blobs discards them: INIT starts A again.
+        py_checks setblobs "$port" "$tmp" stop-init
+        tpm2_startup -c >/dev/null 2>&1
+        reads_index "$tmp/data_a.bin" "SET_STATEBLOB, STOP, INIT: TPM A, the blobs were discarded"
+        grep -q 'state blobs set without INIT discarded' "$tmp/tpmd.log" &&
+            ok "the discard is logged" || not_ok "the discard is logged"
         tpm2_shutdown -c >/dev/null 2>&1
         stop_tpmd TERM
     else
