@@ -18,7 +18,11 @@
  * until TPM_RC_NV_SPACE still fits in nvtpm_permall_max() and the volatile
  * state with every object and session slot in use in
  * nvtpm_volatilestate_max() (the sizes are printed with g_test_message);
- * state blobs move a TPM to another image; errors when not powered; the
+ * state blobs move a TPM to another image; state blobs set on a device
+ * holding another TPM are only staged (the image keeps the old state whole,
+ * no commit, until the power-on commits them in one batch; discarded by
+ * close, power-off, a refused blob; a failed batch changes nothing);
+ * errors when not powered; the
  * callback form; the established flag and localities; one TPM per process.
  */
 #include "config.h"
@@ -721,9 +725,12 @@ static void test_state_blobs_move_a_tpm(void)
     TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_VOLATILE, vol, vol_len));
     TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_SAVE_STATE, NULL, 0));
     bool present;
+    /* Staged until the power-on commits them. */
+    blob_size(t, "tpm1/permall", &present);
+    g_assert_false(present);
+    TU_OK(nvtpm_power_on(t));
     g_assert_cmpuint(blob_size(t, "tpm1/permall", &present), ==, perm_len);
     g_assert_true(present);
-    TU_OK(nvtpm_power_on(t));
     /* Running already (volatile state), with the NV index of the first. */
     cmd_get_random(&c, 8);
     g_assert_cmphex(xfer(t, &c, &r), ==, RC_SUCCESS);
@@ -734,6 +741,211 @@ static void test_state_blobs_move_a_tpm(void)
     TU_OK(nvtpm_close(t));
     free(perm);
     free(vol);
+    free(r.buf);
+}
+
+/* The value of @name in @t's image (NULL if it has none); g_free() it. */
+static uint8_t *image_blob(nvtpm *t, const char *name, size_t *len)
+{
+    uint8_t *buf = NULL;
+    *len = 0;
+    int rc = nvramtdb_read(nvtpm_image(t), name, &buf, len);
+    if (rc == -ENOENT)
+        return NULL;
+    TU_OK(rc);
+    uint8_t *copy = g_memdup2(buf, *len);
+    free(buf);
+    return copy;
+}
+
+static uint64_t image_commits(nvtpm *t)
+{
+    nvramtdb_info info = { .struct_size = sizeof info };
+    TU_OK(nvramtdb_get_info(nvtpm_image(t), &info));
+    return info.commits;
+}
+
+/* The image holds exactly @perm and @vol (NULL: no volatile state). */
+static void assert_image_state(nvtpm *t, const GBytes *perm, const GBytes *vol)
+{
+    size_t len;
+    uint8_t *p = image_blob(t, "tpm0/permall", &len);
+    g_assert_nonnull(p);
+    g_assert_cmpmem(p, len, g_bytes_get_data((GBytes *)perm, NULL), g_bytes_get_size((GBytes *)perm));
+    g_free(p);
+    p = image_blob(t, "tpm0/volatilestate", &len);
+    if (!vol) {
+        g_assert_null(p);
+        return;
+    }
+    g_assert_nonnull(p);
+    g_assert_cmpmem(p, len, g_bytes_get_data((GBytes *)vol, NULL), g_bytes_get_size((GBytes *)vol));
+    g_free(p);
+}
+
+/* Incoming migration (swtpm's SET_STATEBLOB per blob, then INIT): the
+ * blobs set on a device holding TPM A are staged, not written, so a
+ * migration that never reaches the power-on leaves A whole in the image;
+ * the power-on commits them in one batch and serves TPM B. */
+static void test_state_blobs_staged_until_power_on(fixture *f, gconstpointer data)
+{
+    uint8_t value_a[32], value_b[32];
+    uint8_t *perm_b = NULL, *vol_b = NULL, *buf = NULL;
+    size_t perm_b_len = 0, vol_b_len = 0, len = 0;
+    tpm2_cmdbuf c;
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+
+    tu_fill(value_a, sizeof value_a, 31);
+    tu_fill(value_b, sizeof value_b, 32);
+    /* TPM B, running, with its value in the index: its migration blobs. */
+    fixture_close(f);
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value_b);
+    nv_write(t, &r, NV_INDEX_BASE, value_b, sizeof value_b);
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_PERMANENT, &perm_b, &perm_b_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_VOLATILE, &vol_b, &vol_b_len));
+    TU_OK(nvtpm_close(t));
+    free(r.buf);
+
+    /* TPM A in the fixture's image, with a saved volatile state. */
+    fixture_open(f);
+    power_up(f);
+    nv_define(f->t, &f->r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value_a);
+    nv_write(f->t, &f->r, NV_INDEX_BASE, value_a, sizeof value_a);
+    TU_OK(nvtpm_store_volatile(f->t));
+    TU_OK(nvtpm_power_off(f->t));
+    GBytes *perm_a, *vol_a;
+    buf = image_blob(f->t, "tpm0/permall", &len);
+    perm_a = g_bytes_new_take(buf, len);
+    buf = image_blob(f->t, "tpm0/volatilestate", &len);
+    g_assert_nonnull(buf);
+    vol_a = g_bytes_new_take(buf, len);
+
+    /* (1) B's blobs set, then the device goes away before the power-on
+     * (a daemon killed, a client gone): nothing of B reached the image. */
+    uint64_t commits = image_commits(f->t);
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_VOLATILE, vol_b, vol_b_len));
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_SAVE_STATE, NULL, 0));
+    g_assert_cmpuint(image_commits(f->t), ==, commits);
+    assert_image_state(f->t, perm_a, vol_a);
+    /* Read back while off: the staged blob, what a power-on would load. */
+    TU_OK(nvtpm_get_state_blob(f->t, NVTPM_STATE_PERMANENT, &buf, &len));
+    g_assert_cmpmem(buf, len, perm_b, perm_b_len);
+    free(buf);
+    fixture_close(f);
+    fixture_open(f);
+    assert_image_state(f->t, perm_a, vol_a);
+
+    /* Discarded by power-off and by nvtpm_discard_state_blobs(): A again. */
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    g_assert_cmpint(nvtpm_discard_state_blobs(f->t), ==, 2);   /* permanent + "no volatile" */
+    g_assert_cmpint(nvtpm_discard_state_blobs(f->t), ==, 0);
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    TU_OK(nvtpm_power_off(f->t));
+    TU_OK(nvtpm_get_state_blob(f->t, NVTPM_STATE_PERMANENT, &buf, &len));
+    g_assert_cmpmem(buf, len, g_bytes_get_data(perm_a, NULL), g_bytes_get_size(perm_a));
+    free(buf);
+    assert_image_state(f->t, perm_a, vol_a);
+
+    /* A refused blob discards the ones staged before it. */
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    TU_ASSERT_ERROR(nvtpm_set_state_blob(f->t, NVTPM_STATE_VOLATILE, vol_b, 5), -EINVAL,
+                    "rejected", "discarded");
+    g_assert_cmpint(nvtpm_discard_state_blobs(f->t), ==, 0);
+
+    /* (2) Set again, a later blob replacing an earlier one, then the
+     * power-on: B whole, served without Startup (B's volatile state). */
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_VOLATILE, NULL, 0));
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    TU_OK(nvtpm_set_state_blob(f->t, NVTPM_STATE_VOLATILE, vol_b, vol_b_len));
+    TU_OK(nvtpm_get_state_blob(f->t, NVTPM_STATE_VOLATILE, &buf, &len));
+    g_assert_cmpmem(buf, len, vol_b, vol_b_len);
+    free(buf);
+    assert_image_state(f->t, perm_a, vol_a);
+    commits = image_commits(f->t);
+    TU_OK(nvtpm_power_on(f->t));
+    /* (3) Commits of the power-on: one batch (B's two blobs), then
+     * libtpms's own store of the permanent state it loaded (NvCommit) and
+     * the deletion of the used volatile state, as at every power-on. */
+    g_assert_cmpuint(image_commits(f->t) - commits, ==, 3);
+    cmd_get_random(&c, 8);
+    g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
+    nv_assert(f->t, &f->r, NV_INDEX_BASE, value_b, sizeof value_b);
+    buf = image_blob(f->t, "tpm0/volatilestate", &len);
+    g_assert_null(buf);
+    /* B survives a restart: its permanent state is in the image. */
+    restart(f);
+    nv_assert(f->t, &f->r, NV_INDEX_BASE, value_b, sizeof value_b);
+
+    g_bytes_unref(perm_a);
+    g_bytes_unref(vol_a);
+    free(perm_b);
+    free(vol_b);
+}
+
+/* The batch fails: the power-on fails, the image keeps the old state whole
+ * and the blobs stay staged. */
+static void test_state_blobs_commit_fails(void)
+{
+    nvt_backend *inner = nvt_mem_backend_new(NULL, 0);
+    nvt_backend *fault = nvt_fault_backend_new(nvt_be_borrow(inner));
+    uint8_t value_a[16], value_b[16];
+    uint8_t *perm_b = NULL, *vol_b = NULL;
+    size_t perm_b_len = 0, vol_b_len = 0;
+    nvramtdb *db = NULL;
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+
+    tu_fill(value_a, sizeof value_a, 41);
+    tu_fill(value_b, sizeof value_b, 42);
+    TU_OK(nvtpm_open("mem:", "tpm0", 0, &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value_b);
+    nv_write(t, &r, NV_INDEX_BASE, value_b, sizeof value_b);
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_PERMANENT, &perm_b, &perm_b_len));
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_VOLATILE, &vol_b, &vol_b_len));
+    TU_OK(nvtpm_close(t));
+
+    TU_OK(nvt_open_backend(fault, 0, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof value_a);
+    nv_write(t, &r, NV_INDEX_BASE, value_a, sizeof value_a);
+    TU_OK(nvtpm_power_off(t));
+    size_t len;
+    uint8_t *a = image_blob(t, "tpm0/permall", &len);
+    GBytes *perm_a = g_bytes_new_take(a, len);
+
+    TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_PERMANENT, perm_b, perm_b_len));
+    TU_OK(nvtpm_set_state_blob(t, NVTPM_STATE_VOLATILE, vol_b, vol_b_len));
+    nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_WRITE, 1, EIO);
+    TU_ASSERT_ERROR(nvtpm_power_on(t), -EIO, "keeps the old state", "tpm0/permall",
+                    "tpm0/volatilestate");
+    g_assert_true(nvt_fault_fired(fault));
+    g_assert_false(nvtpm_is_powered(t));
+    uint8_t *buf = NULL;
+    TU_OK(nvtpm_get_state_blob(t, NVTPM_STATE_PERMANENT, &buf, &len));
+    g_assert_cmpmem(buf, len, perm_b, perm_b_len);
+    free(buf);
+    TU_OK(nvtpm_close(t));      /* the image reopens through recovery */
+    TU_OK(nvt_open_backend(nvt_be_borrow(inner), 0, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    assert_image_state(t, perm_a, NULL);
+    tu_assert_healthy(nvtpm_image(t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    nv_assert(t, &r, NV_INDEX_BASE, value_a, sizeof value_a);
+    TU_OK(nvtpm_close(t));
+    nvt_be_close(inner);
+    g_bytes_unref(perm_a);
+    free(perm_b);
+    free(vol_b);
     free(r.buf);
 }
 
@@ -904,6 +1116,8 @@ int main(int argc, char **argv)
     g_test_add_func("/tpm/nv-full-small-indices-fits", test_nv_full_small_indices_fits);
     g_test_add_func("/tpm/volatile-state-fits", test_volatile_state_fits);
     g_test_add_func("/tpm/state-blobs-move-a-tpm", test_state_blobs_move_a_tpm);
+    ADD_F("/tpm/state-blobs-staged-until-power-on", test_state_blobs_staged_until_power_on);
+    g_test_add_func("/tpm/state-blobs-commit-fails", test_state_blobs_commit_fails);
     g_test_add_func("/tpm/unloadable-permall-fails-power-on",
                     test_unloadable_permall_fails_power_on);
     g_test_add_func("/tpm/not-powered", test_not_powered);

@@ -19,7 +19,11 @@
 #     passes on the image;
 #  6. --daemon: the parent returns once the child serves;
 #  7. the permanent state migrates to swtpm and back (swtpm_ioctl --save
-#     and --load on both control channels), when swtpm is installed.
+#     and --load on both control channels), when swtpm is installed;
+#  8. incoming migration is atomic: TPM B's blobs set on a daemon holding
+#     TPM A, then kill -9 before INIT: the image still holds A's blobs
+#     byte for byte and serves A's NV index; STOP discards them; with
+#     INIT it serves B's, also after a restart (needs python3).
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 # Environment: NVRAM_TPMD, NVRAM_TOOL (set by make check),
 # NVT_TPMD_ROUNDS (kill -9 rounds, default 20).
@@ -274,8 +278,44 @@ def stream(port, index, ackfile):
             f.write("%d\n" % n)
             f.flush()
 
+BLOBS = ((1, "permanent"), (2, "volatile"))
+
+def get_blobs(port, outdir):
+    # What QEMU's outgoing migration takes from a running TPM.
+    c = tcp(port + 1)
+    for t, name in BLOBS:
+        res, flags, tot, n = struct.unpack(">IIII", ctrl(c, 12, struct.pack(">III", 0, t, 0), resp_len=16))
+        blob = recv_exact(c, n) if res == 0 else b""
+        check(res == 0 and n > 0, "GET_STATEBLOB %s of TPM B: %d bytes" % (name, n))
+        with open(os.path.join(outdir, name + ".blob"), "wb") as f:
+            f.write(blob)
+    c.close()
+
+def set_blobs(port, indir, then):
+    # QEMU's incoming migration: STOP, SET_STATEBLOB per blob, INIT.
+    c = tcp(port + 1)
+    check(result(ctrl(c, 14)) == 0, "STOP before the incoming state")
+    for t, name in (BLOBS[:1] if then == "permanent-only" else BLOBS):
+        with open(os.path.join(indir, name + ".blob"), "rb") as f:
+            blob = f.read()
+        res = result(ctrl(c, 13, struct.pack(">III", 0, t, len(blob)) + blob))
+        check(res == 0, "SET_STATEBLOB %s of TPM B (%d bytes)" % (name, len(blob)))
+    check(result(ctrl(c, 13, struct.pack(">III", 0, 3, 0))) == 0, "SET_STATEBLOB savestate (empty)")
+    if then == "permanent-only":
+        c.close()
+        return
+    if then == "stop-init":
+        check(result(ctrl(c, 14)) == 0, "STOP after the blobs (discards them)")
+    if then in ("init", "stop-init"):
+        check(result(ctrl(c, 2, struct.pack(">I", 1))) == 0, "INIT after the blobs")
+    c.close()
+
 mode = sys.argv[1]
-if mode == "ctrl":
+if mode == "getblobs":
+    get_blobs(int(sys.argv[2]), sys.argv[3])
+elif mode == "setblobs":
+    set_blobs(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+elif mode == "ctrl":
     ctrl_smoke(int(sys.argv[2]))
 elif mode == "unix":
     unix_smoke(sys.argv[2], sys.argv[3])
@@ -559,6 +599,103 @@ if command -v swtpm >/dev/null 2>&1 && command -v swtpm_ioctl >/dev/null 2>&1; t
     img=$img_saved
 else
     echo "ok - # SKIP state migration checks: swtpm or swtpm_ioctl not found"
+fi
+
+# ---- 8. incoming migration: staged until INIT ----------------------------------
+
+if [ "$have_python" = yes ]; then
+    img_saved=$img
+    head -c 32 /dev/urandom >"$tmp/data_a.bin"
+    head -c 32 /dev/urandom >"$tmp/data_b.bin"
+    # tpm_with_index IMAGE DATAFILE NAME: a TPM whose DATA_INDEX holds DATAFILE
+    tpm_with_index() {
+        img=$1
+        if start_tpmd; then
+            tpm2_startup -c >/dev/null 2>&1
+            tool_run "TPM $3: NV index defined" tpm2_nvdefine "$DATA_INDEX" -C o -s 32 \
+                -a "ownerread|ownerwrite|authread|authwrite"
+            tool_run "TPM $3: NV index written" tpm2_nvwrite "$DATA_INDEX" -C o -i "$2"
+        else
+            not_ok "TPM $3: daemon start"
+        fi
+    }
+    # reads_index DATAFILE DESCRIPTION: DATA_INDEX reads DATAFILE
+    reads_index() {
+        tpm2_nvread "$DATA_INDEX" -C o -s 32 -o "$tmp/data.out" >/dev/null 2>"$tmp/err"
+        cmp -s "$1" "$tmp/data.out" && ok "$2" || { not_ok "$2"; show "$tmp/err"; }
+    }
+    tpm_with_index "$tmp/b.img" "$tmp/data_b.bin" B
+    py_checks getblobs "$port" "$tmp"
+    stop_tpmd TERM
+    tpm_with_index "$tmp/a.img" "$tmp/data_a.bin" A
+    tpm2_shutdown -c >/dev/null 2>&1
+    stop_tpmd TERM
+    "$tool" dump "$tmp/a.img" tpm0/permall -o "$tmp/a.permall" 2>"$tmp/err" ||
+        { not_ok "nvram-tool dump of A's permall"; show "$tmp/err"; }
+
+    # (1) B's permanent state arrives, the daemon is killed before the
+    # volatile state (the mix swtpm's per-blob writes can leave) ...
+    if start_tpmd --flags need-init; then
+        py_checks setblobs "$port" "$tmp" permanent-only
+        stop_tpmd KILL 2>/dev/null
+        "$tool" dump "$img" tpm0/permall -o "$tmp/after.permall" 2>/dev/null
+        cmp -s "$tmp/a.permall" "$tmp/after.permall" &&
+            ok "killed between two SET_STATEBLOBs: the image holds A's permanent state" ||
+            not_ok "killed between two SET_STATEBLOBs: the image holds A's permanent state"
+    else
+        not_ok "daemon start on A for the incoming migration"
+    fi
+    # ... and after both blobs, before INIT.
+    if start_tpmd --flags need-init; then
+        py_checks setblobs "$port" "$tmp" noinit
+        stop_tpmd KILL 2>/dev/null
+        tool_run "nvram-tool check after kill -9 between SET_STATEBLOB and INIT" \
+            "$tool" check "$img"
+        "$tool" dump "$img" tpm0/permall -o "$tmp/after.permall" 2>/dev/null
+        cmp -s "$tmp/a.permall" "$tmp/after.permall" &&
+            ok "killed before INIT: the image still holds A's permanent state, byte for byte" ||
+            not_ok "killed before INIT: the image still holds A's permanent state, byte for byte"
+        "$tool" list "$img" >"$tmp/out" 2>&1
+        ! grep -q 'tpm0/volatilestate' "$tmp/out" &&
+            ok "killed before INIT: no volatile state of B in the image" ||
+            { not_ok "killed before INIT: no volatile state of B in the image"; show "$tmp/out"; }
+    else
+        not_ok "daemon start on A for the incoming migration"
+    fi
+    if start_tpmd; then
+        tpm2_startup -c >/dev/null 2>&1
+        reads_index "$tmp/data_a.bin" "restarted after kill -9: TPM A serves A's NV index"
+        # STOP after the blobs discards them: INIT starts A again.
+        py_checks setblobs "$port" "$tmp" stop-init
+        tpm2_startup -c >/dev/null 2>&1
+        reads_index "$tmp/data_a.bin" "SET_STATEBLOB, STOP, INIT: TPM A, the blobs were discarded"
+        grep -q 'state blobs set without INIT discarded' "$tmp/tpmd.log" &&
+            ok "the discard is logged" || not_ok "the discard is logged"
+        tpm2_shutdown -c >/dev/null 2>&1
+        stop_tpmd TERM
+    else
+        not_ok "restart of A after kill -9"
+    fi
+
+    # (2) The same with INIT: TPM B, running (its volatile state), then
+    # from the image after a restart.
+    if start_tpmd --flags need-init; then
+        py_checks setblobs "$port" "$tmp" init
+        reads_index "$tmp/data_b.bin" "after INIT: B's NV index, without Startup (B's volatile state)"
+        stop_tpmd KILL 2>/dev/null
+    else
+        not_ok "daemon start on A for the incoming migration with INIT"
+    fi
+    if start_tpmd; then
+        tpm2_startup -c >/dev/null 2>&1
+        reads_index "$tmp/data_b.bin" "restarted after kill -9: the image holds B, its NV index reads"
+        stop_tpmd TERM
+    else
+        not_ok "restart after the incoming migration"
+    fi
+    img=$img_saved
+else
+    echo "ok - # SKIP incoming migration checks: python3 not found"
 fi
 
 echo "# $passed passed, $failed failed"

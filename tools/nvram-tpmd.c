@@ -48,7 +48,11 @@
  * and TLVs) so that a TPM state can migrate between swtpm and this
  * daemon; encrypted containers are refused (no keys here).  A blob that
  * does not exist is answered as swtpm does (TPM_RETRY, no data); SET takes
- * both an empty request and an empty container as "no such blob".
+ * both an empty request and an empty container as "no such blob".  SET
+ * only stages the blob (nvtpm_set_state_blob()): INIT writes every staged
+ * blob as one atomic batch before the TPM starts, so an incoming
+ * migration cut short (daemon killed, no INIT) leaves the image holding
+ * the old TPM whole; STOP and SHUTDOWN discard them.
  *
  * Promises.  SIGTERM and SIGINT stop the listeners, let the command in
  * progress finish and its response go out, drain the image's queue
@@ -1019,10 +1023,15 @@ static int op_power_on(void *opaque, bool delete_volatile)
                ? 0 : -EIO;
 }
 
+/* STOP, SHUTDOWN, and INIT of a running TPM: state blobs set since the
+ * last INIT are discarded (never written: the image keeps its state). */
 static void op_power_off(void *opaque)
 {
     ctrl_call *k = opaque;
+    int n = nvtpm_discard_state_blobs(k->d->tpm);
 
+    if (n > 0)
+        logm(L_INFO, "state blobs set without INIT discarded; the image keeps its state");
     nvtpm_power_off(k->d->tpm);
 }
 

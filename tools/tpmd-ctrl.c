@@ -272,8 +272,8 @@ static uint32_t set_stateblob(const tpmd_ctrl_ops *ops, void *opaque, const uint
     r = ops->set_state_blob(opaque, type, raw_len ? raw : NULL, raw_len);
     if (r < 0)
         return errno_to_result(r);
-    ops->log(opaque, TPMD_LOG_INFO, "SET_STATEBLOB type %" PRIu32 ": %zu bytes stored", type,
-             raw_len);
+    ops->log(opaque, TPMD_LOG_INFO, "SET_STATEBLOB type %" PRIu32 ": %zu bytes staged for INIT",
+             type, raw_len);
     return TPM_SUCCESS;
 }
 

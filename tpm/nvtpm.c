@@ -25,6 +25,9 @@
  *   TPM_RC_FAILURE response, never the success libtpms may have built
  *   before its state was stored.  Every later command answers
  *   TPM_RC_FAILURE until the TPM is powered on again; nvtpm_close() works.
+ * - State blobs set for an incoming migration change the image all at
+ *   once: they are staged in memory and committed as one batch by the next
+ *   power-on, before libtpms loads them ("staged state blobs" below).
  * - Saved volatile state is used once: after a power-on that succeeded,
  *   the "volatilestate" blob is deleted (durably), as swtpm does with
  *   PTM_INIT_FLAG_DELETE_VOLATILE, so that a later power-on cannot bring
@@ -150,6 +153,7 @@ typedef enum job_op {
     OP_GET_STATE,
     OP_SET_STATE,
     OP_BUFFER_SIZE,
+    OP_DISCARD,
     OP_RUN,
     OP_QUIT,
 } job_op;
@@ -195,6 +199,15 @@ struct nvtpm {
     uint32_t cur_locality;  /* what tpm_io_getlocality reports */
     int cb_rc;              /* first callback failure of the current call */
     char cb_msg[NVTPM_MSG_MAX];
+
+    /* State blobs accepted by nvtpm_set_state_blob() and not yet
+     * committed (see "Staged state blobs" below).  libtpms holds the same
+     * blobs in its cache (TPMLIB_SetState), which MainInit reads. */
+    uint8_t *staged_perm;   /* NULL: no permanent state staged */
+    size_t staged_perm_len;
+    enum { VOL_UNSTAGED, VOL_NONE, VOL_DATA } staged_vol;
+    uint8_t *staged_vol_data;
+    size_t staged_vol_len;
 };
 
 /* libtpms's callbacks have no user pointer: they find the device here.
@@ -391,6 +404,10 @@ static int do_init(nvtpm *t)
     return 0;
 }
 
+static int commit_staged(nvtpm *t);
+static int discard_staged(nvtpm *t);
+static void clear_libtpms_cache(nvtpm *t);
+
 static void do_power_off(nvtpm *t)
 {
     if (is_powered(t)) {
@@ -406,11 +423,18 @@ static int do_power_on(nvtpm *t)
     if (rc < 0)
         return rc;
 
+    /* State blobs set for this power-on: one atomic commit, before
+     * libtpms loads them (from its cache; the image now holds the same). */
+    rc = commit_staged(t);
+    if (rc < 0)
+        return rc;
+
     cb_reset(t);
     t->cur_locality = 0;
     TPM_RESULT res = TPMLIB_MainInit();
     if (res != TPM_SUCCESS || t->cb_rc) {
         TPMLIB_Terminate();
+        clear_libtpms_cache(t);     /* a retry loads the image */
         if (t->cb_rc)
             return set_error(EIO, "TPM %s: power-on failed (TPMLIB_MainInit: 0x%x): %s",
                              t->device_id, (unsigned)res, t->cb_msg);
@@ -595,11 +619,137 @@ static int do_get_state(nvtpm *t, job *j)
     return 0;
 }
 
-static int do_set_state(nvtpm *t, job *j)
+/* ---- staged state blobs ---------------------------------------------------- *
+ *
+ * An incoming migration sets the permanent and the volatile state one
+ * blob at a time (swtpm's SET_STATEBLOB, once per blob, then INIT).
+ * Writing each blob as it arrives would leave the image holding one
+ * TPM's permanent state beside another's volatile state if the sender
+ * stopped between two blobs.  So a blob that libtpms accepts
+ * (TPMLIB_SetState validates it and caches it for TPMLIB_MainInit) is
+ * only staged here, in memory; the next power-on writes every staged blob
+ * as one nvramtdb_write_batch() before TPMLIB_MainInit runs.  Until that
+ * batch commits, the image holds the old state whole; after it, the new
+ * state whole.
+ *
+ * - A later blob of the same type replaces the staged one (libtpms does
+ *   the same with its cache).
+ * - Staging a permanent state stages "no volatile state" with it: a saved
+ *   volatile state belongs to the permanent state it was taken with, so
+ *   the old one must not survive beside a new permanent state.  A
+ *   volatile blob set after the permanent one (libtpms's required order,
+ *   which QEMU follows) replaces that.  An empty volatile blob stages the
+ *   deletion of the saved volatile state.
+ * - A refused blob discards every staged one, as libtpms empties its cache
+ *   when it rejects a blob: a half-received state is never started.
+ * - Power-off, nvtpm_discard_state_blobs() and close discard them too, and
+ *   empty libtpms's cache, so that the next power-on reads the image.
+ * - nvtpm_get_state_blob() while powered off returns the staged blob
+ *   (libtpms answers from its cache): what the next power-on will load.
+ */
+
+static void wipe_free(uint8_t *p, size_t len)
 {
-    if (is_powered(t))
-        return set_error(EBUSY, "TPM %s: a state blob can only be set while it is powered off",
-                         t->device_id);
+    if (p)
+        explicit_bzero(p, len);
+    free(p);
+}
+
+static bool have_staged(nvtpm *t)
+{
+    return t->staged_perm || t->staged_vol != VOL_UNSTAGED;
+}
+
+static void drop_staged_vol(nvtpm *t)
+{
+    wipe_free(t->staged_vol_data, t->staged_vol_len);
+    t->staged_vol_data = NULL;
+    t->staged_vol_len = 0;
+    t->staged_vol = VOL_UNSTAGED;
+}
+
+/* Forget our copies (after they were committed, or to discard them). */
+static void drop_staged(nvtpm *t)
+{
+    wipe_free(t->staged_perm, t->staged_perm_len);
+    t->staged_perm = NULL;
+    t->staged_perm_len = 0;
+    drop_staged_vol(t);
+}
+
+/* Empty libtpms's cache of set state blobs, so that TPMLIB_MainInit and
+ * TPMLIB_GetState read the image again.  libtpms has no call for this;
+ * its documented equivalent (TPMLIB_SetState(3): "all state blobs are
+ * cleared ... when a call to TPMLIB_SetState() fails because a state blob
+ * could not be accepted") is a blob it always refuses: a TPM 2 save state
+ * (TPM_BAD_TYPE).  Only while powered off (while on, the cache is empty:
+ * TPMLIB_MainInit consumed it). */
+static void clear_libtpms_cache(nvtpm *t)
+{
+    static const unsigned char no_save_state = 0;
+
+    if (!is_powered(t))
+        (void)TPMLIB_SetState(TPMLIB_STATE_SAVE_STATE, &no_save_state, 1);
+}
+
+/* Discard every staged blob; returns how many there were. */
+static int discard_staged(nvtpm *t)
+{
+    int n = (t->staged_perm != NULL) + (t->staged_vol != VOL_UNSTAGED);
+
+    drop_staged(t);
+    clear_libtpms_cache(t);
+    return n;
+}
+
+/* Commit the staged blobs as one batch (device thread, powered off, before
+ * TPMLIB_MainInit).  On failure nothing changed in the image and the blobs
+ * stay staged. */
+static int commit_staged(nvtpm *t)
+{
+    nvramtdb_change ch[2];
+    size_t n = 0;
+
+    if (!have_staged(t))
+        return 0;
+    memset(ch, 0, sizeof ch);
+    if (t->staged_perm)
+        ch[n++] = (nvramtdb_change){ .struct_size = sizeof ch[0], .name = t->permall_name,
+                                     .data = t->staged_perm, .len = t->staged_perm_len };
+    if (t->staged_vol == VOL_DATA) {
+        ch[n++] = (nvramtdb_change){ .struct_size = sizeof ch[0], .name = t->volatile_name,
+                                     .data = t->staged_vol_data, .len = t->staged_vol_len };
+    } else if (t->staged_vol == VOL_NONE) {
+        /* A batch's delete of a blob without value fails the batch: delete
+         * only a saved volatile state that exists (only this thread
+         * writes it, so it cannot appear in between). */
+        uint8_t *old = NULL;
+        size_t old_len = 0;
+        int rc = nvramtdb_read(t->db, t->volatile_name, &old, &old_len);
+        wipe_free(old, old_len);
+        if (rc < 0 && rc != -ENOENT)
+            return set_error(-rc, "TPM %s: power-on failed: reading %s: %s", t->device_id,
+                             t->volatile_name, nvramtdb_last_error());
+        if (rc == 0)
+            ch[n++] = (nvramtdb_change){ .struct_size = sizeof ch[0],
+                                         .name = t->volatile_name, .is_delete = true };
+    }
+    if (n) {
+        int rc = nvramtdb_write_batch(t->db, ch, n, NVTPM_WRITE_FLAGS, NULL, NULL);
+        if (rc < 0)
+            return set_error(-rc, "TPM %s: power-on failed: storing the state blobs set "
+                             "for it (%s%s%s) failed, the image keeps the old state: %s: %s",
+                             t->device_id, t->staged_perm ? t->permall_name : "",
+                             t->staged_perm && t->staged_vol != VOL_UNSTAGED ? ", " : "",
+                             t->staged_vol != VOL_UNSTAGED ? t->volatile_name : "",
+                             g_strerror(-rc), nvramtdb_last_error());
+    }
+    drop_staged(t);     /* libtpms keeps its cached copies for MainInit */
+    return 0;
+}
+
+static int stage_state(nvtpm *t, job *j)
+{
     if (j->type == NVTPM_STATE_SAVE_STATE) {
         if (j->in_len == 0)
             return 0;
@@ -611,12 +761,10 @@ static int do_set_state(nvtpm *t, job *j)
         if (j->type == NVTPM_STATE_PERMANENT)
             return set_error(EINVAL, "TPM %s: an empty permanent state is not a TPM state",
                              t->device_id);
-        /* No volatile state: forget any. */
+        /* No volatile state: the next power-on deletes any. */
         TPMLIB_SetState(TPMLIB_STATE_VOLATILE, NULL, 0);
-        int rc = nvramtdb_delete(t->db, blob, NVTPM_WRITE_FLAGS, NULL, NULL);
-        if (rc < 0 && rc != -ENOENT)
-            return set_error(-rc, "TPM %s: deleting %s failed: %s", t->device_id, blob,
-                             nvramtdb_last_error());
+        drop_staged_vol(t);
+        t->staged_vol = VOL_NONE;
         return 0;
     }
     if (j->in_len > (j->type == NVTPM_STATE_PERMANENT ? NVTPM_PERMALL_MAX
@@ -633,11 +781,43 @@ static int do_set_state(nvtpm *t, job *j)
         return set_error(EINVAL, "TPM %s: libtpms rejected the %s state blob (%zu bytes): 0x%x",
                          t->device_id, state_name(j->type), j->in_len, (unsigned)res);
     }
-    int rc = write_blob(t, blob, j->in, j->in_len,
-                        j->type == NVTPM_STATE_PERMANENT ? "the permanent state"
-                                                          : "the volatile state");
-    if (rc < 0)
-        TPMLIB_SetState(libtpms_state(j->type), NULL, 0);   /* drop the cached copy */
+    uint8_t *copy = malloc(j->in_len);
+    if (!copy) {
+        return set_error(ENOMEM, "TPM %s: no memory to stage the %s state (%zu bytes)",
+                         t->device_id, state_name(j->type), j->in_len);
+    }
+    memcpy(copy, j->in, j->in_len);
+    if (j->type == NVTPM_STATE_PERMANENT) {
+        wipe_free(t->staged_perm, t->staged_perm_len);
+        t->staged_perm = copy;
+        t->staged_perm_len = j->in_len;
+        /* The old saved volatile state is not this permanent state's. */
+        TPMLIB_SetState(TPMLIB_STATE_VOLATILE, NULL, 0);
+        drop_staged_vol(t);
+        t->staged_vol = VOL_NONE;
+    } else {
+        drop_staged_vol(t);
+        t->staged_vol = VOL_DATA;
+        t->staged_vol_data = copy;
+        t->staged_vol_len = j->in_len;
+    }
+    return 0;
+}
+
+static int do_set_state(nvtpm *t, job *j)
+{
+    if (is_powered(t))
+        return set_error(EBUSY, "TPM %s: a state blob can only be set while it is powered off",
+                         t->device_id);
+    int rc = stage_state(t, j);
+    if (rc < 0 && have_staged(t)) {
+        char *msg = g_strdup(nvtpm_last_error());
+        discard_staged(t);
+        set_error(-rc, "%s (the state blobs set before it are discarded)", msg);
+        g_free(msg);
+    } else if (rc < 0) {
+        clear_libtpms_cache(t);     /* libtpms emptied it already, if it refused */
+    }
     return rc;
 }
 
@@ -649,6 +829,8 @@ static void run_job(nvtpm *t, job *j)
     switch (j->op) {
     case OP_INIT:
         rc = do_init(t);
+        if (rc == 0)
+            clear_libtpms_cache(t); /* nothing left by an earlier device */
         break;
     case OP_POWER_ON:
         rc = do_power_on(t);
@@ -656,6 +838,10 @@ static void run_job(nvtpm *t, job *j)
     case OP_POWER_OFF:
     case OP_QUIT:
         do_power_off(t);
+        j->size = (uint32_t)discard_staged(t);
+        break;
+    case OP_DISCARD:
+        j->size = (uint32_t)discard_staged(t);
         break;
     case OP_EXECUTE:
         rc = do_execute(t, j);
@@ -1089,6 +1275,15 @@ int nvtpm_set_state_blob(nvtpm *t, unsigned type, const uint8_t *data, size_t le
         return set_error(EINVAL, "nvtpm_set_state_blob: NULL data");
     job j = { .op = OP_SET_STATE, .type = type, .in = data, .in_len = len };
     return run_sync(t, &j);
+}
+
+int nvtpm_discard_state_blobs(nvtpm *t)
+{
+    if (!t)
+        return set_error(EINVAL, "nvtpm_discard_state_blobs: NULL device");
+    job j = { .op = OP_DISCARD };
+    run_sync(t, &j);
+    return (int)j.size;
 }
 
 uint32_t nvtpm_set_buffer_size(nvtpm *t, uint32_t wanted, uint32_t *min, uint32_t *max)

@@ -74,7 +74,10 @@ uint32_t nvtpm_permall_max(void);
 uint32_t nvtpm_volatilestate_max(void);
 
 /**
- * Power the TPM on: TPMLIB_MainInit on the device thread.  A TPM without
+ * Power the TPM on: TPMLIB_MainInit on the device thread.  First the state
+ * blobs staged by nvtpm_set_state_blob() are written as one atomic batch
+ * (if that fails, the power-on fails, the image keeps its old state and
+ * the blobs stay staged).  A TPM without
  * permanent state is manufactured.  Saved volatile state, if any, is
  * loaded and then deleted (single use, as swtpm does with
  * PTM_INIT_FLAG_DELETE_VOLATILE — always, here); the TPM then runs
@@ -85,7 +88,8 @@ uint32_t nvtpm_volatilestate_max(void);
  */
 int nvtpm_power_on(nvtpm *t);
 
-/** Power off (TPMLIB_Terminate).  Idempotent. */
+/** Power off (TPMLIB_Terminate).  Idempotent.  Discards staged state
+ *  blobs (nvtpm_set_state_blob()). */
 int nvtpm_power_off(nvtpm *t);
 
 bool nvtpm_is_powered(nvtpm *t);
@@ -157,20 +161,37 @@ int nvtpm_reset_established(nvtpm *t, uint8_t locality);
 /**
  * State blobs for migration (swtpm's GET/SET_STATEBLOB): @type is one of
  * NVTPM_STATE_PERMANENT / _VOLATILE / _SAVE_STATE.  get returns a
- * malloc()ed copy; set requires the TPM powered off and stores durably.
+ * malloc()ed copy; set requires the TPM powered off and only stages.
  *
  * get: from the running TPM when powered (the volatile state is then
- * produced afresh, as TPMLIB_VolatileAll_Store does), else the blob in the
- * image (-ENOENT if there is none).  _SAVE_STATE is always empty (NULL, 0):
- * a TPM 2 has none.
- * set: libtpms validates the blob (-EINVAL if it refuses it) and keeps it
- * for the next power-on; it is also written to "<device>/permall" or
- * "<device>/volatilestate".  An empty _VOLATILE blob deletes the saved
- * volatile state; _SAVE_STATE accepts only an empty blob.  -EBUSY while
+ * produced afresh, as TPMLIB_VolatileAll_Store does); powered off, the
+ * staged blob if one is staged (what the next power-on loads; a volatile
+ * state staged as none is -ENOENT), else the blob in the image (-ENOENT
+ * if there is none).  _SAVE_STATE is always empty (NULL, 0): a TPM 2 has
+ * none.
+ *
+ * set: libtpms validates the blob (-EINVAL if it refuses it; a volatile
+ * state is checked against the staged permanent state, or the image's,
+ * so set the permanent state first) and the blob is *staged*: nothing is
+ * written.  The next nvtpm_power_on() commits every staged blob as one
+ * atomic nvramtdb_write_batch() before libtpms starts on them, so a
+ * migration interrupted between two blobs (or never started) leaves the
+ * image holding the old state whole.  A later blob of a type replaces the
+ * staged one.  Staging a permanent state also stages "no volatile state"
+ * (the old saved volatile state is deleted by the commit) until a
+ * volatile blob is set after it; an empty _VOLATILE blob stages that
+ * deletion; _SAVE_STATE accepts only an empty blob (nothing staged).  A
+ * refused blob discards every staged one (libtpms forgets them too).
+ * Staged blobs are discarded by nvtpm_power_off(),
+ * nvtpm_discard_state_blobs() and nvtpm_close().  Errors: -EBUSY while
  * powered on; -EFBIG above the blob's maximum.
  */
 int nvtpm_get_state_blob(nvtpm *t, unsigned type, uint8_t **data, size_t *len);
 int nvtpm_set_state_blob(nvtpm *t, unsigned type, const uint8_t *data, size_t len);
+
+/** Discard the staged state blobs, if any (the next power-on loads the
+ *  image).  Returns how many were staged (0..2), or -EINVAL for NULL. */
+int nvtpm_discard_state_blobs(nvtpm *t);
 
 /** Buffer size negotiation (SET_BUFFERSIZE); returns the size in effect
  *  (@wanted 0 only queries; others are clamped to [*min, *max]).  Not
