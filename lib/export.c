@@ -183,6 +183,11 @@ static int scan_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void *
         c->result = nvt_error_prefix(EBADMSG, "%s", c->path);
         return 1;
     }
+    if (rec->meta.encrypted) {
+        c->result = nvt_error(EBADMSG, "%s: blob %s: the record is encrypted (bound to the "
+                              "image it came from)", c->path, name);
+        return 1;
+    }
     if (rec->meta.max_size > NVRAMTDB_BLOB_MAX) {
         c->result = nvt_error(EBADMSG, "%s: blob %s: maximum of %u bytes is above the %u "
                               "bytes a blob may have", c->path, name, rec->meta.max_size,

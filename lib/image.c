@@ -17,6 +17,7 @@
 #include <glib.h>
 
 #include "crc32c.h"
+#include "crypt.h"
 #include "error.h"
 #include "image.h"
 
@@ -100,8 +101,6 @@ int nvt_sb_decode(const uint8_t in[NVT_SB_ENCODED_SIZE], uint64_t backend_size,
     sb->incompat_flags = get_le32(in + SB_INCOMPAT);
     sb->ro_compat_flags = get_le32(in + SB_RO_COMPAT);
 
-    if (sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)
-        return BAD(ENOTSUP, "image is encrypted; encryption is not supported by this version");
     if (sb->incompat_flags & ~NVT_INCOMPAT_KNOWN)
         return BAD(ENOTSUP, "unknown incompatible feature flags 0x%x", sb->incompat_flags);
     if (sb->image_size % NVT_IMAGE_ALIGN || sb->image_size < NVT_IMAGE_META_SIZE)
@@ -136,16 +135,19 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-static int read_slots(nvt_backend *be, uint8_t slots[2][NVT_SB_ENCODED_SIZE], uint64_t *size)
+/* A slot's superblock and the encryption parameters after it. */
+#define SLOT_READ_SIZE (NVT_CRYPT_AREA_OFFSET + NVT_CRYPT_AREA_SIZE)
+
+static int read_slots(nvt_backend *be, uint8_t slots[2][SLOT_READ_SIZE], uint64_t *size)
 {
     int r = nvt_be_get_size(be, size);
     if (r < 0)
         return r;
-    memset(slots, 0, 2 * NVT_SB_ENCODED_SIZE);
+    memset(slots, 0, 2 * SLOT_READ_SIZE);
     for (int i = 0; i < 2; i++) {
         uint64_t off = (uint64_t)i * NVT_SB_SLOT_SIZE;
-        if (*size >= off + NVT_SB_ENCODED_SIZE) {
-            r = nvt_be_pread(be, slots[i], NVT_SB_ENCODED_SIZE, off);
+        if (*size >= off + SLOT_READ_SIZE) {
+            r = nvt_be_pread(be, slots[i], SLOT_READ_SIZE, off);
             if (r < 0)
                 return r;
         }
@@ -163,7 +165,7 @@ static bool slot_was_written(const uint8_t *slot)
 
 int nvt_image_probe(nvt_backend *be, nvt_probe *state)
 {
-    uint8_t slots[2][NVT_SB_ENCODED_SIZE];
+    uint8_t slots[2][SLOT_READ_SIZE];
     uint64_t size;
 
     int r = read_slots(be, slots, &size);
@@ -227,6 +229,8 @@ static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
     uint8_t buf[NVT_SB_SLOT_SIZE];
     memset(buf, 0, sizeof buf);
     nvt_sb_encode(sb, buf);
+    if (sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)
+        memcpy(buf + NVT_CRYPT_AREA_OFFSET, sb->crypt_area, NVT_CRYPT_AREA_SIZE);
     int r = nvt_be_pwrite(be, buf, sizeof buf, (uint64_t)slot * NVT_SB_SLOT_SIZE);
     if (r == 0)
         r = nvt_be_flush(be);
@@ -246,6 +250,12 @@ static void new_uuid(uint8_t uuid[16])
 int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
                      uint64_t journal_len, nvt_image **out)
 {
+    return nvt_image_format_crypt(be, image_size, tdb, len, journal_len, NULL, out);
+}
+
+int nvt_image_format_crypt(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
+                           uint64_t journal_len, const uint8_t *crypt_area, nvt_image **out)
+{
     nvt_superblock sb = {
         .format_version = NVT_IMAGE_FORMAT_VERSION,
         .sequence = 1,
@@ -263,6 +273,10 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
                          "journal of %llu", be->name, (unsigned long long)image_size,
                          (unsigned long long)len, (unsigned long long)journal_len);
     new_uuid(sb.uuid);
+    if (crypt_area) {
+        sb.incompat_flags |= NVT_INCOMPAT_ENCRYPTED;
+        memcpy(sb.crypt_area, crypt_area, NVT_CRYPT_AREA_SIZE);
+    }
     /* The image must read as blank until slot A is durable.  Slot B is
      * zero (that is what blank means) and is not touched before the end;
      * slot A is zeroed only if it holds leftovers, so that even a torn
@@ -312,7 +326,7 @@ int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint
 
 int nvt_image_open(nvt_backend *be, nvt_image **out)
 {
-    uint8_t slots[2][NVT_SB_ENCODED_SIZE];
+    uint8_t slots[2][SLOT_READ_SIZE];
     nvt_superblock sb[2];
     uint64_t size;
     int err[2];
@@ -325,6 +339,14 @@ int nvt_image_open(nvt_backend *be, nvt_image **out)
     for (int i = 0; i < 2; i++) {
         err[i] = nvt_sb_decode(slots[i], size, &sb[i], img->slot_problem[i],
                                sizeof img->slot_problem[i]);
+        if (err[i] == 0 && (sb[i].incompat_flags & NVT_INCOMPAT_ENCRYPTED)) {
+            /* The parameters belong to the slot: damaged ones make it
+             * invalid, so that the other copy serves and check reports. */
+            nvt_crypt_params p;
+            err[i] = nvt_crypt_params_decode(slots[i] + NVT_CRYPT_AREA_OFFSET, &p,
+                                             img->slot_problem[i], sizeof img->slot_problem[i]);
+            memcpy(sb[i].crypt_area, slots[i] + NVT_CRYPT_AREA_OFFSET, NVT_CRYPT_AREA_SIZE);
+        }
         img->slot_valid[i] = err[i] == 0;
     }
     if (!img->slot_valid[0] && !img->slot_valid[1]) {

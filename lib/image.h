@@ -29,8 +29,8 @@
 #define NVT_IMAGE_ALIGN 4096u
 
 /* incompat_flags: a reader that does not know a bit must refuse the image. */
-#define NVT_INCOMPAT_ENCRYPTED (1u << 0)   /* reserved: payload encryption */
-#define NVT_INCOMPAT_KNOWN 0u
+#define NVT_INCOMPAT_ENCRYPTED (1u << 0)   /* values sealed; parameters at 128 (crypt.h) */
+#define NVT_INCOMPAT_KNOWN NVT_INCOMPAT_ENCRYPTED
 /* ro_compat_flags: a reader that does not know a bit may only read. */
 #define NVT_RO_COMPAT_KNOWN 0u
 
@@ -47,6 +47,9 @@ typedef struct nvt_superblock {
     uint32_t compat_flags;
     uint32_t incompat_flags;
     uint32_t ro_compat_flags;
+    /* Slot bytes 128..255 when incompat_flags has NVT_INCOMPAT_ENCRYPTED
+     * (validated by nvt_crypt_params_decode), zero otherwise. */
+    uint8_t crypt_area[128];
 } nvt_superblock;
 
 typedef struct nvt_image {
@@ -92,6 +95,10 @@ uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes);
  * nvt_image_size_for(len, journal_len) and the backend that large. */
 int nvt_image_format(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
                      uint64_t journal_len, nvt_image **out);
+/* The same for an encrypted image: @crypt_area (128 bytes, crypt.h) goes
+ * into both slots and the incompatible flag is set.  NULL: plain. */
+int nvt_image_format_crypt(nvt_backend *be, uint64_t image_size, const void *tdb, uint64_t len,
+                           uint64_t journal_len, const uint8_t *crypt_area, nvt_image **out);
 
 /* Read and validate the superblocks of @be. */
 int nvt_image_open(nvt_backend *be, nvt_image **out);

@@ -13,11 +13,15 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 
+#include "crypt.h"
 #include "debug.h"
 #include "error.h"
 #include "image.h"
@@ -50,6 +54,9 @@ struct nvramtdb {
     GArray *specs;          /* nvt_blob_spec, names owned */
     uint64_t image_size;    /* requested size for formatting, 0 = computed */
     uint64_t totalsize;     /* cache of nvramtdb_get_totalsize(), 0 = unknown */
+    nvt_secbuf *secret;     /* key material given before start (locked memory) */
+    nvt_key_kind key_kind;
+    nvt_crypt *crypt;       /* encrypted image: its context (keyless until set) */
 };
 
 const char *nvramtdb_last_error(void)
@@ -179,16 +186,25 @@ int nvramtdb_register_blob(nvramtdb *db, const char *name, uint32_t max_size)
 
 /* The journal a new image needs: room for a group rewriting every
  * registered blob at its maximum. */
+/* Stored bytes each value gains on the image start formats: a key given
+ * means an encrypted image. */
+static uint32_t record_extra(nvramtdb *db)
+{
+    return db->secret ? NVT_RECORD_CRYPT_OVERHEAD : 0;
+}
+
 static uint64_t journal_length(nvramtdb *db)
 {
     return nvt_journal_length_for(
-        nvt_store_group_pages((nvt_blob_spec *)db->specs->data, db->specs->len));
+        nvt_store_group_pages((nvt_blob_spec *)db->specs->data, db->specs->len,
+                              record_extra(db)));
 }
 
 /* The formatted tdb for the registered blobs, and the image size it needs. */
 static int build_fresh(nvramtdb *db, uint8_t **tdb, uint64_t *len, uint64_t *image_size)
 {
-    int r = nvt_store_build_fresh((nvt_blob_spec *)db->specs->data, db->specs->len, tdb, len);
+    int r = nvt_store_build_fresh_extra((nvt_blob_spec *)db->specs->data, db->specs->len,
+                                        record_extra(db), tdb, len);
     if (r < 0)
         return nvt_error_prefix(-r, "%s: computing the image layout", db->uri);
     *image_size = nvt_image_size_for(*len, journal_length(db));
@@ -272,8 +288,18 @@ static int format_blank(nvramtdb *db)
     uint64_t size = MAX(want, have / NVT_IMAGE_ALIGN * NVT_IMAGE_ALIGN);
     uint64_t journal = journal_length(db);
     journal += (size - need) / 4 / (2 * NVT_IMAGE_ALIGN) * (2 * NVT_IMAGE_ALIGN);
+    uint8_t area[NVT_CRYPT_AREA_SIZE];
+    if (r == 0 && db->secret) {
+        nvt_crypt_params p;
+        r = nvt_crypt_params_new(db->key_kind, db->secret, &p);
+        if (r < 0)
+            nvt_error_prefix(-r, "%s: encrypting the new image", db->uri);
+        else
+            nvt_crypt_params_encode(&p, area);
+    }
     if (r == 0)
-        r = nvt_image_format(db->be, size, tdb, len, journal, &db->img);
+        r = nvt_image_format_crypt(db->be, size, tdb, len, journal, db->secret ? area : NULL,
+                                   &db->img);
 out:
     g_free(tdb);
     return r;
@@ -320,6 +346,122 @@ static bool formatting_interrupted(nvramtdb *db)
     return incomplete;
 }
 
+static int check_struct_size(nvramtdb *db, const char *what, size_t size, size_t v1);
+
+/* The image's encryption against the key given, before anything is
+ * written (journal replay, repair, reservations): a wrong or missing key
+ * changes nothing. */
+static int start_crypt(nvramtdb *db, unsigned flags)
+{
+    const nvt_superblock *sb = &db->img->sb;
+    if (!(sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)) {
+        if (db->secret)
+            return nvt_error(EINVAL, "%s: a key was given, but the image is not encrypted "
+                             "(an image is encrypted when it is created)", db->uri);
+        return 0;
+    }
+    nvt_crypt_params p;
+    char why[160];
+    int r = nvt_crypt_params_decode(sb->crypt_area, &p, why, sizeof why);
+    if (r < 0)
+        return nvt_error(-r, "%s: %s", db->uri, why);
+    if (!db->secret && (flags & NVRAMTDB_START_FAIL_ON_ENCRYPTED))
+        return nvt_error(ENOKEY, "%s: the image is encrypted and no key was given (give a "
+                         "key file or a passphrase)", db->uri);
+    db->crypt = nvt_crypt_new(&p, sb->uuid);
+    if (db->secret) {
+        r = nvt_crypt_set_key(db->crypt, db->key_kind, db->secret);
+        if (r < 0)
+            return nvt_error_prefix(-r, "%s", db->uri);
+    }
+    return 0;
+}
+
+/* Key material from @key into locked memory. */
+static int load_secret(nvramtdb *db, const nvramtdb_key *key, nvt_secbuf **out)
+{
+    const size_t cap = 4096;
+    nvt_secbuf *b = nvt_secbuf_new(cap);
+    int r = 0;
+    if (key->data) {
+        if (key->len > cap)
+            r = nvt_error(EFBIG, "%s: key material of %zu bytes exceeds %zu", db->uri,
+                          key->len, cap);
+        else
+            memcpy(b->data, key->data, key->len), b->len = key->len;
+    } else if (key->path) {
+        int fd = open(key->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            r = nvt_error(errno, "%s: cannot open key file %s: %s", db->uri, key->path,
+                          g_strerror(errno));
+        else {
+            r = nvt_secbuf_read_fd(b, fd, key->path);
+            close(fd);
+        }
+    } else if (key->fd >= 0) {
+        char what[32];
+        snprintf(what, sizeof what, "file descriptor %d", key->fd);
+        r = nvt_secbuf_read_fd(b, key->fd, what);
+    } else {
+        r = nvt_error(EINVAL, "%s: the key has no data, path or file descriptor", db->uri);
+    }
+    const char *what = key->path ? key->path : "key";
+    if (r == 0 && key->type == NVRAMTDB_KEY_RAW) {
+        r = nvt_key_normalize_raw(b, what);
+    } else if (r == 0) {
+        if (b->len && b->data[b->len - 1] == '\n')
+            b->data[--b->len] = '\0';
+        if (b->len == 0)
+            r = nvt_error(EINVAL, "%s: empty passphrase", what);
+    }
+    if (r < 0) {
+        nvt_secbuf_free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+int nvramtdb_set_key(nvramtdb *db, const nvramtdb_key *key)
+{
+    if (!key)
+        return nvt_error(EINVAL, "%s: no key given", db->uri);
+    int r = check_struct_size(db, "nvramtdb_key", key->struct_size, NVRAMTDB_KEY_SIZE_V1);
+    if (r < 0)
+        return r;
+    nvramtdb_key k = { 0 };
+    memcpy(&k, key, MIN((size_t)key->struct_size, sizeof k));
+    if (k.type != NVRAMTDB_KEY_RAW && k.type != NVRAMTDB_KEY_PASSPHRASE)
+        return nvt_error(EINVAL, "%s: unknown key type %u", db->uri, k.type);
+    nvt_secbuf *secret;
+    r = load_secret(db, &k, &secret);
+    if (r < 0)
+        return r;
+    nvt_key_kind kind = k.type == NVRAMTDB_KEY_RAW ? NVT_KEY_RAW : NVT_KEY_PASSPHRASE;
+    nvt_lock(&db->lock, NVT_LOCK_DB);
+    if (!db->started) {
+        nvt_secbuf_free(db->secret);
+        db->secret = secret;
+        db->key_kind = kind;
+        db->totalsize = 0;  /* an encrypted image's records are larger */
+        nvt_unlock(&db->lock, NVT_LOCK_DB);
+        return 0;
+    }
+    nvt_unlock(&db->lock, NVT_LOCK_DB);
+    /* Started: the context is fixed; the store lock (taken before the
+     * handle's) orders the key against the writer's use of it. */
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
+    if (!db->crypt)
+        r = nvt_error(EINVAL, "%s: the image is not encrypted", db->uri);
+    else if (nvt_crypt_has_key(db->crypt))
+        r = nvt_error(EALREADY, "%s: the image's key is already given", db->uri);
+    else if ((r = nvt_crypt_set_key(db->crypt, kind, secret)) < 0)
+        nvt_error_prefix(-r, "%s", db->uri);
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
+    nvt_secbuf_free(secret);
+    return r;
+}
+
 int nvramtdb_start(nvramtdb *db, unsigned flags)
 {
     bool blank;
@@ -349,14 +491,14 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         r = nvt_error(EBADMSG, "%s: image is blank (never formatted)", db->uri);
         goto out;
     }
-    /* Encrypted images are refused by the superblock check for now, so
-     * NVRAMTDB_START_FAIL_ON_ENCRYPTED holds by construction. */
     if (db->read_only)
         r = open_copy(db);
     else if (blank)
         r = format_blank(db);
     else
         r = nvt_image_open(db->be, &db->img);
+    if (r == 0)
+        r = start_crypt(db, flags);
     if (r == 0 && !db->read_only && (db->img->sb.ro_compat_flags & ~NVT_RO_COMPAT_KNOWN))
         r = nvt_error(EROFS, "%s: image uses features 0x%x this version can only read; open "
                       "it read-only", db->uri, db->img->sb.ro_compat_flags);
@@ -384,9 +526,15 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
     }
     if (r == 0) {
         db->started = true;
+        nvt_store_set_crypt(db->st, db->crypt);
+        /* The derived key lives in the context; the secret goes. */
+        nvt_secbuf_free(db->secret);
+        db->secret = NULL;
         if (!db->read_only)
             db->queue = nvt_queue_new(db->st, &db->store_lock);
     } else {
+        nvt_crypt_free(db->crypt);
+        db->crypt = NULL;
         nvt_store_close(db->st);
         db->st = NULL;
         nvt_image_free(db->img);
@@ -624,6 +772,20 @@ int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *out)
     info.flushes = stats.flushes;
     info.commits = stats.commits;
     info.journaled = stats.journaled;
+    if (db->crypt) {
+        nvt_crypt_params p;
+        char why[160];
+        info.encryption = NVRAMTDB_INFO_ENCRYPTED;
+        if (nvt_crypt_has_key(db->crypt))
+            info.encryption |= NVRAMTDB_INFO_KEY_LOADED;
+        if (nvt_crypt_params_decode(db->img->sb.crypt_area, &p, why, sizeof why) == 0 &&
+            p.kdf == NVT_KDF_SCRYPT) {
+            info.encryption |= NVRAMTDB_INFO_PASSPHRASE;
+            info.scrypt_log2n = p.log2n;
+            info.scrypt_r = p.r;
+            info.scrypt_p = p.p;
+        }
+    }
     put_struct(out, out->struct_size, &info, sizeof info);
     return 0;
 }
@@ -675,6 +837,8 @@ int nvramtdb_close(nvramtdb *db)
             r = nvt_store_checkpoint(db->st);
     }
     nvt_store_close(db->st);
+    nvt_crypt_free(db->crypt);
+    nvt_secbuf_free(db->secret);
     nvt_image_free(db->img);
     nvt_be_close(db->copy);
     nvt_be_close(db->be);
@@ -702,6 +866,10 @@ int nvt_handle_export_records(nvramtdb *db, nvt_record_visit_fn *visit, void *op
     int r = need_started(db);
     if (r < 0)
         return r;
+    if (db->crypt)
+        return nvt_error(ENOTSUP, "%s: the image is encrypted: its records are bound to it "
+                         "and a tdb export would not be readable elsewhere; not supported",
+                         db->uri);
     nvt_blob_info *blobs = NULL;
     size_t n = 0;
     nvt_lock(&db->store_lock, NVT_LOCK_STORE);

@@ -28,8 +28,8 @@
  *   the caller (free them with free()).
  * - A handle may be used from several threads; calls on one handle are
  *   serialised internally.  Distinct handles are independent.
- * - The structures nvramtdb_change, nvramtdb_entry and nvramtdb_info
- *   can grow: see "extensible structures" below.
+ * - The structures nvramtdb_change, nvramtdb_entry, nvramtdb_info and
+ *   nvramtdb_key can grow: see "extensible structures" below.
  */
 #ifndef NVRAMTDB_H
 #define NVRAMTDB_H
@@ -149,9 +149,59 @@ int nvramtdb_get_totalsize_kb(nvramtdb *db, uint64_t *kib);
  */
 int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes);
 
+/* ---- encryption at rest (docs/ENCRYPTION.md) --------------------------- *
+ * An image is created encrypted or not.  Each value is sealed with
+ * AES-256-GCM under a fresh random nonce per write, bound to the image,
+ * the blob's name and the record's generation.  Blob names, maxima,
+ * value lengths and generations stay visible.  The key is a 32-byte key
+ * (a key file: 32 raw bytes or 64 hex digits) or a passphrase (scrypt,
+ * N=2^16, r=8, p=1).  Key material is kept in locked memory and
+ * cleansed when no longer needed.
+ */
+/** nvramtdb_key.type: 32 raw bytes, or 64 hexadecimal digits (an
+ *  optional trailing newline is ignored). */
+#define NVRAMTDB_KEY_RAW        1u
+/** nvramtdb_key.type: a passphrase, stretched with scrypt (a single
+ *  trailing newline is not part of it). */
+#define NVRAMTDB_KEY_PASSPHRASE 2u
+
+/** Where a key comes from: @data/@len if @data is set, else the file
+ *  @path if set, else the file descriptor @fd (read to its end, not
+ *  closed).  Never put key material on a command line. */
+typedef struct nvramtdb_key {
+    uint32_t struct_size;  /**< sizeof(nvramtdb_key), set by the caller */
+    uint32_t type;         /**< NVRAMTDB_KEY_RAW or NVRAMTDB_KEY_PASSPHRASE */
+    const void *data;
+    size_t len;
+    const char *path;
+    int fd;
+} nvramtdb_key;
+/** Smallest struct_size of a key accepted (version 1's fields). */
+#define NVRAMTDB_KEY_SIZE_V1 (offsetof(nvramtdb_key, fd) + sizeof(int))
+
+/**
+ * Give the image's key.  Before nvramtdb_start(): a blank image is then
+ * formatted encrypted with it (nvramtdb_get_totalsize() accounts for the
+ * 28 bytes each value gains), an existing image must be encrypted with
+ * this key, or start fails and nothing changes.  After start, on an
+ * encrypted image started without a key: the key is checked and value
+ * reads and writes work from then on.  The library copies the key
+ * material into locked memory; the caller may cleanse its copy at once.
+ *
+ * Errors: -EINVAL bad struct_size or type, a key that is not 32 bytes or
+ * 64 hex digits, an empty passphrase, the image (started) is not
+ * encrypted; -EKEYREJECTED (after start) wrong key or passphrase;
+ * -EALREADY (after start) a key is already in use; errors reading @path
+ * or @fd (-ENOENT, -EACCES, -EFBIG above 4 KiB).
+ */
+int nvramtdb_set_key(nvramtdb *db, const nvramtdb_key *key);
+
 /* ---- start flags ------------------------------------------------------ */
-/** Refuse to start on an image that has encryption flags set (the seed's
- *  fail_on_encrypted_drive); encryption itself is reserved for later. */
+/** Refuse to start an encrypted image when no key was given (-ENOKEY;
+ *  the seed's fail_on_encrypted_drive).  Without it, an encrypted image
+ *  starts without a key: nvramtdb_list(), nvramtdb_get_info() and the
+ *  structural part of nvramtdb_check() work, reads, writes and deletes
+ *  of values fail with -ENOKEY until nvramtdb_set_key(). */
 #define NVRAMTDB_START_FAIL_ON_ENCRYPTED (1u << 0)
 
 /**
@@ -165,9 +215,14 @@ int nvramtdb_set_image_size(nvramtdb *db, uint64_t bytes);
  * A read-only handle is validated only.
  *
  * Errors: -ENOSPC image too small (message: bytes needed vs available);
- * -EBADMSG / -EIO corrupt image; -ENOTSUP unsupported format version or
+ * -EBADMSG / -EIO corrupt image (including damaged encryption parameters
+ * in both superblock copies); -ENOTSUP unsupported format version or
  * feature; -EALREADY already started; -EROFS a read-only handle needs a
- * change to match the registrations.
+ * change to match the registrations; -ENOKEY encrypted image, no key and
+ * NVRAMTDB_START_FAIL_ON_ENCRYPTED; -EKEYREJECTED wrong key or
+ * passphrase; -EINVAL a key was given for an unencrypted image, or a key
+ * file for a passphrase image (or the reverse).  On any error nothing
+ * is changed.
  */
 int nvramtdb_start(nvramtdb *db, unsigned flags);
 
@@ -175,7 +230,10 @@ int nvramtdb_start(nvramtdb *db, unsigned flags);
  * Read a blob.  On success *data receives a malloc()ed copy (NULL when the
  * blob is empty) and *len its length; the caller frees *data.
  * Errors: -ENOENT the blob has no value; -EBADMSG its checksum does not
- * match (no bytes are returned); -EINVAL bad name; -EIO I/O error.
+ * match, or (encrypted image) its authentication tag does not: the value
+ * was altered, or copied from another blob, image or generation (no
+ * bytes are returned); -ENOKEY encrypted image without a key; -EINVAL
+ * bad name; -EIO I/O error.
  */
 int nvramtdb_read(nvramtdb *db, const char *name, uint8_t **data, size_t *len);
 
@@ -329,7 +387,18 @@ typedef struct nvramtdb_info {
     uint64_t flushes;         /**< backend flushes since open */
     uint64_t commits;         /**< groups committed since open */
     bool journaled;           /**< commits go through the journal */
+    /* version 2 */
+    uint64_t encryption;      /**< NVRAMTDB_INFO_* bits */
+    uint32_t scrypt_log2n;    /**< passphrase images: scrypt N = 2^this, r, p */
+    uint32_t scrypt_r;
+    uint32_t scrypt_p;
 } nvramtdb_info;
+/** nvramtdb_info.encryption: values are sealed with AES-256-GCM. */
+#define NVRAMTDB_INFO_ENCRYPTED  (1u << 0)
+/** nvramtdb_info.encryption: the key is a passphrase (scrypt). */
+#define NVRAMTDB_INFO_PASSPHRASE (1u << 1)
+/** nvramtdb_info.encryption: a key is loaded (values readable). */
+#define NVRAMTDB_INFO_KEY_LOADED (1u << 2)
 /** Smallest struct_size of an info accepted (version 1's fields). */
 #define NVRAMTDB_INFO_SIZE_V1 (offsetof(nvramtdb_info, journaled) + sizeof(bool))
 
@@ -345,7 +414,9 @@ typedef void nvramtdb_report_fn(void *opaque, const char *problem);
 
 /**
  * Verify the whole image: both superblock copies, tdb structure
- * (tdb_check), every record header and checksum.
+ * (tdb_check), every record header and checksum, and on an encrypted
+ * image with its key every value's authentication tag (without the key:
+ * the structure only).
  * Returns the number of problems found (0 = healthy), or a negative errno
  * if the check could not run.  Never modifies the image.
  */

@@ -23,16 +23,18 @@ static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le
 void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out)
 {
     uint32_t len = meta->present ? meta->length : 0;
+    size_t stored = nvt_record_stored_len(meta);
     put_le32(out, NVT_RECORD_MAGIC);
     out[4] = NVT_RECORD_VERSION;
-    out[5] = meta->present ? NVT_RECORD_PRESENT : 0;
+    out[5] = (uint8_t)((meta->present ? NVT_RECORD_PRESENT : 0) |
+                       (meta->present && meta->encrypted ? NVT_RECORD_ENCRYPTED : 0));
     put_le16(out + 6, NVT_RECORD_HEADER_SIZE);
     put_le32(out + 8, meta->max_size);
     put_le32(out + 12, len);
     put_le64(out + 16, meta->generation);
-    if (len)
-        memcpy(out + NVT_RECORD_HEADER_SIZE, payload, len);
-    put_le32(out + 24, nvt_crc32c(0, out + NVT_RECORD_HEADER_SIZE, len));
+    if (stored)
+        memcpy(out + NVT_RECORD_HEADER_SIZE, payload, stored);
+    put_le32(out + 24, nvt_crc32c(0, out + NVT_RECORD_HEADER_SIZE, stored));
     put_le32(out + 28, nvt_crc32c(0, out, 28));
 }
 
@@ -50,9 +52,12 @@ int nvt_record_decode(const char *name, const uint8_t *data, size_t size, bool c
                          "computed %08x)", name, hcrc, want);
     if (data[4] != NVT_RECORD_VERSION)
         return nvt_error(EBADMSG, "blob %s: unknown record version %u", name, data[4]);
-    if (le16(data + 6) != NVT_RECORD_HEADER_SIZE || (data[5] & ~NVT_RECORD_PRESENT))
+    if (le16(data + 6) != NVT_RECORD_HEADER_SIZE ||
+        (data[5] & ~(NVT_RECORD_PRESENT | NVT_RECORD_ENCRYPTED)) ||
+        (data[5] & (NVT_RECORD_PRESENT | NVT_RECORD_ENCRYPTED)) == NVT_RECORD_ENCRYPTED)
         return nvt_error(EBADMSG, "blob %s: unknown record header layout", name);
     meta->present = data[5] & NVT_RECORD_PRESENT;
+    meta->encrypted = data[5] & NVT_RECORD_ENCRYPTED;
     meta->max_size = le32(data + 8);
     meta->length = le32(data + 12);
     meta->generation = le64(data + 16);
@@ -60,11 +65,12 @@ int nvt_record_decode(const char *name, const uint8_t *data, size_t size, bool c
     if (meta->length > meta->max_size || (!meta->present && meta->length))
         return nvt_error(EBADMSG, "blob %s: length %u exceeds its maximum %u", name,
                          meta->length, meta->max_size);
-    if (size != NVT_RECORD_HEADER_SIZE + (size_t)meta->length)
-        return nvt_error(EBADMSG, "blob %s: record holds %zu payload bytes, header says %u",
-                         name, size - NVT_RECORD_HEADER_SIZE, meta->length);
+    size_t stored = nvt_record_stored_len(meta);
+    if (size != NVT_RECORD_HEADER_SIZE + stored)
+        return nvt_error(EBADMSG, "blob %s: record holds %zu payload bytes, header says %zu",
+                         name, size - NVT_RECORD_HEADER_SIZE, stored);
     if (check_payload) {
-        uint32_t crc = nvt_crc32c(0, data + NVT_RECORD_HEADER_SIZE, meta->length);
+        uint32_t crc = nvt_crc32c(0, data + NVT_RECORD_HEADER_SIZE, stored);
         if (crc != meta->crc32c)
             return nvt_error(EBADMSG, "blob %s: checksum mismatch (stored %08x, computed %08x): "
                              "the value is corrupt", name, meta->crc32c, crc);

@@ -16,16 +16,30 @@
 #define NVT_RECORD_VERSION 1u
 #define NVT_RECORD_HEADER_SIZE 32u
 #define NVT_RECORD_PRESENT (1u << 0)   /* the blob has a value */
+/* The payload is nonce | AES-256-GCM ciphertext | tag (crypt.h): it holds
+ * length + NVT_RECORD_CRYPT_OVERHEAD bytes.  Only on encrypted images. */
+#define NVT_RECORD_ENCRYPTED (1u << 1)
+#define NVT_RECORD_CRYPT_OVERHEAD 28u
 
 typedef struct nvt_record_meta {
     uint32_t max_size;
     uint32_t length;
     uint64_t generation;
-    uint32_t crc32c;       /* of the payload */
+    uint32_t crc32c;       /* of the stored payload */
     bool present;
+    bool encrypted;        /* payload sealed (only with present) */
 } nvt_record_meta;
 
-/* Encode header + payload into @out (NVT_RECORD_HEADER_SIZE + length). */
+/* Bytes of payload the record stores for @meta. */
+static inline size_t nvt_record_stored_len(const nvt_record_meta *meta)
+{
+    if (!meta->present)
+        return 0;
+    return meta->length + (meta->encrypted ? NVT_RECORD_CRYPT_OVERHEAD : 0);
+}
+
+/* Encode header + stored payload into @out (NVT_RECORD_HEADER_SIZE +
+ * nvt_record_stored_len()).  The payload CRC covers the stored bytes. */
 void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out);
 /* Validate @data (@size bytes, one record value) and fill @meta; with
  * @check_payload also verify the payload checksum.  On failure returns

@@ -11,9 +11,11 @@
 #include <string.h>
 
 #include <glib.h>
+#include <openssl/crypto.h>
 #include <tdb.h>
 
 #include "crc32c.h"
+#include "crypt.h"
 #include "debug.h"
 #include "error.h"
 #include "pager.h"
@@ -48,6 +50,9 @@ struct nvt_store {
     char tdb_msg[NVT_TDBFILE_MSG_SIZE]; /* tdb's latest error log line */
     uint64_t commits;          /* tdb transactions */
     uint64_t groups;           /* groups committed (either mode) */
+    bool encrypted;            /* the image seals values (crypt.h) */
+    uint32_t extra;            /* stored bytes per value beyond its length */
+    nvt_crypt *crypt;          /* borrowed; NULL or keyless until a key is given */
 };
 
 /* One change of a transaction: store @value, or delete when NULL. */
@@ -361,6 +366,8 @@ int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
     st->img = img;
     st->be = img->be;
     st->journal_mode = img->sb.journal_length && !(flags & NVT_STORE_STOCK_COMMIT);
+    st->encrypted = img->sb.incompat_flags & NVT_INCOMPAT_ENCRYPTED;
+    st->extra = st->encrypted ? NVT_RECORD_CRYPT_OVERHEAD : 0;
     r = pager_create(st);
     if (r == 0)
         r = tdb_attach(st, O_RDWR);
@@ -407,15 +414,15 @@ void nvt_store_close(nvt_store *st)
  * header and the payload, possibly straddling one more page. */
 /* A blob's tdb record at its maximum: tdb's header, key, our header and
  * the value (tdb's 4-byte tailer not included). */
-static uint64_t blob_record_bytes(const nvt_blob_spec *spec)
+static uint64_t blob_record_bytes(const nvt_blob_spec *spec, uint32_t extra)
 {
     return NVT_TDB_RECORD_SIZE + strlen(spec->name) + NVT_RECORD_HEADER_SIZE +
-           (uint64_t)spec->max_size;
+           (uint64_t)spec->max_size + extra;
 }
 
-static uint64_t blob_pages(const nvt_blob_spec *spec)
+static uint64_t blob_pages(const nvt_blob_spec *spec, uint32_t extra)
 {
-    return (blob_record_bytes(spec) + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE + 1;
+    return (blob_record_bytes(spec, extra) + NVT_PAGE_SIZE - 1) / NVT_PAGE_SIZE + 1;
 }
 
 /* Pages beyond the records' own that a group may touch: tdb's free list
@@ -433,7 +440,7 @@ typedef struct plan_item {
 
 static uint8_t *encode(const nvt_record_meta *m, const void *payload, size_t *size)
 {
-    *size = NVT_RECORD_HEADER_SIZE + (m->present ? m->length : 0);
+    *size = NVT_RECORD_HEADER_SIZE + nvt_record_stored_len(m);
     uint8_t *buf = g_malloc(*size);
     nvt_record_encode(m, payload, buf);
     return buf;
@@ -480,7 +487,7 @@ static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n)
             m.max_size = plan[i].max_size;
             payload = raw.dptr + NVT_RECORD_HEADER_SIZE;
         }
-        size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)plan[i].max_size, size;
+        size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)plan[i].max_size + st->extra, size;
         uint8_t *fill = g_malloc(fill_size);
         memset(fill, 0x5a, fill_size);
         uint8_t *rec = encode(&m, payload, &size);
@@ -514,7 +521,7 @@ static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n)
             }
             /* The filler differs from the record in every byte, so tdb
              * really writes it (it skips identical rewrites). */
-            size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)e->meta.max_size;
+            size_t fill_size = NVT_RECORD_HEADER_SIZE + (size_t)e->meta.max_size + st->extra;
             uint8_t *fill = g_malloc(fill_size);
             for (size_t j = 0; j < fill_size; j++)
                 fill[j] = (uint8_t)~(j < raw.dsize ? raw.dptr[j] : 0);
@@ -603,11 +610,12 @@ static int pad_tdb(nvt_store *st, uint32_t pad)
     return err ? nvt_error(err, "formatting: padding record: %s", tdb_why(st)) : 0;
 }
 
-static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t pad, uint8_t **tdb,
-                        uint64_t *len)
+static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, uint32_t pad,
+                        uint8_t **tdb, uint64_t *len)
 {
     nvt_backend *be = nvt_mem_backend_new(NULL, 0);
     nvt_store *st = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, 0);
+    st->extra = extra;
     int r = tdb_attach(st, O_RDWR | O_CREAT | O_TRUNC);
     if (r == 0 && pad)
         r = pad_tdb(st, pad);
@@ -635,24 +643,30 @@ static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t pad, uint
  * always give the same tdb. */
 int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
 {
+    return nvt_store_build_fresh_extra(specs, n, 0, tdb, len);
+}
+
+int nvt_store_build_fresh_extra(const nvt_blob_spec *specs, size_t n, uint32_t extra,
+                                uint8_t **tdb, uint64_t *len)
+{
     int r = check_specs(specs, n);
     if (r < 0)
         return r;
     uint64_t records = 0;
     for (size_t i = 0; i < n; i++)
-        records += blob_record_bytes(&specs[i]) + NVT_TDB_TAILER_SIZE;
+        records += blob_record_bytes(&specs[i], extra) + NVT_TDB_TAILER_SIZE;
     /* Refused before building gigabytes in memory only to find it out. */
     if (records > NVT_TDB_MAX_LENGTH)
         return nvt_error(ENOSPC, "%zu blobs need %llu bytes of records; a tdb holds at most "
                          "%u bytes", n, (unsigned long long)records, NVT_TDB_MAX_LENGTH);
-    r = build_layout(specs, n, 0, tdb, len);
+    r = build_layout(specs, n, extra, 0, tdb, len);
     const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
     for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {
         if (pads[i] < PAD_MIN || pads[i] > PAD_MAX || (i && pads[i] == pads[i - 1]))
             continue;
         uint8_t *t;
         uint64_t l;
-        r = build_layout(specs, n, (uint32_t)pads[i], &t, &l);
+        r = build_layout(specs, n, extra, (uint32_t)pads[i], &t, &l);
         if (r == 0 && l < *len) {
             g_free(*tdb);
             *tdb = t;
@@ -682,6 +696,7 @@ static int dry_run(nvt_store *st, const plan_item *plan, size_t n, uint64_t *nee
     nvt_backend *be = nvt_mem_backend_new(copy, len);
     g_free(copy);
     nvt_store *dry = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, len);
+    dry->extra = st->extra;
     r = tdb_attach(dry, O_RDWR);
     if (r == 0)
         r = index_load(dry);
@@ -710,7 +725,7 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
     uint32_t frame_pages = nvt_pager_max_group_pages(st->pg);
     for (guint i = 0; r == 0 && frame_pages && i < plan->len; i++) {
         nvt_blob_spec one = { items[i].name, items[i].max_size };
-        if (blob_pages(&one) + GROUP_EXTRA_PAGES > frame_pages)
+        if (blob_pages(&one, st->extra) + GROUP_EXTRA_PAGES > frame_pages)
             r = nvt_error(ENOSPC, "%s: blob %s (maximum %u bytes) does not fit the image's "
                           "journal of %u pages; create a new image for it", st->be->name,
                           items[i].name, items[i].max_size, frame_pages);
@@ -755,6 +770,35 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
 
 /* ---- blobs ---------------------------------------------------------- */
 
+void nvt_store_set_crypt(nvt_store *st, nvt_crypt *crypt)
+{
+    st->crypt = crypt;
+}
+
+bool nvt_store_encrypted(const nvt_store *st)
+{
+    return st->encrypted;
+}
+
+/* An encrypted image holds only sealed values, a plain one only plain
+ * ones: a record swapped for a plaintext one is damage, never data. */
+static int check_sealing(nvt_store *st, const char *name, const nvt_record_meta *m)
+{
+    if (!m->present || m->encrypted == st->encrypted)
+        return 0;
+    return nvt_error(EBADMSG, "%s: blob %s: %s value on %s image", st->be->name, name,
+                     m->encrypted ? "an encrypted" : "an unencrypted",
+                     st->encrypted ? "an encrypted" : "an unencrypted");
+}
+
+static int need_key(nvt_store *st, const char *name)
+{
+    if (!st->encrypted || nvt_crypt_has_key(st->crypt))
+        return 0;
+    return nvt_error(ENOKEY, "%s: blob %s: the image is encrypted and no key was given",
+                     st->be->name, name);
+}
+
 int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
 {
     int r = store_usable(st);
@@ -767,6 +811,9 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
         return nvt_error(ENOENT, "%s: no blob %s on the image", st->be->name, name);
     if (!e->damage && !e->meta.present)
         return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
+    r = need_key(st, name);
+    if (r < 0)
+        return r;
     TDB_DATA raw;
     nvt_record_meta m;
     r = fetch_record(st, name, &raw, &m);
@@ -776,17 +823,40 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
         free(raw.dptr);
         return nvt_error(ENOENT, "%s: blob %s has no value", st->be->name, name);
     }
+    r = check_sealing(st, name, &m);
+    /* The tag binds the generation the header states; a whole older
+     * record put back while the image is open shows as a generation
+     * other than the one this handle committed or loaded. */
+    if (r == 0 && st->encrypted && !e->damage && m.generation != e->meta.generation)
+        r = nvt_error(EBADMSG, "%s: blob %s: the record on the image has generation %llu, "
+                      "%llu expected: it was replaced behind this handle", st->be->name, name,
+                      (unsigned long long)m.generation, (unsigned long long)e->meta.generation);
+    if (r < 0) {
+        free(raw.dptr);
+        return r;
+    }
     *len = m.length;
     *data = NULL;
-    if (m.length) {
-        *data = malloc(m.length);
-        if (!*data) {
-            free(raw.dptr);
-            return nvt_error(ENOMEM, "out of memory reading blob %s", name);
-        }
-        memcpy(*data, raw.dptr + NVT_RECORD_HEADER_SIZE, m.length);
+    /* One byte more: the cipher's output pointer is never NULL. */
+    uint8_t *out = malloc(m.length + 1);
+    if (!out) {
+        free(raw.dptr);
+        return nvt_error(ENOMEM, "out of memory reading blob %s", name);
     }
+    if (m.encrypted)
+        r = nvt_crypt_open(st->crypt, name, m.generation, raw.dptr + NVT_RECORD_HEADER_SIZE,
+                           nvt_record_stored_len(&m), out);
+    else
+        memcpy(out, raw.dptr + NVT_RECORD_HEADER_SIZE, m.length);
     free(raw.dptr);
+    if (r < 0) {
+        free(out);
+        return nvt_error_prefix(-r, "%s", st->be->name);
+    }
+    if (m.length)
+        *data = out;
+    else
+        free(out);
     return 0;
 }
 
@@ -804,6 +874,9 @@ static int validate_locked(nvt_store *st, const char *name, size_t len, bool is_
     if (!e)
         return nvt_error(ENOENT, "%s: blob %s is neither registered nor on the image",
                          st->be->name, name);
+    r = need_key(st, name);
+    if (r < 0)
+        return r;
     /* A damaged record can be replaced: deleted, or rewritten within the
      * maximum its registration gives (its own header is unreadable). */
     if (e->damage && !is_delete && !e->registered_max)
@@ -944,6 +1017,28 @@ static void fail_all_for(nvt_store_op *ops, size_t n, size_t bad)
     nvt_error(-ops[bad].result, "%s", ops[bad].message);  /* the batch's error */
 }
 
+/* The record of change @c: its value sealed under a fresh nonce on an
+ * encrypted image (bound to the generation it is written at), and the
+ * index's CRC that of the stored bytes, as index_load() reads it. */
+static int seal_and_encode(nvt_store *st, blob_change *c)
+{
+    c->meta.encrypted = st->encrypted && c->meta.present;
+    if (!c->meta.encrypted) {
+        c->record = encode(&c->meta, c->op->data, &c->size);
+        return 0;
+    }
+    size_t stored = nvt_record_stored_len(&c->meta);
+    uint8_t *sealed = g_malloc(stored);
+    int r = nvt_crypt_seal(st->crypt, c->op->name, c->meta.generation, c->op->data,
+                           c->meta.length, sealed);
+    if (r == 0) {
+        c->meta.crc32c = nvt_crc32c(0, sealed, stored);
+        c->record = encode(&c->meta, sealed, &c->size);
+    }
+    g_free(sealed);
+    return r < 0 ? nvt_error_prefix(-r, "%s", st->be->name) : 0;
+}
+
 static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
 {
     GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
@@ -1001,10 +1096,16 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     if (order->len == 0)
         goto out;
 
-    for (guint i = 0; i < order->len; i++) {
+    for (guint i = 0; r == 0 && i < order->len; i++) {
         blob_change *c = order->pdata[i];
         if (!c->remove)
-            c->record = encode(&c->meta, c->op->data, &c->size);
+            r = seal_and_encode(st, c);
+    }
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            if (!ops[i].message)
+                op_fail(&ops[i], r);
+        goto out;
     }
     r = commit_changes(st, (blob_change **)order->pdata, order->len);
     if (r == -E2BIG && order->len > 1 && !atomic) {
@@ -1079,11 +1180,11 @@ int nvt_store_delete(nvt_store *st, const char *name)
     return commit_one(st, name, NULL, 0, true);
 }
 
-uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n)
+uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n, uint32_t extra)
 {
     uint64_t pages = GROUP_EXTRA_PAGES;
     for (size_t i = 0; i < n; i++)
-        pages += blob_pages(&specs[i]);
+        pages += blob_pages(&specs[i], extra);
     return (uint32_t)MIN(MAX(pages, JOURNAL_MIN_PAGES), (uint64_t)UINT32_MAX / NVT_PAGE_SIZE);
 }
 
@@ -1182,8 +1283,23 @@ static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
                 name);
         return 0;
     }
-    if (nvt_record_decode(name, data.dptr, data.dsize, true, &m) < 0)
+    if (nvt_record_decode(name, data.dptr, data.dsize, true, &m) < 0) {
         problem(c, "%s: %s", c->st->be->name, nvt_last_error());
+        return 0;
+    }
+    if (check_sealing(c->st, name, &m) < 0) {
+        problem(c, "%s", nvt_last_error());
+        return 0;
+    }
+    /* With the key, every tag is verified; without, the structure only. */
+    if (m.encrypted && nvt_crypt_has_key(c->st->crypt)) {
+        uint8_t *out = g_malloc(m.length + 1);
+        if (nvt_crypt_open(c->st->crypt, name, m.generation, data.dptr + NVT_RECORD_HEADER_SIZE,
+                           nvt_record_stored_len(&m), out) < 0)
+            problem(c, "%s: %s", c->st->be->name, nvt_last_error());
+        OPENSSL_cleanse(out, m.length);
+        g_free(out);
+    }
     return 0;
 }
 

@@ -79,6 +79,10 @@ typedef struct nvt_blob_spec {
 /* Build, in memory, a complete tdb file holding space for @specs (the
  * formatting recipe).  *tdb receives a g_malloc()ed buffer of *len bytes. */
 int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len);
+/* The same with @extra stored bytes per value (NVT_RECORD_CRYPT_OVERHEAD
+ * on an encrypted image). */
+int nvt_store_build_fresh_extra(const nvt_blob_spec *specs, size_t n, uint32_t extra,
+                                uint8_t **tdb, uint64_t *len);
 
 /* Open flags. */
 #define NVT_STORE_STOCK_COMMIT (1u << 0)  /* tdb transactions (4 flushes), no journal */
@@ -96,8 +100,15 @@ int nvt_store_checkpoint(nvt_store *st);
 
 /* Journal pages a group rewriting every blob in @specs at its maximum
  * needs; the size to give the journal of a new image. */
-uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n);
+uint32_t nvt_store_group_pages(const nvt_blob_spec *specs, size_t n, uint32_t extra);
 void nvt_store_close(nvt_store *st);
+
+struct nvt_crypt;
+/* Encrypted images (the superblock's flag): values are sealed and opened
+ * with @crypt (borrowed; it may have no key yet: value reads and writes
+ * then fail with -ENOKEY, listing works). */
+void nvt_store_set_crypt(nvt_store *st, struct nvt_crypt *crypt);
+bool nvt_store_encrypted(const nvt_store *st);
 
 /* Make room for @specs: add missing blobs, grow maxima that increased.
  * Fails with -ENOSPC (nothing changed) when the region cannot hold them,

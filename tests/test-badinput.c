@@ -577,8 +577,9 @@ static void test_unknown_incompat_feature(const void *d G_GNUC_UNUSED)
 
 static void encrypted(nvt_superblock *sb) { sb->incompat_flags = NVT_INCOMPAT_ENCRYPTED; }
 
-/* NVRAMTDB_START_FAIL_ON_ENCRYPTED (and plain start) refuse an encrypted
- * image: encryption is not supported by this version. */
+/* The encryption flag without its parameters (slot bytes 128..255 zero):
+ * both copies are invalid, with or without NVRAMTDB_START_FAIL_ON_ENCRYPTED,
+ * and nothing is written. */
 static void test_encrypted_refused(const void *d G_GNUC_UNUSED)
 {
     golden g;
@@ -589,10 +590,11 @@ static void test_encrypted_refused(const void *d G_GNUC_UNUSED)
     for (int i = 0; i < NBLOBS; i++)
         TU_OK(nvramtdb_register_blob(db, reg[i].name, reg[i].max_size));
     nvt_error_clear();
-    TU_ASSERT_ERROR(nvramtdb_start(db, NVRAMTDB_START_FAIL_ON_ENCRYPTED), -ENOTSUP, "encrypt");
+    TU_ASSERT_ERROR(nvramtdb_start(db, NVRAMTDB_START_FAIL_ON_ENCRYPTED), -EBADMSG,
+                    "encryption parameters");
     nvramtdb_close(db);
     TU_ASSERT_FILE_UNCHANGED(f.path, f.bytes, f.len);
-    file_start_fails(&f, true, -ENOTSUP, "encrypt");
+    file_start_fails(&f, true, -EBADMSG, "encryption parameters");
     golden_file_free(&g, &f);
 }
 
