@@ -260,6 +260,76 @@ static void print_json(JsonBuilder *b)
 
 /* ---- opening images ----------------------------------------------------- */
 
+/* The image key (--key-file / --passphrase-file, taken by main() for
+ * every command) and create's --encrypt. */
+static const char *key_file, *passphrase_file;
+static bool encrypt_opt;
+
+/* Give @db the image key, if one was named; 0 or the library's error. */
+int give_key(nvramtdb *db)
+{
+    if (!key_file && !passphrase_file)
+        return 0;
+    nvramtdb_key key = {
+        .struct_size = sizeof key,
+        .type = key_file ? NVRAMTDB_KEY_RAW : NVRAMTDB_KEY_PASSPHRASE,
+        .path = key_file ? key_file : passphrase_file,
+        .fd = -1,
+    };
+    return nvramtdb_set_key(db, &key);
+}
+
+/* Take the key options out of argv (they may come anywhere after the
+ * command); RC_OK or RC_USAGE. */
+static int take_key_options(const char *command, int *argc, char **argv)
+{
+    int out = 2;
+    for (int i = 2; i < *argc; i++) {
+        const char **dst = NULL;
+        const char *arg = argv[i], *val = NULL;
+        if (strcmp(arg, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(arg, "--encrypt") == 0) {
+            encrypt_opt = true;
+            continue;
+        }
+        if (g_str_has_prefix(arg, "--key-file"))
+            dst = &key_file, val = arg + strlen("--key-file");
+        else if (g_str_has_prefix(arg, "--passphrase-file"))
+            dst = &passphrase_file, val = arg + strlen("--passphrase-file");
+        if (!dst || (*val && *val != '=')) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (*val == '=') {
+            val++;
+        } else if (i + 1 < *argc) {
+            val = argv[++i];
+        } else {
+            return usage_error("%s needs a FILE", arg);
+        }
+        if (!*val)
+            return usage_error("%.*s needs a FILE", (int)strcspn(arg, "="), arg);
+        *dst = val;
+    }
+    argv[out] = NULL;
+    *argc = out;
+    if (key_file && passphrase_file)
+        return usage_error("give --key-file or --passphrase-file, not both");
+    if (encrypt_opt && strcmp(command, "create") != 0)
+        return usage_error("--encrypt is an option of create (an image is encrypted when it "
+                           "is created)");
+    if (encrypt_opt && !key_file && !passphrase_file)
+        return usage_error("--encrypt needs --key-file=FILE or --passphrase-file=FILE");
+    if (strcmp(command, "create") == 0 && !encrypt_opt && (key_file || passphrase_file))
+        return usage_error("a key without --encrypt; add --encrypt to create an "
+                           "encrypted image");
+    return RC_OK;
+}
+
 /* The file behind an image argument ("file:PATH" or a plain path). */
 const char *image_path(const char *uri)
 {
@@ -291,6 +361,9 @@ nvramtdb *open_image(const char *uri, unsigned flags,
         lib_error(r);
         return NULL;
     }
+    r = give_key(db);
+    if (r < 0)
+        goto fail;
     for (size_t i = 0; i < nblobs; i++) {
         r = nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size);
         if (r < 0)
@@ -630,6 +703,22 @@ out:
 
 /* ---- info --------------------------------------------------------------- */
 
+/* "none", or the cipher, the key's kind and whether it is loaded. */
+static const char *encryption_str(const nvramtdb_info *info)
+{
+    static char buf[160];
+    if (!(info->encryption & NVRAMTDB_INFO_ENCRYPTED))
+        return "none";
+    if (info->encryption & NVRAMTDB_INFO_PASSPHRASE)
+        snprintf(buf, sizeof buf, "AES-256-GCM, passphrase (scrypt N=2^%u r=%u p=%u)%s",
+                 info->scrypt_log2n, info->scrypt_r, info->scrypt_p,
+                 info->encryption & NVRAMTDB_INFO_KEY_LOADED ? ", key verified" : ", no key given");
+    else
+        snprintf(buf, sizeof buf, "AES-256-GCM, key file%s",
+                 info->encryption & NVRAMTDB_INFO_KEY_LOADED ? ", key verified" : ", no key given");
+    return buf;
+}
+
 static void info_json(const char *image, const nvramtdb_info *info, const char *uuid,
                       uint64_t data_free)
 {
@@ -658,6 +747,10 @@ static void info_json(const char *image, const nvramtdb_info *info, const char *
     json_builder_add_int_value(b, info->entries);
     json_builder_set_member_name(b, "slots");
     json_builder_add_int_value(b, info->slots);
+    json_builder_set_member_name(b, "encrypted");
+    json_builder_add_boolean_value(b, info->encryption & NVRAMTDB_INFO_ENCRYPTED);
+    json_builder_set_member_name(b, "encryption");
+    json_builder_add_string_value(b, encryption_str(info));
     json_builder_end_object(b);
     print_json(b);
     g_object_unref(b);
@@ -688,6 +781,7 @@ static void info_text(const char *image, const nvramtdb_info *info, const char *
     }
     printf("%-16s%" PRIu32 "\n", "entries:", info->entries);
     printf("%-16s%" PRIu32 "\n", "slots:", info->slots);
+    printf("%-16s%s\n", "encryption:", encryption_str(info));
 }
 
 static int cmd_info(const struct command *cmd, int argc, char **argv)
@@ -1083,6 +1177,7 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
     };
     gchar **args = NULL;
     nvramtdb *db;
+    nvramtdb_info info = { .struct_size = sizeof info };
     int rc, r;
 
     rc = start_reading(cmd, entries, &force_share, argc, argv, 1, &args, &db);
@@ -1093,6 +1188,10 @@ static int cmd_check(const struct command *cmd, int argc, char **argv)
         lib_error(r);
     else if (r > 0)
         printf("%s: %d problem%s\n", args[0], r, r == 1 ? "" : "s");
+    else if (!nvramtdb_get_info(db, &info) && (info.encryption & NVRAMTDB_INFO_ENCRYPTED) &&
+             !(info.encryption & NVRAMTDB_INFO_KEY_LOADED))
+        printf("%s: ok (structure only: encrypted, no key given, tags not verified)\n",
+               args[0]);
     else
         printf("%s: ok\n", args[0]);
     rc = r == 0 ? RC_OK : RC_FAIL;
@@ -1145,6 +1244,12 @@ static int cmd_import_tdb(const struct command *cmd, int argc, char **argv)
     r = nvramtdb_open(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, &db);
     if (r < 0) {
         lib_error(r);
+        goto out;
+    }
+    r = give_key(db);
+    if (r < 0) {
+        lib_error(r);
+        nvramtdb_close(db);
         goto out;
     }
     /* Register the file's blobs so that start reserves their space, then
@@ -1264,6 +1369,11 @@ static void print_usage(FILE *out)
             "  -h, --help     Show this help\n"
             "  -V, --version  Show the version\n"
             "\n"
+            "Every command takes the key of an encrypted image (never on the command line):\n"
+            "  --key-file=FILE         32 raw bytes or 64 hexadecimal digits\n"
+            "  --passphrase-file=FILE  a passphrase (scrypt); one trailing newline ignored\n"
+            "  create --encrypt        create the image encrypted with that key\n"
+            "\n"
             "Run 'nvram-tool COMMAND --help' for the options of a command.\n");
 }
 
@@ -1304,6 +1414,9 @@ int main(int argc, char **argv)
     if (!cmd)
         return usage_error("unknown command '%s'", argv[1]);
     cmd_name = cmd->name;
+    rc = take_key_options(cmd->name, &argc, argv);
+    if (rc != RC_OK)
+        return rc;
     if (cmd->fn == cmd_help && argc >= 3 && argv[2][0] != '-') {
         cmd = find_command(argv[2]);
         if (!cmd)

@@ -61,6 +61,9 @@ nvramtdb *open_image(const char *uri, unsigned flags, const struct blob_spec *bl
                      size_t nblobs, const uint64_t *image_size);
 /* Close a handle that wrote; a failure here means the writes may be lost. */
 int close_image(nvramtdb *db);
+/* Give @db the image key named by --key-file/--passphrase-file, if any
+ * (before start); 0 or the library's negative errno. */
+int give_key(nvramtdb *db);
 /* Whether @name is on the image (with or without a value): 1, 0 or
  * -errno; *present (if not NULL) says whether it has a value. */
 int find_entry(nvramtdb *db, const char *name, bool *present);
