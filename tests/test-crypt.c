@@ -499,6 +499,25 @@ static void test_tampering_detected(void)
     fix_free(&f);
 }
 
+/* tests/encrypted.sh runs suites with NVT_TEST_ENCRYPT=1: the handles
+ * they start must then be encrypted (without it, skipped). */
+static void test_variant_in_effect(void)
+{
+    if (g_strcmp0(g_getenv("NVT_TEST_ENCRYPT"), "1") != 0) {
+        g_test_skip("NVT_TEST_ENCRYPT=1 not set (tests/encrypted.sh sets it)");
+        return;
+    }
+    int rc;
+    nvramtdb *db = tu_start(nvt_mem_backend_new(NULL, 0), 0, blobs, NBLOBS, &rc);
+    g_assert_nonnull(db);
+    nvramtdb_info info = { .struct_size = sizeof info };
+    TU_OK(nvramtdb_get_info(db, &info));
+    g_assert_cmpuint(info.encryption, ==, NVRAMTDB_INFO_ENCRYPTED | NVRAMTDB_INFO_KEY_LOADED);
+    TU_OK(nvramtdb_write(db, "tpm0/permall", secret, sizeof secret, 0, NULL, NULL));
+    tu_assert_blob(db, "tpm0/permall", secret, sizeof secret);
+    TU_OK(nvramtdb_close(db));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -508,5 +527,6 @@ int main(int argc, char **argv)
     g_test_add_func("/crypt/key-sources", test_key_sources);
     g_test_add_func("/crypt/damaged-key-check-value", test_damaged_key_check_value);
     g_test_add_func("/crypt/tampering-detected", test_tampering_detected);
+    g_test_add_func("/crypt/test-variant-in-effect", test_variant_in_effect);
     return g_test_run();
 }

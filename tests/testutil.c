@@ -52,6 +52,8 @@ void tu_fill(uint8_t *buf, size_t len, uint32_t seed)
 static nvramtdb *register_and_start(nvramtdb *db, int r, const tu_blob *blobs, size_t n,
                                     int *rc)
 {
+    if (r == 0)
+        r = nvt_test_give_key(db);
     for (size_t i = 0; r == 0 && i < n; i++)
         r = nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size);
     if (r == 0)

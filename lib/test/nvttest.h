@@ -33,6 +33,13 @@
  * is taken. */
 int nvt_open_backend(nvt_backend *be, unsigned flags, nvramtdb **dbp);
 
+/* The encrypted variant of the suites (tests/encrypted.sh): with
+ * NVT_TEST_ENCRYPT=1 in the environment, every handle nvt_open_backend()
+ * opens, and every one given to this, gets a fixed test key before start,
+ * so blank images are formatted encrypted.  0 or nvramtdb_set_key()'s
+ * error; nothing without the variable. */
+int nvt_test_give_key(nvramtdb *db);
+
 /* ---- test points (testhook.c) ----------------------------------------- */
 
 /* Install the process-wide hook of the test points (NULL removes it).
