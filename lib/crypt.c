@@ -153,9 +153,11 @@ int nvt_crypt_params_decode(const uint8_t in[NVT_CRYPT_AREA_SIZE], nvt_crypt_par
 /* ---- keys ------------------------------------------------------------- */
 
 struct nvt_crypt {
-    nvt_crypt_params p;
+    nvt_crypt_params p[NVT_CRYPT_KEY_SLOTS];
+    bool used[NVT_CRYPT_KEY_SLOTS];
     uint8_t uuid[16];
-    nvt_secbuf *key;         /* the data key, once set */
+    nvt_secbuf *key[NVT_CRYPT_KEY_SLOTS];   /* data keys, once set */
+    int seal_slot;
     double kdf_ms;
 };
 
@@ -268,25 +270,70 @@ int nvt_crypt_params_new(nvt_key_kind kind, const nvt_secbuf *secret, nvt_crypt_
     return r;
 }
 
-nvt_crypt *nvt_crypt_new(const nvt_crypt_params *p, const uint8_t uuid[16])
+nvt_crypt *nvt_crypt_new(const nvt_crypt_params *p[NVT_CRYPT_KEY_SLOTS],
+                         const uint8_t uuid[16])
 {
     nvt_crypt *c = g_new0(nvt_crypt, 1);
-    c->p = *p;
+    for (int i = 0; i < NVT_CRYPT_KEY_SLOTS; i++) {
+        if (p[i]) {
+            c->p[i] = *p[i];
+            c->used[i] = true;
+        }
+    }
     memcpy(c->uuid, uuid, 16);
     return c;
+}
+
+void nvt_crypt_drop_slot(nvt_crypt *c, int slot)
+{
+    nvt_secbuf_free(c->key[slot]);
+    c->key[slot] = NULL;
+    c->used[slot] = false;
+    if (c->seal_slot == slot)
+        c->seal_slot = 1 - slot;
 }
 
 void nvt_crypt_free(nvt_crypt *c)
 {
     if (!c)
         return;
-    nvt_secbuf_free(c->key);
+    for (int i = 0; i < NVT_CRYPT_KEY_SLOTS; i++)
+        nvt_secbuf_free(c->key[i]);
     g_free(c);
 }
 
 bool nvt_crypt_has_key(const nvt_crypt *c)
 {
-    return c && c->key;
+    return c && c->key[c->seal_slot];
+}
+
+int nvt_crypt_seal_slot(const nvt_crypt *c)
+{
+    return c->seal_slot;
+}
+
+bool nvt_crypt_slot_loaded(const nvt_crypt *c, int slot)
+{
+    return c && c->key[slot];
+}
+
+int nvt_crypt_add_slot(nvt_crypt *c, int slot, const nvt_crypt_params *p, nvt_key_kind kind,
+                       const nvt_secbuf *secret)
+{
+    nvt_secbuf *dk = nvt_secbuf_new(32);
+    uint8_t kcv[32];
+    int r = derive(p, kind, secret, dk, kcv, &c->kdf_ms);
+    OPENSSL_cleanse(kcv, sizeof kcv);
+    if (r < 0) {
+        nvt_secbuf_free(dk);
+        return r;
+    }
+    nvt_secbuf_free(c->key[slot]);
+    c->key[slot] = dk;
+    c->p[slot] = *p;
+    c->used[slot] = true;
+    c->seal_slot = slot;
+    return 0;
 }
 
 double nvt_crypt_kdf_ms(const nvt_crypt *c)
@@ -296,20 +343,34 @@ double nvt_crypt_kdf_ms(const nvt_crypt *c)
 
 int nvt_crypt_set_key(nvt_crypt *c, nvt_key_kind kind, const nvt_secbuf *secret)
 {
-    nvt_secbuf *dk = nvt_secbuf_new(32);
-    uint8_t kcv[32];
-    int r = derive(&c->p, kind, secret, dk, kcv, &c->kdf_ms);
-    if (r == 0 && CRYPTO_memcmp(kcv, c->p.kcv, sizeof kcv) != 0)
-        r = nvt_error(EKEYREJECTED, "wrong %s: it does not match the image's key-check value",
-                      kind == NVT_KEY_PASSPHRASE ? "passphrase" : "key");
-    OPENSSL_cleanse(kcv, sizeof kcv);
-    if (r < 0) {
-        nvt_secbuf_free(dk);
-        return r;
+    int r = -EKEYREJECTED, kind_err = 0;
+    char kind_msg[256] = "";
+    for (int i = 0; i < NVT_CRYPT_KEY_SLOTS && r < 0; i++) {
+        if (!c->used[i])
+            continue;
+        nvt_secbuf *dk = nvt_secbuf_new(32);
+        uint8_t kcv[32];
+        int d = derive(&c->p[i], kind, secret, dk, kcv, &c->kdf_ms);
+        if (d == 0 && CRYPTO_memcmp(kcv, c->p[i].kcv, sizeof kcv) == 0) {
+            nvt_secbuf_free(c->key[i]);
+            c->key[i] = dk;
+            c->seal_slot = i;
+            r = 0;
+        } else {
+            if (d < 0 && !kind_err) {
+                kind_err = d;
+                g_strlcpy(kind_msg, nvt_last_error(), sizeof kind_msg);
+            }
+            nvt_secbuf_free(dk);
+        }
+        OPENSSL_cleanse(kcv, sizeof kcv);
     }
-    nvt_secbuf_free(c->key);
-    c->key = dk;
-    return 0;
+    if (r == 0)
+        return 0;
+    if (kind_err)
+        return nvt_error(-kind_err, "%s", kind_msg);
+    return nvt_error(EKEYREJECTED, "wrong %s: it does not match the image's key-check value",
+                     kind == NVT_KEY_PASSPHRASE ? "passphrase" : "key");
 }
 
 /* ---- records ---------------------------------------------------------- */
@@ -340,6 +401,7 @@ int nvt_crypt_seal(nvt_crypt *c, const char *name, uint64_t generation, const vo
 {
     if (!nvt_crypt_has_key(c))
         return nvt_error(ENOKEY, "blob %s: the image is encrypted and no key was given", name);
+    const nvt_secbuf *key = c->key[c->seal_slot];
     uint8_t aad[AAD_MAX];
     size_t aad_len = make_aad(c, name, generation, len, aad);
     uint8_t *nonce = out, *ct = out + NVT_CRYPT_NONCE_SIZE, *tag = ct + len;
@@ -347,7 +409,7 @@ int nvt_crypt_seal(nvt_crypt *c, const char *name, uint64_t generation, const vo
         return nvt_error(EIO, "blob %s: no random nonce (OpenSSL RAND_bytes failed)", name);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int outl = 0, ok = ctx &&
-        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, c->key->data, nonce) == 1 &&
+        EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce) == 1 &&
         EVP_EncryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) == 1 &&
         (len == 0 || EVP_EncryptUpdate(ctx, ct, &outl, plain, (int)len) == 1) &&
         EVP_EncryptFinal_ex(ctx, ct + len, &outl) == 1 &&
@@ -356,11 +418,16 @@ int nvt_crypt_seal(nvt_crypt *c, const char *name, uint64_t generation, const vo
     return ok ? 0 : nvt_error(EIO, "blob %s: AES-256-GCM encryption failed", name);
 }
 
-int nvt_crypt_open(nvt_crypt *c, const char *name, uint64_t generation, const uint8_t *stored,
-                   size_t stored_len, uint8_t *out)
+int nvt_crypt_open(nvt_crypt *c, int slot, const char *name, uint64_t generation,
+                   const uint8_t *stored, size_t stored_len, uint8_t *out)
 {
     if (!nvt_crypt_has_key(c))
         return nvt_error(ENOKEY, "blob %s: the image is encrypted and no key was given", name);
+    if (!c->key[slot])
+        return nvt_error(ENOKEY, "blob %s: the value is sealed under the image's other key "
+                         "(a re-key was interrupted after its values were rewritten: give "
+                         "the new key)", name);
+    const nvt_secbuf *key = c->key[slot];
     if (stored_len < NVT_CRYPT_OVERHEAD)
         return nvt_error(EBADMSG, "blob %s: encrypted value of %zu bytes is too short", name,
                          stored_len);
@@ -370,7 +437,7 @@ int nvt_crypt_open(nvt_crypt *c, const char *name, uint64_t generation, const ui
     const uint8_t *nonce = stored, *ct = stored + NVT_CRYPT_NONCE_SIZE, *tag = ct + len;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int outl = 0, ok = ctx &&
-        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, c->key->data, nonce) == 1 &&
+        EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key->data, nonce) == 1 &&
         EVP_DecryptUpdate(ctx, NULL, &outl, aad, (int)aad_len) == 1 &&
         (len == 0 || EVP_DecryptUpdate(ctx, out, &outl, ct, (int)len) == 1) &&
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, NVT_CRYPT_TAG_SIZE, (void *)tag) == 1 &&

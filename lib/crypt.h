@@ -42,8 +42,11 @@ int nvt_secbuf_read_fd(nvt_secbuf *b, int fd, const char *what);
 
 /* ---- parameters (superblock bytes 128..255) --------------------------- */
 
+/* Key slot 0's parameters at slot byte 128, key slot 1's at 256 (zero
+ * when unused).  A re-key seals every value under the other key slot. */
 #define NVT_CRYPT_AREA_OFFSET 128u
 #define NVT_CRYPT_AREA_SIZE 128u
+#define NVT_CRYPT_KEY_SLOTS 2
 #define NVT_CRYPT_KEY_SIZE 32u
 #define NVT_CRYPT_NONCE_SIZE 12u
 #define NVT_CRYPT_TAG_SIZE 16u
@@ -91,15 +94,27 @@ typedef struct nvt_crypt nvt_crypt;
  * default KDF for that kind, and the key-check value of @secret. */
 int nvt_crypt_params_new(nvt_key_kind kind, const nvt_secbuf *secret, nvt_crypt_params *p);
 
-/* A context for an image with @p and @uuid; without a key until
+/* A context for an image with the key slots' parameters @p (NULL: slot
+ * unused; at least one is set) and @uuid; without a key until
  * nvt_crypt_set_key(). */
-nvt_crypt *nvt_crypt_new(const nvt_crypt_params *p, const uint8_t uuid[16]);
+nvt_crypt *nvt_crypt_new(const nvt_crypt_params *p[NVT_CRYPT_KEY_SLOTS],
+                         const uint8_t uuid[16]);
 void nvt_crypt_free(nvt_crypt *c);
 bool nvt_crypt_has_key(const nvt_crypt *c);
-/* Derive and check the key.  Errors: -EKEYREJECTED the key does not
- * match the image's key-check value; -EINVAL a key of the wrong kind
- * (a key file for a passphrase image or the reverse). */
+/* Derive the key and find the key slot it opens: values are then sealed
+ * under that slot.  Errors: -EKEYREJECTED the key matches no slot's
+ * key-check value; -EINVAL a key of the wrong kind (a key file for a
+ * passphrase image or the reverse). */
 int nvt_crypt_set_key(nvt_crypt *c, nvt_key_kind kind, const nvt_secbuf *secret);
+/* The key slot new values are sealed under (valid with a key). */
+int nvt_crypt_seal_slot(const nvt_crypt *c);
+bool nvt_crypt_slot_loaded(const nvt_crypt *c, int slot);
+/* Re-key: install @p (new parameters, key-check value of @secret) in
+ * @slot with its key, and seal under it from now on; the other slot's key
+ * stays for opening.  nvt_crypt_drop_slot() forgets a slot. */
+int nvt_crypt_add_slot(nvt_crypt *c, int slot, const nvt_crypt_params *p, nvt_key_kind kind,
+                       const nvt_secbuf *secret);
+void nvt_crypt_drop_slot(nvt_crypt *c, int slot);
 /* Milliseconds the last key derivation took (for reports). */
 double nvt_crypt_kdf_ms(const nvt_crypt *c);
 
@@ -107,10 +122,11 @@ double nvt_crypt_kdf_ms(const nvt_crypt *c);
  * (len + NVT_CRYPT_OVERHEAD bytes: nonce, ciphertext, tag). */
 int nvt_crypt_seal(nvt_crypt *c, const char *name, uint64_t generation, const void *plain,
                    size_t len, uint8_t *out);
-/* Open @stored (@stored_len bytes) into @out (stored_len - overhead).
- * -EBADMSG if the tag does not match: damaged, or moved from another
- * blob, image or generation. */
-int nvt_crypt_open(nvt_crypt *c, const char *name, uint64_t generation, const uint8_t *stored,
-                   size_t stored_len, uint8_t *out);
+/* Open @stored (@stored_len bytes, sealed under key slot @slot) into
+ * @out (stored_len - overhead).  -EBADMSG if the tag does not match:
+ * damaged, or moved from another blob, image or generation; -ENOKEY the
+ * slot's key is not loaded. */
+int nvt_crypt_open(nvt_crypt *c, int slot, const char *name, uint64_t generation,
+                   const uint8_t *stored, size_t stored_len, uint8_t *out);
 
 #endif /* NVT_CRYPT_H */

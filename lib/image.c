@@ -136,7 +136,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* A slot's superblock and the encryption parameters after it. */
-#define SLOT_READ_SIZE (NVT_CRYPT_AREA_OFFSET + NVT_CRYPT_AREA_SIZE)
+#define SLOT_READ_SIZE (NVT_CRYPT_AREA_OFFSET + 2 * NVT_CRYPT_AREA_SIZE)
 
 static int read_slots(nvt_backend *be, uint8_t slots[2][SLOT_READ_SIZE], uint64_t *size)
 {
@@ -230,7 +230,7 @@ static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
     memset(buf, 0, sizeof buf);
     nvt_sb_encode(sb, buf);
     if (sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)
-        memcpy(buf + NVT_CRYPT_AREA_OFFSET, sb->crypt_area, NVT_CRYPT_AREA_SIZE);
+        memcpy(buf + NVT_CRYPT_AREA_OFFSET, sb->crypt_area, sizeof sb->crypt_area);
     int r = nvt_be_pwrite(be, buf, sizeof buf, (uint64_t)slot * NVT_SB_SLOT_SIZE);
     if (r == 0)
         r = nvt_be_flush(be);
@@ -275,7 +275,7 @@ int nvt_image_format_crypt(nvt_backend *be, uint64_t image_size, const void *tdb
     new_uuid(sb.uuid);
     if (crypt_area) {
         sb.incompat_flags |= NVT_INCOMPAT_ENCRYPTED;
-        memcpy(sb.crypt_area, crypt_area, NVT_CRYPT_AREA_SIZE);
+        memcpy(sb.crypt_area[0], crypt_area, NVT_CRYPT_AREA_SIZE);
     }
     /* The image must read as blank until slot A is durable.  Slot B is
      * zero (that is what blank means) and is not touched before the end;
@@ -343,9 +343,19 @@ int nvt_image_open(nvt_backend *be, nvt_image **out)
             /* The parameters belong to the slot: damaged ones make it
              * invalid, so that the other copy serves and check reports. */
             nvt_crypt_params p;
-            err[i] = nvt_crypt_params_decode(slots[i] + NVT_CRYPT_AREA_OFFSET, &p,
-                                             img->slot_problem[i], sizeof img->slot_problem[i]);
-            memcpy(sb[i].crypt_area, slots[i] + NVT_CRYPT_AREA_OFFSET, NVT_CRYPT_AREA_SIZE);
+            memcpy(sb[i].crypt_area, slots[i] + NVT_CRYPT_AREA_OFFSET, sizeof sb[i].crypt_area);
+            int used = 0;
+            for (int k = 0; k < 2 && err[i] == 0; k++) {
+                if (!nvt_image_crypt_slot_used(&sb[i], k))
+                    continue;
+                used++;
+                err[i] = nvt_crypt_params_decode(sb[i].crypt_area[k], &p, img->slot_problem[i],
+                                                 sizeof img->slot_problem[i]);
+            }
+            if (err[i] == 0 && !used)
+                err[i] = (snprintf(img->slot_problem[i], sizeof img->slot_problem[i],
+                                   "encryption parameters: missing (both key slots empty)"),
+                          -EBADMSG);
         }
         img->slot_valid[i] = err[i] == 0;
     }
@@ -371,6 +381,26 @@ int nvt_image_open(nvt_backend *be, nvt_image **out)
         img->active_slot = img->slot_valid[0] ? 0 : 1;
     img->sb = sb[img->active_slot];
     *out = img;
+    return 0;
+}
+
+bool nvt_image_crypt_slot_used(const nvt_superblock *sb, int i)
+{
+    return !all_zero(sb->crypt_area[i], NVT_CRYPT_AREA_SIZE);
+}
+
+int nvt_image_set_crypt(nvt_image *img, const uint8_t areas[2][128])
+{
+    nvt_superblock sb = img->sb;
+    memcpy(sb.crypt_area, areas, sizeof sb.crypt_area);
+    sb.sequence++;
+    int slot = 1 - img->active_slot;
+    int r = write_slot(img->be, slot, &sb);
+    if (r < 0)
+        return nvt_error_prefix(-r, "%s: writing the new key parameters", img->be->name);
+    img->sb = sb;
+    img->active_slot = slot;
+    img->slot_valid[slot] = true;
     return 0;
 }
 

@@ -47,9 +47,10 @@ typedef struct nvt_superblock {
     uint32_t compat_flags;
     uint32_t incompat_flags;
     uint32_t ro_compat_flags;
-    /* Slot bytes 128..255 when incompat_flags has NVT_INCOMPAT_ENCRYPTED
-     * (validated by nvt_crypt_params_decode), zero otherwise. */
-    uint8_t crypt_area[128];
+    /* Slot bytes 128..255 and 256..383 when incompat_flags has
+     * NVT_INCOMPAT_ENCRYPTED: the parameters of key slots 0 and 1 (crypt.h;
+     * all zero = unused, at least one used), zero otherwise. */
+    uint8_t crypt_area[2][128];
 } nvt_superblock;
 
 typedef struct nvt_image {
@@ -102,6 +103,11 @@ int nvt_image_format_crypt(nvt_backend *be, uint64_t image_size, const void *tdb
 
 /* Read and validate the superblocks of @be. */
 int nvt_image_open(nvt_backend *be, nvt_image **out);
+
+/* Persist new key slot parameters (a re-key; atomic and durable). */
+int nvt_image_set_crypt(nvt_image *img, const uint8_t areas[2][128]);
+/* Is key slot @i of an encrypted image's superblock in use? */
+bool nvt_image_crypt_slot_used(const nvt_superblock *sb, int i);
 
 /* Persist a new tdb logical length (atomic and durable on return). */
 int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical);

@@ -347,6 +347,8 @@ static bool formatting_interrupted(nvramtdb *db)
 }
 
 static int check_struct_size(nvramtdb *db, const char *what, size_t size, size_t v1);
+static int need_writable(nvramtdb *db);
+static int load_secret(nvramtdb *db, const nvramtdb_key *key, nvt_secbuf **out);
 
 /* The image's encryption against the key given, before anything is
  * written (journal replay, repair, reservations): a wrong or missing key
@@ -360,21 +362,121 @@ static int start_crypt(nvramtdb *db, unsigned flags)
                              "(an image is encrypted when it is created)", db->uri);
         return 0;
     }
-    nvt_crypt_params p;
+    nvt_crypt_params p[2];
+    const nvt_crypt_params *ps[2] = { NULL, NULL };
     char why[160];
-    int r = nvt_crypt_params_decode(sb->crypt_area, &p, why, sizeof why);
-    if (r < 0)
-        return nvt_error(-r, "%s: %s", db->uri, why);
+    for (int i = 0; i < 2; i++) {
+        if (!nvt_image_crypt_slot_used(sb, i))
+            continue;
+        int r = nvt_crypt_params_decode(sb->crypt_area[i], &p[i], why, sizeof why);
+        if (r < 0)
+            return nvt_error(-r, "%s: %s", db->uri, why);
+        ps[i] = &p[i];
+    }
+    int r = 0;
     if (!db->secret && (flags & NVRAMTDB_START_FAIL_ON_ENCRYPTED))
         return nvt_error(ENOKEY, "%s: the image is encrypted and no key was given (give a "
                          "key file or a passphrase)", db->uri);
-    db->crypt = nvt_crypt_new(&p, sb->uuid);
+    db->crypt = nvt_crypt_new(ps, sb->uuid);
     if (db->secret) {
         r = nvt_crypt_set_key(db->crypt, db->key_kind, db->secret);
         if (r < 0)
             return nvt_error_prefix(-r, "%s", db->uri);
     }
     return 0;
+}
+
+/* Both key slots in use: a re-key was interrupted.  Its batch committed
+ * all values under one slot or none; the key given must be that one's,
+ * and a writer then forgets the other slot (finishing or undoing the
+ * re-key).  Nothing is written when the key is the wrong one. */
+static int settle_keys(nvramtdb *db)
+{
+    nvt_store_set_crypt(db->st, db->crypt);
+    if (!nvt_crypt_has_key(db->crypt) || !nvt_image_crypt_slot_used(&db->img->sb, 0) ||
+        !nvt_image_crypt_slot_used(&db->img->sb, 1))
+        return 0;
+    int mine = nvt_crypt_seal_slot(db->crypt), other = 1 - mine;
+    bool used[2];
+    nvt_store_keyslots_used(db->st, used);
+    if (used[other])
+        return nvt_error(EKEYREJECTED, "%s: the values are sealed under the image's other key "
+                         "(a re-key was interrupted): give that key", db->uri);
+    if (db->read_only)
+        return 0;
+    uint8_t areas[2][128];
+    memcpy(areas, db->img->sb.crypt_area, sizeof areas);
+    memset(areas[other], 0, sizeof areas[other]);
+    int r = nvt_image_set_crypt(db->img, areas);
+    if (r == 0)
+        nvt_crypt_drop_slot(db->crypt, other);
+    return r;
+}
+
+int nvramtdb_rekey(nvramtdb *db, const nvramtdb_key *key)
+{
+    int r = need_writable(db);
+    if (r < 0)
+        return r;
+    if (!db->crypt)
+        return nvt_error(EINVAL, "%s: the image is not encrypted", db->uri);
+    if (!key)
+        return nvt_error(EINVAL, "%s: no new key given", db->uri);
+    r = check_struct_size(db, "nvramtdb_key", key->struct_size, NVRAMTDB_KEY_SIZE_V1);
+    if (r < 0)
+        return r;
+    nvramtdb_key k = { 0 };
+    memcpy(&k, key, MIN((size_t)key->struct_size, sizeof k));
+    if (k.type != NVRAMTDB_KEY_RAW && k.type != NVRAMTDB_KEY_PASSPHRASE)
+        return nvt_error(EINVAL, "%s: unknown key type %u", db->uri, k.type);
+    nvt_secbuf *secret;
+    r = load_secret(db, &k, &secret);
+    if (r < 0)
+        return r;
+    nvt_key_kind kind = k.type == NVRAMTDB_KEY_RAW ? NVT_KEY_RAW : NVT_KEY_PASSPHRASE;
+    r = nvramtdb_flush(db);   /* every accepted write lands under the old key */
+    nvt_lock(&db->store_lock, NVT_LOCK_STORE);
+    if (r == 0 && !nvt_crypt_has_key(db->crypt))
+        r = nvt_error(ENOKEY, "%s: re-keying needs the current key", db->uri);
+    int cur = nvt_crypt_seal_slot(db->crypt), next = 1 - cur;
+    nvt_crypt_params p;
+    uint8_t areas[2][128];
+    memcpy(areas, db->img->sb.crypt_area, sizeof areas);
+    if (r == 0)
+        r = nvt_crypt_params_new(kind, secret, &p);
+    /* 1. The new key's slot, durable, beside the current one. */
+    if (r == 0) {
+        nvt_crypt_params_encode(&p, areas[next]);
+        r = nvt_image_set_crypt(db->img, areas);
+    }
+    if (r == 0)
+        r = nvt_crypt_add_slot(db->crypt, next, &p, kind, secret);
+    /* 2. Every value under the new key, one atomic batch. */
+    if (r == 0) {
+        r = nvt_store_reseal_all(db->st);
+        if (r < 0) {
+            char msg[1024];
+            g_strlcpy(msg, nvt_last_error(), sizeof msg);
+            nvt_crypt_drop_slot(db->crypt, next);
+            memset(areas[next], 0, sizeof areas[next]);
+            nvt_image_set_crypt(db->img, areas);   /* best effort; start settles it */
+            nvt_error(-r, "%s: re-keying failed, the old key stays: %s", db->uri, msg);
+        }
+    }
+    /* 3. The old key's slot goes. */
+    if (r == 0) {
+        memset(areas[cur], 0, sizeof areas[cur]);
+        r = nvt_image_set_crypt(db->img, areas);
+        if (r == 0)
+            nvt_crypt_drop_slot(db->crypt, cur);
+        else
+            nvt_error_prefix(-r, "%s: the values are under the new key, but the old key's "
+                             "parameters could not be removed (the next start does it)",
+                             db->uri);
+    }
+    nvt_unlock(&db->store_lock, NVT_LOCK_STORE);
+    nvt_secbuf_free(secret);
+    return r;
 }
 
 /* Key material from @key into locked memory. */
@@ -508,6 +610,8 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         r = nvt_store_open(db->img,
                            (db->flags & NVRAMTDB_OPEN_STOCK_COMMIT) ? NVT_STORE_STOCK_COMMIT : 0,
                            &db->st);
+    if (r == 0 && db->crypt)
+        r = settle_keys(db);
     if (r == 0)
         r = nvt_store_reserve(db->st, (nvt_blob_spec *)db->specs->data, db->specs->len,
                               db->read_only);
@@ -778,7 +882,9 @@ int nvramtdb_get_info(nvramtdb *db, nvramtdb_info *out)
         info.encryption = NVRAMTDB_INFO_ENCRYPTED;
         if (nvt_crypt_has_key(db->crypt))
             info.encryption |= NVRAMTDB_INFO_KEY_LOADED;
-        if (nvt_crypt_params_decode(db->img->sb.crypt_area, &p, why, sizeof why) == 0 &&
+        int slot = nvt_crypt_has_key(db->crypt) ? nvt_crypt_seal_slot(db->crypt)
+                   : nvt_image_crypt_slot_used(&db->img->sb, 0) ? 0 : 1;
+        if (nvt_crypt_params_decode(db->img->sb.crypt_area[slot], &p, why, sizeof why) == 0 &&
             p.kdf == NVT_KDF_SCRYPT) {
             info.encryption |= NVRAMTDB_INFO_PASSPHRASE;
             info.scrypt_log2n = p.log2n;

@@ -196,6 +196,21 @@ typedef struct nvramtdb_key {
  */
 int nvramtdb_set_key(nvramtdb *db, const nvramtdb_key *key);
 
+/**
+ * Re-key a started, writable, encrypted image whose key was given: every
+ * value is sealed again under @key (new salt and key-check value) in one
+ * atomic batch.  After a crash at any point every value is under the old
+ * key or every value under the new one; the image then starts with that
+ * key only (-EKEYREJECTED names the situation for the other), and the
+ * start forgets the other key's parameters.  Waits for every accepted
+ * request first.
+ * Errors: -EINVAL not encrypted, bad key; -ENOKEY no key given yet;
+ * -EROFS read-only; -E2BIG the values do not fit one journal frame
+ * (only with blobs registered after creation); storage errors (the old
+ * key stays).
+ */
+int nvramtdb_rekey(nvramtdb *db, const nvramtdb_key *key);
+
 /* ---- start flags ------------------------------------------------------ */
 /** Refuse to start an encrypted image when no key was given (-ENOKEY;
  *  the seed's fail_on_encrypted_drive).  Without it, an encrypted image

@@ -27,7 +27,9 @@ void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t
     put_le32(out, NVT_RECORD_MAGIC);
     out[4] = NVT_RECORD_VERSION;
     out[5] = (uint8_t)((meta->present ? NVT_RECORD_PRESENT : 0) |
-                       (meta->present && meta->encrypted ? NVT_RECORD_ENCRYPTED : 0));
+                       (meta->present && meta->encrypted ? NVT_RECORD_ENCRYPTED : 0) |
+                       (meta->present && meta->encrypted && meta->keyslot ? NVT_RECORD_KEYSLOT1
+                                                                          : 0));
     put_le16(out + 6, NVT_RECORD_HEADER_SIZE);
     put_le32(out + 8, meta->max_size);
     put_le32(out + 12, len);
@@ -53,11 +55,13 @@ int nvt_record_decode(const char *name, const uint8_t *data, size_t size, bool c
     if (data[4] != NVT_RECORD_VERSION)
         return nvt_error(EBADMSG, "blob %s: unknown record version %u", name, data[4]);
     if (le16(data + 6) != NVT_RECORD_HEADER_SIZE ||
-        (data[5] & ~(NVT_RECORD_PRESENT | NVT_RECORD_ENCRYPTED)) ||
-        (data[5] & (NVT_RECORD_PRESENT | NVT_RECORD_ENCRYPTED)) == NVT_RECORD_ENCRYPTED)
+        (data[5] & ~(NVT_RECORD_PRESENT | NVT_RECORD_ENCRYPTED | NVT_RECORD_KEYSLOT1)) ||
+        ((data[5] & NVT_RECORD_ENCRYPTED) && !(data[5] & NVT_RECORD_PRESENT)) ||
+        ((data[5] & NVT_RECORD_KEYSLOT1) && !(data[5] & NVT_RECORD_ENCRYPTED)))
         return nvt_error(EBADMSG, "blob %s: unknown record header layout", name);
     meta->present = data[5] & NVT_RECORD_PRESENT;
     meta->encrypted = data[5] & NVT_RECORD_ENCRYPTED;
+    meta->keyslot = (data[5] & NVT_RECORD_KEYSLOT1) ? 1 : 0;
     meta->max_size = le32(data + 8);
     meta->length = le32(data + 12);
     meta->generation = le64(data + 16);

@@ -20,6 +20,8 @@
  * length + NVT_RECORD_CRYPT_OVERHEAD bytes.  Only on encrypted images. */
 #define NVT_RECORD_ENCRYPTED (1u << 1)
 #define NVT_RECORD_CRYPT_OVERHEAD 28u
+/* With ENCRYPTED: sealed under key slot 1 (else 0) of the image. */
+#define NVT_RECORD_KEYSLOT1 (1u << 2)
 
 typedef struct nvt_record_meta {
     uint32_t max_size;
@@ -28,6 +30,7 @@ typedef struct nvt_record_meta {
     uint32_t crc32c;       /* of the stored payload */
     bool present;
     bool encrypted;        /* payload sealed (only with present) */
+    uint8_t keyslot;       /* with encrypted: the key slot that sealed it */
 } nvt_record_meta;
 
 /* Bytes of payload the record stores for @meta. */

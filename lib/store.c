@@ -780,6 +780,54 @@ bool nvt_store_encrypted(const nvt_store *st)
     return st->encrypted;
 }
 
+void nvt_store_keyslots_used(nvt_store *st, bool used[2])
+{
+    GHashTableIter it;
+    gpointer k, v;
+    used[0] = used[1] = false;
+    g_hash_table_iter_init(&it, st->index);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        blob_entry *e = v;
+        if (!e->damage && e->meta.present && e->meta.encrypted)
+            used[e->meta.keyslot] = true;
+    }
+}
+
+int nvt_store_reseal_all(nvt_store *st)
+{
+    nvt_blob_info *blobs;
+    size_t n, nops = 0;
+    int r = nvt_store_list(st, &blobs, &n);
+    if (r < 0)
+        return r;
+    nvt_store_op *ops = g_new0(nvt_store_op, n ? n : 1);
+    uint8_t **values = g_new0(uint8_t *, n ? n : 1);
+    size_t *lens = g_new0(size_t, n ? n : 1);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (!blobs[i].present)
+            continue;
+        r = nvt_store_read(st, blobs[i].name, &values[nops], &lens[nops]);
+        if (r < 0)
+            break;
+        ops[nops] = (nvt_store_op){ .name = blobs[i].name, .data = values[nops],
+                                    .len = lens[nops] };
+        nops++;
+    }
+    if (r == 0 && nops)
+        r = nvt_store_commit_batch(st, ops, nops);
+    for (size_t i = 0; i < nops; i++) {
+        if (values[i])
+            OPENSSL_cleanse(values[i], lens[i]);
+        free(values[i]);
+        g_free(ops[i].message);
+    }
+    g_free(values);
+    g_free(lens);
+    g_free(ops);
+    g_free(blobs);
+    return r;
+}
+
 /* An encrypted image holds only sealed values, a plain one only plain
  * ones: a record swapped for a plaintext one is damage, never data. */
 static int check_sealing(nvt_store *st, const char *name, const nvt_record_meta *m)
@@ -844,7 +892,8 @@ int nvt_store_read(nvt_store *st, const char *name, uint8_t **data, size_t *len)
         return nvt_error(ENOMEM, "out of memory reading blob %s", name);
     }
     if (m.encrypted)
-        r = nvt_crypt_open(st->crypt, name, m.generation, raw.dptr + NVT_RECORD_HEADER_SIZE,
+        r = nvt_crypt_open(st->crypt, m.keyslot, name, m.generation,
+                           raw.dptr + NVT_RECORD_HEADER_SIZE,
                            nvt_record_stored_len(&m), out);
     else
         memcpy(out, raw.dptr + NVT_RECORD_HEADER_SIZE, m.length);
@@ -1023,6 +1072,9 @@ static void fail_all_for(nvt_store_op *ops, size_t n, size_t bad)
 static int seal_and_encode(nvt_store *st, blob_change *c)
 {
     c->meta.encrypted = st->encrypted && c->meta.present;
+    c->meta.keyslot = 0;
+    if (c->meta.encrypted && nvt_crypt_has_key(st->crypt))
+        c->meta.keyslot = (uint8_t)nvt_crypt_seal_slot(st->crypt);
     if (!c->meta.encrypted) {
         c->record = encode(&c->meta, c->op->data, &c->size);
         return 0;
@@ -1294,7 +1346,8 @@ static int check_one(struct tdb_context *tdb, TDB_DATA key, TDB_DATA data, void 
     /* With the key, every tag is verified; without, the structure only. */
     if (m.encrypted && nvt_crypt_has_key(c->st->crypt)) {
         uint8_t *out = g_malloc(m.length + 1);
-        if (nvt_crypt_open(c->st->crypt, name, m.generation, data.dptr + NVT_RECORD_HEADER_SIZE,
+        if (nvt_crypt_open(c->st->crypt, m.keyslot, name, m.generation,
+                           data.dptr + NVT_RECORD_HEADER_SIZE,
                            nvt_record_stored_len(&m), out) < 0)
             problem(c, "%s: %s", c->st->be->name, nvt_last_error());
         OPENSSL_cleanse(out, m.length);

@@ -109,6 +109,12 @@ struct nvt_crypt;
  * then fail with -ENOKEY, listing works). */
 void nvt_store_set_crypt(nvt_store *st, struct nvt_crypt *crypt);
 bool nvt_store_encrypted(const nvt_store *st);
+/* Which key slots seal the image's present values (index, no I/O). */
+void nvt_store_keyslots_used(nvt_store *st, bool used[2]);
+/* Rewrite every present value, sealed under the context's seal slot, as
+ * one atomic batch (a re-key).  Errors as nvt_store_commit_batch() and
+ * nvt_store_read(). */
+int nvt_store_reseal_all(nvt_store *st);
 
 /* Make room for @specs: add missing blobs, grow maxima that increased.
  * Fails with -ENOSPC (nothing changed) when the region cannot hold them,

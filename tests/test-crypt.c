@@ -499,6 +499,126 @@ static void test_tampering_detected(void)
     fix_free(&f);
 }
 
+/* ---- re-keying ------------------------------------------------------------ */
+
+static const char *const rk_values[NBLOBS] = {
+    "permall: the seeds under the old key, then the new",
+    "volatile",
+    "",
+};
+
+/* Start a copy of @img (@len bytes) with @k; -errno or 0 with every value
+ * as written (then healthy). */
+static int try_key(const uint8_t *img, size_t len, const uint8_t *k)
+{
+    nvramtdb *db;
+    int r = nvt_open_backend(nvt_mem_backend_new(img, len), 0, &db);
+    g_assert_cmpint(r, ==, 0);
+    nvramtdb_key key = raw_key(k);
+    TU_OK(nvramtdb_set_key(db, &key));
+    for (int i = 0; i < NBLOBS; i++)
+        TU_OK(nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size));
+    r = nvramtdb_start(db, 0);
+    if (r == 0) {
+        for (int i = 0; i < NBLOBS; i++)
+            tu_assert_blob(db, blobs[i].name, rk_values[i], (long)strlen(rk_values[i]));
+        tu_assert_healthy(db);
+    } else {
+        char msg[512];
+        g_strlcpy(msg, nvramtdb_last_error(), sizeof msg);
+        nvramtdb_close(db);
+        nvt_error(-r, "%s", msg);
+        return r;
+    }
+    TU_OK(nvramtdb_close(db));
+    return 0;
+}
+
+static uint8_t *rekey_base(size_t *len)
+{
+    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db;
+    TU_OK(nvt_open_backend(nvt_be_borrow(mem), 0, &db));
+    nvramtdb_key key = raw_key(key_a);
+    TU_OK(nvramtdb_set_key(db, &key));
+    for (int i = 0; i < NBLOBS; i++)
+        TU_OK(nvramtdb_register_blob(db, blobs[i].name, blobs[i].max_size));
+    TU_OK(nvramtdb_start(db, 0));
+    for (int i = 0; i < NBLOBS; i++)
+        TU_OK(nvramtdb_write(db, blobs[i].name, rk_values[i], strlen(rk_values[i]), 0, NULL,
+                             NULL));
+    TU_OK(nvramtdb_close(db));
+    uint8_t *img = tu_mem_copy(mem, len);
+    nvt_be_close(mem);
+    return img;
+}
+
+static void test_rekey(void)
+{
+    size_t len;
+    uint8_t *img = rekey_base(&len);
+    nvt_backend *mem = nvt_mem_backend_new(img, len);
+    nvramtdb *db;
+    TU_OK(nvt_open_backend(nvt_be_borrow(mem), 0, &db));
+    nvramtdb_key a = raw_key(key_a), b = raw_key(key_b);
+    TU_OK(nvramtdb_set_key(db, &a));
+    TU_OK(nvramtdb_start(db, 0));
+    TU_OK(nvramtdb_rekey(db, &b));
+    for (int i = 0; i < NBLOBS; i++)
+        tu_assert_blob(db, blobs[i].name, rk_values[i], (long)strlen(rk_values[i]));
+    TU_OK(nvramtdb_close(db));
+    size_t nlen;
+    uint8_t *now = tu_mem_copy(mem, &nlen);
+    TU_ASSERT_ERROR(try_key(now, nlen, key_a), -EKEYREJECTED, "wrong key");
+    TU_OK(try_key(now, nlen, key_b));
+    /* A plain image has nothing to re-key; a read-only one refuses. */
+    nvt_be_close(mem);
+    g_free(now);
+    g_free(img);
+}
+
+/* A power cut at every operation of a re-key (and the close after it):
+ * the image then starts with exactly one of the two keys, every value
+ * reads back under it, and the other key is refused. */
+static void test_rekey_crash_sweep(void)
+{
+    size_t len;
+    uint8_t *img = rekey_base(&len);
+    unsigned olds = 0, news = 0;
+    for (uint64_t n = 1;; n++) {
+        nvt_backend *fault = nvt_fault_backend_new(nvt_mem_backend_new(img, len));
+        nvramtdb *db;
+        TU_OK(nvt_open_backend(nvt_be_borrow(fault), 0, &db));
+        nvramtdb_key a = raw_key(key_a), b = raw_key(key_b);
+        TU_OK(nvramtdb_set_key(db, &a));
+        TU_OK(nvramtdb_start(db, 0));
+        nvt_fault_arm(fault, NVT_FAULT_POWER_CUT, NVT_FAULT_ON_ANY, n, 0);
+        nvramtdb_rekey(db, &b);
+        nvramtdb_close(db);
+        bool fired = nvt_fault_fired(fault);
+        for (uint32_t seed = 1; seed <= (fired ? 3u : 1u); seed++) {
+            size_t clen;
+            uint8_t *crash = nvt_fault_crash_image(fault, seed, &clen);
+            int ra = try_key(crash, clen, key_a), rb = try_key(crash, clen, key_b);
+            if ((ra == 0) == (rb == 0) || (ra && ra != -EKEYREJECTED) ||
+                (rb && rb != -EKEYREJECTED))
+                g_error("cut at op %" G_GUINT64_FORMAT " seed %u: old key %d, new key %d: %s",
+                        n, seed, ra, rb, nvramtdb_last_error());
+            ra == 0 ? olds++ : news++;
+            g_free(crash);
+        }
+        nvt_be_close(fault);
+        if (!fired) {
+            g_test_message("re-key: %" G_GUINT64_FORMAT " operations cut; states: %u under the "
+                           "old key, %u under the new", n - 1, olds, news);
+            break;
+        }
+    }
+    g_assert_cmpuint(olds, >, 0);
+    g_assert_cmpuint(news, >, 0);
+    g_free(img);
+}
+
 /* tests/encrypted.sh runs suites with NVT_TEST_ENCRYPT=1: the handles
  * they start must then be encrypted (without it, skipped). */
 static void test_variant_in_effect(void)
@@ -527,6 +647,8 @@ int main(int argc, char **argv)
     g_test_add_func("/crypt/key-sources", test_key_sources);
     g_test_add_func("/crypt/damaged-key-check-value", test_damaged_key_check_value);
     g_test_add_func("/crypt/tampering-detected", test_tampering_detected);
+    g_test_add_func("/crypt/rekey", test_rekey);
+    g_test_add_func("/crypt/rekey-crash-sweep", test_rekey_crash_sweep);
     g_test_add_func("/crypt/test-variant-in-effect", test_variant_in_effect);
     return g_test_run();
 }
