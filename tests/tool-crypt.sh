@@ -66,6 +66,18 @@ else
     not_ok "the record of tpm0/permall is found in the image"
 fi
 
+# rekey: to a passphrase, then back to a key file.
+expect 2 "rekey without a new key is a usage error" rekey --key-file="$key" "$img"
+expect 2 "rekey without the current key is a usage error" rekey "$img" --new-key-file="$tmp/wrong"
+expect 1 "rekey with a wrong current key fails" rekey --key-file="$tmp/wrong" "$img" --new-passphrase-file="$tmp/pass"
+expect 0 "rekey to a passphrase" rekey --key-file="$key" "$img" --new-passphrase-file="$tmp/pass"
+expect 1 "the old key is refused after rekey" dump --key-file="$key" "$img" tpm0/permall
+expect 0 "the new passphrase reads the value" dump --passphrase-file="$tmp/pass" "$img" tpm0/permall -o "$tmp/rk"
+check "the value survived the rekey" cmp -s "$tmp/value" "$tmp/rk"
+expect 0 "rekey back to a key file" rekey --passphrase-file="$tmp/pass" "$img" --new-key-file="$tmp/wrong"
+expect 0 "check with the newest key" check --key-file="$tmp/wrong" "$img"
+check "the plaintext is still not in the image" sh -c "! grep -q -a '$secret' '$img'"
+
 pimg=$tmp/pass.img
 expect 0 "create --encrypt --passphrase-file" create --encrypt --passphrase-file="$tmp/pass" "$pimg" --blob a/b:1K
 expect 0 "import with the passphrase" import --passphrase-file="$tmp/pass" "$pimg" a/b "$tmp/value"

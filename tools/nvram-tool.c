@@ -1168,6 +1168,56 @@ static void report_problem(void *opaque, const char *problem)
     printf("%s\n", problem);
 }
 
+static int cmd_rekey(const struct command *cmd, int argc, char **argv)
+{
+    gchar *new_key = NULL, *new_pass = NULL, **args = NULL;
+    const GOptionEntry entries[] = {
+        { "new-key-file", 0, 0, G_OPTION_ARG_FILENAME, &new_key,
+          "The new key: 32 raw bytes or 64 hexadecimal digits", "FILE" },
+        { "new-passphrase-file", 0, 0, G_OPTION_ARG_FILENAME, &new_pass,
+          "The new passphrase (scrypt)", "FILE" },
+        OPT_END
+    };
+    nvramtdb *db;
+    int rc, r;
+
+    rc = parse_options(cmd, entries, argc, argv, 1, 1, &args);
+    if (rc != RC_OK)
+        goto out;
+    if (!new_key == !new_pass) {
+        rc = usage_error("give --new-key-file=FILE or --new-passphrase-file=FILE");
+        goto out;
+    }
+    if (!key_file && !passphrase_file) {
+        rc = usage_error("give the current key with --key-file or --passphrase-file");
+        goto out;
+    }
+    rc = RC_FAIL;
+    db = open_image(args[0], 0, NULL, 0, NULL);
+    if (!db)
+        goto out;
+    nvramtdb_key key = {
+        .struct_size = sizeof key,
+        .type = new_key ? NVRAMTDB_KEY_RAW : NVRAMTDB_KEY_PASSPHRASE,
+        .path = new_key ? new_key : new_pass,
+        .fd = -1,
+    };
+    r = nvramtdb_rekey(db, &key);
+    if (r < 0) {
+        lib_error(r);
+        nvramtdb_close(db);
+        goto out;
+    }
+    rc = close_image(db);
+    if (rc == RC_OK)
+        printf("%s: every value re-encrypted under the new key\n", args[0]);
+out:
+    g_free(new_key);
+    g_free(new_pass);
+    g_strfreev(args);
+    return rc;
+}
+
 static int cmd_check(const struct command *cmd, int argc, char **argv)
 {
     gboolean force_share = FALSE;
@@ -1303,6 +1353,11 @@ static const struct command commands[] = {
       "nvram-tool registers no blobs, so the blob leaves the image with its\n"
       "reserved space; a program that registers it reserves the space again\n"
       "when it starts.", cmd_delete },
+    { "rekey", "IMAGE", "Re-encrypt every value of an encrypted image under a new key",
+      "Give the current key with --key-file or --passphrase-file and the new one\n"
+      "with --new-key-file or --new-passphrase-file.  Every value is rewritten as\n"
+      "one atomic batch: after a crash the image opens with the old key or with\n"
+      "the new one, never with a mix.", cmd_rekey },
     { "check", "IMAGE", "Verify an image: superblocks, tdb structure, record checksums",
       "Each problem is printed on standard output; the exit status is 1 if\n"
       "any was found.", cmd_check },
