@@ -6,7 +6,7 @@
 # What it checks, in order:
 #  1. --print-capabilities: swtpm's JSON, listing exactly what nvram-tpmd
 #     supports (with --tpm2 also the RSA key sizes);
-#  2. options nvram-tpmd cannot honour are refused by name (--key,
+#  2. options nvram-tpmd cannot honour are refused by name (--key forms it cannot map,
 #     --migration-key, --migration, --locality, --runas, --seccomp, the
 #     chardev interface, swtpm's default TPM 1.2, ifname=,
 #     startup-deactivated, a bad backend-uri);
@@ -72,23 +72,24 @@ PY
 }
 
 # ---- 1. --print-capabilities ----
-base='["tpm-2.0", "tpm-send-command-header", "flags-opt-startup", "cmdarg-print-states", "nvram-backend-dir", "nvram-backend-file"]'
+base='["tpm-2.0", "tpm-send-command-header", "flags-opt-startup", "cmdarg-print-states", "nvram-backend-dir", "nvram-backend-file", "cmdarg-key-fd", "cmdarg-pwd-fd"]'
 td socket --print-capabilities
 [ "$rc" -eq 0 ] || not_ok "socket --print-capabilities: exit $rc"
 json_check "print-capabilities: swtpm's shape, exactly the supported features" \
     "d['type'] == 'swtpm' and d['features'] == $base and isinstance(d['version'], str)"
 td socket --tpm2 --print-capabilities
-json_check "print-capabilities --tpm2: plus the RSA key sizes, no TPM 1.2, no --key" \
-    "d['features'][:6] == $base and 'rsa-keysize-2048' in d['features'] and \
-     all(f.startswith('rsa-keysize-') for f in d['features'][6:]) and \
-     'tpm-1.2' not in d['features'] and 'cmdarg-key-fd' not in d['features']"
+json_check "print-capabilities --tpm2: plus the RSA key sizes, no TPM 1.2" \
+    "d['features'][:8] == $base and 'rsa-keysize-2048' in d['features'] and \
+     all(f.startswith('rsa-keysize-') for f in d['features'][8:]) and \
+     'tpm-1.2' not in d['features']"
 
 # ---- 2. refusals by name ----
 dir=$tmp/state
 mkdir "$dir"
-refused "--key" "option --key: encryption" socket --tpm2 --tpmstate dir="$dir" --key file=/k
-refused "--key pwdfile=" "option --key: encryption" socket --tpm2 --tpmstate dir="$dir" \
-    --key pwdfile=/k,kdf=pbkdf2
+refused "--key with a 128-bit mode" "option --key file=/k,mode=aes-128-cbc: only mode=aes-256-cbc" \
+    socket --tpm2 --tpmstate dir="$dir" --key file=/k,mode=aes-128-cbc
+refused "--key with an unknown part" "option --key pwdfile=/k,bogus=1: unknown part" socket --tpm2 \
+    --tpmstate dir="$dir" --key pwdfile=/k,bogus=1
 refused "--migration-key" "option --migration-key: encryption" socket --tpm2 \
     --tpmstate dir="$dir" --migration-key file=/k
 refused "--migration" "option --migration:" socket --tpm2 --tpmstate dir="$dir" \

@@ -260,6 +260,11 @@ typedef struct tpmd {
 /* ---- options ------------------------------------------------------------ */
 
 static char *opt_image;
+/* The image key: --key-file / --passphrase-file, or swtpm's --key. */
+static char *opt_key_file, *opt_passphrase_file;
+static nvramtdb_key image_key = { .struct_size = sizeof image_key, .fd = -1 };
+static char *swtpm_key_path;   /* owned copy of --key's file= or pwdfile= */
+static bool image_key_remove;  /* --key ...,remove=true */
 static char *opt_device_id;
 static char **opt_server;
 static char **opt_ctrl;
@@ -297,9 +302,9 @@ static gboolean refuse_option(const gchar *name, const gchar *value, gpointer da
 
     (void)value;
     (void)data;
-    if (strcmp(name, "--key") == 0 || strcmp(name, "--migration-key") == 0)
-        why = "encryption of the TPM state is not supported yet (the image is not encrypted "
-              "at rest, and state blobs travel in clear)";
+    if (strcmp(name, "--migration-key") == 0)
+        why = "encryption of migrated state blobs is not supported (they travel in clear; "
+              "the image itself is encrypted at rest with --key)";
     else if (strcmp(name, "--migration") == 0)
         why = "swtpm's migration options (incoming, release-lock-outgoing) are not supported; "
               "the image is locked while nvram-tpmd runs";
@@ -313,6 +318,111 @@ static gboolean refuse_option(const gchar *name, const gchar *value, gpointer da
         why = "not supported";
     g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "option %s: %s", name, why);
     return FALSE;
+}
+
+/*
+ * swtpm's --key file=PATH|fd=N|pwdfile=PATH|pwdfd=N[,format=hex|binary]
+ * [,mode=aes-256-cbc][,remove=true|false][,kdf=...]: nvram-tpmd encrypts the
+ * image at rest with it (AES-256-GCM, docs/ENCRYPTION.md) instead of
+ * swtpm's state files.  A key (file=, fd=) must be 256 bits: 32 raw bytes
+ * or 64 hexadecimal digits; a passphrase goes through scrypt (swtpm's
+ * kdf= is accepted and not used).  remove=true unlinks the file once read.
+ */
+static gboolean parse_swtpm_key(const gchar *name, const gchar *value, gpointer data,
+                                GError **error)
+{
+    gchar **parts = g_strsplit(value, ",", -1);
+    bool remove_file = false, ok = true;
+    const char *why = NULL;
+    int src = 0;   /* 1 file, 2 fd, 3 pwdfile, 4 pwdfd */
+    const char *arg = NULL;
+
+    (void)name;
+    (void)data;
+    for (gchar **p = parts; ok && *p; p++) {
+        const char *eq = strchr(*p, '=');
+        if (!eq) {
+            ok = false;
+            why = "expected KEY=VALUE parts";
+            break;
+        }
+        size_t klen = (size_t)(eq - *p);
+        const char *v = eq + 1;
+        if (!strncmp(*p, "file", klen) && klen == 4)
+            src = 1, arg = v;
+        else if (!strncmp(*p, "fd", klen) && klen == 2)
+            src = 2, arg = v;
+        else if (!strncmp(*p, "pwdfile", klen) && klen == 7)
+            src = 3, arg = v;
+        else if (!strncmp(*p, "pwdfd", klen) && klen == 5)
+            src = 4, arg = v;
+        else if (!strncmp(*p, "remove", klen) && klen == 6)
+            remove_file = !strcmp(v, "true");
+        else if (!strncmp(*p, "mode", klen) && klen == 4) {
+            if (strcmp(v, "aes-256-cbc") != 0) {
+                ok = false;
+                why = "only mode=aes-256-cbc (a 256-bit key) is accepted: the image is "
+                      "encrypted with AES-256-GCM";
+            }
+        } else if (!(!strncmp(*p, "format", klen) && klen == 6) &&
+                   !(!strncmp(*p, "kdf", klen) && klen == 3)) {
+            ok = false;
+            why = "unknown part (expected file=, fd=, pwdfile=, pwdfd=, format=, mode=, "
+                  "remove=, kdf=)";
+        }
+    }
+    if (ok && (!src || !arg || !*arg)) {
+        ok = false;
+        why = "give file=, fd=, pwdfile= or pwdfd=";
+    }
+    if (ok) {
+        image_key.type = src <= 2 ? NVRAMTDB_KEY_RAW : NVRAMTDB_KEY_PASSPHRASE;
+        if (src == 1 || src == 3) {
+            g_free(swtpm_key_path);
+            swtpm_key_path = g_strdup(arg);
+            image_key.path = swtpm_key_path;
+        } else {
+            char *end;
+            long fd = strtol(arg, &end, 10);
+            if (*end || fd < 0 || fd > INT_MAX) {
+                ok = false;
+                why = "not a file descriptor";
+            } else {
+                image_key.fd = (int)fd;
+            }
+        }
+        if (ok && remove_file && (src == 1 || src == 3))
+            image_key_remove = true;
+    }
+    g_strfreev(parts);
+    if (!ok)
+        g_set_error(error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "option --key %s: %s",
+                    value, why);
+    return ok;
+}
+
+/* nvtpm_open(), with the image key when one was given. */
+static int open_tpm(unsigned open_flags, nvtpm **tpm)
+{
+    const char *dev = opt_device_id ? opt_device_id : "tpm0";
+    if (!image_key.type)
+        return nvtpm_open(opt_image, dev, open_flags, tpm);
+    nvramtdb *db;
+    unsigned dbflags = NVRAMTDB_OPEN_CREATE |
+                       ((open_flags & NVTPM_OPEN_STOCK_COMMIT) ? NVRAMTDB_OPEN_STOCK_COMMIT : 0);
+    int r = nvramtdb_open(opt_image, dbflags, &db);
+    if (r == 0)
+        r = nvramtdb_set_key(db, &image_key);
+    if (image_key_remove && image_key.path)
+        unlink(image_key.path);
+    if (r < 0) {
+        char msg[1024];
+        g_strlcpy(msg, nvramtdb_last_error(), sizeof msg);
+        nvramtdb_close(db);
+        fatal("cannot open image %s: %s", opt_image, msg);
+        return r;
+    }
+    return nvtpm_open_handle(db, dev, tpm);
 }
 
 static const GOptionEntry option_entries[] = {
@@ -361,7 +471,13 @@ static const GOptionEntry option_entries[] = {
       "Print swtpm's JSON list of the features supported and exit", NULL },
     { "print-states", 0, 0, G_OPTION_ARG_NONE, &opt_print_states,
       "Print swtpm's JSON list of the TPM states in --tpmstate's image and exit", NULL },
-    { "key", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused", "SPEC" },
+    { "key-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_key_file,
+      "Key of an encrypted image: 32 raw bytes or 64 hex digits (a new image is created "
+      "encrypted)", "FILE" },
+    { "passphrase-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_passphrase_file,
+      "Passphrase of an encrypted image (scrypt)", "FILE" },
+    { "key", 0, 0, G_OPTION_ARG_CALLBACK, parse_swtpm_key,
+      "swtpm's form: file=|fd=|pwdfile=|pwdfd=...[,remove=true] (the image key)", "SPEC" },
     { "migration-key", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
       "SPEC" },
     { "migration", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, refuse_option, "refused",
@@ -1573,6 +1689,12 @@ int main(int argc, char **argv)
     }
     if (argc > 1)
         return usage_error("unexpected argument '%s'", argv[1]);
+    if ((opt_key_file != NULL) + (opt_passphrase_file != NULL) + (image_key.type != 0) > 1)
+        return usage_error("give one image key: --key-file, --passphrase-file or --key");
+    if (opt_key_file || opt_passphrase_file) {
+        image_key.type = opt_key_file ? NVRAMTDB_KEY_RAW : NVRAMTDB_KEY_PASSPHRASE;
+        image_key.path = opt_key_file ? opt_key_file : opt_passphrase_file;
+    }
     if (opt_print_caps) {
         if (!tpmd_print_capabilities(stdout, opt_tpm2, &err)) {
             fatal("%s", err->message);
@@ -1726,7 +1848,7 @@ int main(int argc, char **argv)
     if (opt_daemon && daemonize(&ready_fd) < 0)
         return RC_FAIL;
 
-    r = nvtpm_open(opt_image, opt_device_id ? opt_device_id : "tpm0", open_flags, &d.tpm);
+    r = open_tpm(open_flags, &d.tpm);
     if (r < 0) {
         fatal("cannot open image %s: %s%s", opt_image, lib_msg(r),
               r == -EBUSY ? " (is another nvram-tpmd serving it?)" : "");

@@ -6,8 +6,8 @@
  * The JSON is printed in swtpm's exact shape (src/swtpm/capabilities.c and
  * SWTPM_NVRAM_PrintJson() in swtpm 0.7.1), since swtpm_setup and libvirt
  * look for feature names in it.  The features listed are exactly the ones
- * nvram-tpmd honours: no "tpm-1.2", no "cmdarg-key-fd"/"cmdarg-pwd-fd"
- * (--key is refused), no "cmdarg-seccomp".
+ * nvram-tpmd honours: "cmdarg-key-fd"/"cmdarg-pwd-fd" (--key fd=/pwdfd=:
+ * the image key), no "tpm-1.2", no "cmdarg-seccomp".
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -173,7 +173,8 @@ bool tpmd_print_capabilities(FILE *out, bool tpm2, GError **err)
     GString *s = g_string_new("{ \"type\": \"swtpm\", \"features\": [ \"tpm-2.0\", "
                               "\"tpm-send-command-header\", \"flags-opt-startup\", "
                               "\"cmdarg-print-states\", \"nvram-backend-dir\", "
-                              "\"nvram-backend-file\"");
+                              "\"nvram-backend-file\", \"cmdarg-key-fd\", "
+                              "\"cmdarg-pwd-fd\"");
 
     if (tpm2) {
         /* As swtpm: the RSA key sizes libtpms offers, with --tpm2 only. */

@@ -1010,7 +1010,9 @@ static int open_claimed(nvramtdb *db, const char *device_id, nvtpm **out)
         set_error(-rc, "TPM %s: %s", device_id, nvramtdb_last_error());
         goto fail;
     }
-    rc = nvramtdb_start(db, 0);
+    /* A TPM needs its values: an encrypted image without a key fails
+     * here, clearly, not at the first read of its state. */
+    rc = nvramtdb_start(db, NVRAMTDB_START_FAIL_ON_ENCRYPTED);
     if (rc < 0) {
         set_error(-rc, "TPM %s: cannot start its image: %s", device_id, nvramtdb_last_error());
         goto fail;
