@@ -13,6 +13,9 @@
  *            one flush per group);
  *   stock    the same with NVRAMTDB_OPEN_STOCK_COMMIT (tdb's own
  *            transactions, four flushes per commit);
+ *   aes      journal on an encrypted image (AES-256-GCM per value, a
+ *            fixed test key): the ratio aes/journal is the cost of
+ *            encryption at rest;
  *
  * each with 1 writer thread and with --writers threads (8 by default),
  * every thread replacing its own blob (floor: its own S-byte slot of one
@@ -56,8 +59,8 @@
 #define WARMUP 5
 #define MAX_WRITERS 64
 
-typedef enum { FLOOR, JOURNAL, STOCK } kind;
-static const char *const kind_name[] = { "floor", "journal", "stock" };
+typedef enum { FLOOR, JOURNAL, STOCK, AES } kind;
+static const char *const kind_name[] = { "floor", "journal", "stock", "aes" };
 
 typedef struct method {
     kind kind;
@@ -65,7 +68,7 @@ typedef struct method {
     size_t size;
     char *path;
     int fd;                 /* floor */
-    nvramtdb *db;           /* journal, stock */
+    nvramtdb *db;           /* journal, stock, aes */
     uint64_t *ns;           /* latencies of every measured operation */
     size_t count;
     uint64_t wall_ns;       /* wall-clock time of the measured phases */
@@ -125,6 +128,15 @@ static void stamp(uint8_t *buf, size_t size, unsigned writer, uint64_t seq)
     buf[size - 1] = (uint8_t)seq;
 }
 
+/* The key of the aes images (a benchmark, not a secret). */
+static int give_key(nvramtdb *db)
+{
+    static const uint8_t key[32] = "bench-write fixed key, not real";
+    nvramtdb_key k = { .struct_size = sizeof k, .type = NVRAMTDB_KEY_RAW, .data = key,
+                       .len = sizeof key, .fd = -1 };
+    return nvramtdb_set_key(db, &k);
+}
+
 static char *blob_name(unsigned writer)
 {
     return g_strdup_printf("bench/w%u", writer);
@@ -157,6 +169,8 @@ static void method_open(method *m, const char *dir)
     g_free(uri);
     if (rc < 0)
         die_db("nvramtdb_open", rc);
+    if (m->kind == AES && (rc = give_key(m->db)) < 0)
+        die_db("nvramtdb_set_key", rc);
     for (unsigned w = 0; w < m->writers; w++) {
         char *name = blob_name(w);
         rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
@@ -259,6 +273,8 @@ static void method_verify(method *m)
     char *uri = g_strdup_printf("file:%s", m->path);
     rc = nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &m->db);
     g_free(uri);
+    if (rc == 0 && m->kind == AES)
+        rc = give_key(m->db);
     if (rc == 0)
         rc = nvramtdb_start(m->db, 0);
     if (rc < 0)
@@ -335,6 +351,21 @@ static void print_results(method *ms, size_t n, unsigned writers)
                m->writers, pct_us(m, 50) / pct_us(fl, 50), pct_us(m, 99) / pct_us(fl, 99),
                m->writers > 1 ? ops_per_s(m) / ops_per_s(one) : 1.0);
     }
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        method *m = &ms[i];
+        method *plain = find(ms, n, m->size, JOURNAL, m->writers);
+        if (m->kind != AES || !plain)
+            continue;
+        if (!any)
+            printf("\nencryption at rest: aes (encrypted) / journal (plain), same run\n"
+                   "%-7s %7s %14s %14s %16s\n", "size", "writers", "median ratio", "p99 ratio",
+                   "ops/s ratio");
+        any = true;
+        printf("%-7zu %7u %13.3fx %13.3fx %15.3fx\n", m->size, m->writers,
+               pct_us(m, 50) / pct_us(plain, 50), pct_us(m, 99) / pct_us(plain, 99),
+               ops_per_s(m) / ops_per_s(plain));
+    }
     (void)writers;
 }
 
@@ -373,7 +404,7 @@ int main(int argc, char **argv)
 {
     char *opt_dir = NULL, *opt_sizes = NULL;
     gint opt_iterations = 400, opt_writers = 8;
-    gboolean opt_no_stock = FALSE;
+    gboolean opt_no_stock = FALSE, opt_no_aes = FALSE;
     GOptionEntry entries[] = {
         { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &opt_dir,
           "Directory for the files, on a real disk (default: .)", "DIR" },
@@ -385,6 +416,8 @@ int main(int argc, char **argv)
           "Concurrent writers of the second set of phases (default: 8)", "N" },
         { "no-stock", 0, 0, G_OPTION_ARG_NONE, &opt_no_stock,
           "Skip the stock four-flush mode", NULL },
+        { "no-aes", 0, 0, G_OPTION_ARG_NONE, &opt_no_aes,
+          "Skip the encrypted (AES-256-GCM) journal mode", NULL },
         { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the files", NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL }
     };
@@ -392,9 +425,10 @@ int main(int argc, char **argv)
     GOptionContext *ctx = g_option_context_new("- time durable blob writes against the floor");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_option_context_set_description(ctx,
-        "For each size: pwrite+fdatasync (the floor), nvramtdb with the journal and\n"
-        "with stock tdb commits, each with 1 and with --writers threads, in rotating\n"
-        "rounds; prints latency percentiles, ops/s, flushes per write and ratios.\n");
+        "For each size: pwrite+fdatasync (the floor), nvramtdb with the journal, with\n"
+        "stock tdb commits and with the journal on an encrypted image, each with 1 and\n"
+        "with --writers threads, in rotating rounds; prints latency percentiles, ops/s,\n"
+        "flushes per write and ratios (encrypted/plain too).\n");
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "bench-write: %s (try --help)\n", err->message);
         return 2;
@@ -417,7 +451,15 @@ int main(int argc, char **argv)
     created = g_ptr_array_new_with_free_func(g_free);
 
     unsigned writer_sets[2] = { 1, (unsigned)opt_writers };
-    unsigned nsets = opt_writers > 1 ? 2 : 1, nkinds = opt_no_stock ? 2 : 3;
+    kind kinds[4];
+    unsigned nkinds = 0;
+    kinds[nkinds++] = FLOOR;
+    kinds[nkinds++] = JOURNAL;
+    if (!opt_no_stock)
+        kinds[nkinds++] = STOCK;
+    if (!opt_no_aes)
+        kinds[nkinds++] = AES;
+    unsigned nsets = opt_writers > 1 ? 2 : 1;
     size_t n = sizes->len * nsets * nkinds;
     method *ms = g_new0(method, n);
     size_t k = 0;
@@ -425,7 +467,7 @@ int main(int argc, char **argv)
         for (unsigned ws = 0; ws < nsets; ws++)
             for (unsigned kk = 0; kk < nkinds; kk++) {
                 method *m = &ms[k++];
-                m->kind = (kind)kk;
+                m->kind = kinds[kk];
                 m->writers = writer_sets[ws];
                 m->size = g_array_index(sizes, size_t, s);
                 m->ns = g_new0(uint64_t, opt_iterations);
