@@ -14,6 +14,10 @@
 #  2. the same with an encrypted swtpm state (swtpm_setup --keyfile, swtpm
 #     --key file=...), exported again encrypted with a passphrase (swtpm
 #     --key pwdfile=..., PBKDF2);
+#     then the encrypted state into an image encrypted at rest (--key-file
+#     for the image), served by nvram-tpmd with the image key, exported to
+#     a passphrase-encrypted state; the NV data is in clear in the plain
+#     images and nowhere in the encrypted one;
 #  3. a swtpm linear file (swtpm_setup --tpmstate file://PATH) imports;
 #  4. malformed files, generated here (truncated header, wrong totlen,
 #     wrong version, TLV length that does not add up, flipped HMAC byte,
@@ -79,11 +83,14 @@ stop_swtpm() {
 }
 
 # start_tpmd IMAGE: nvram-tpmd on the image, TPM2_Startup done.
+# start_tpmd IMAGE: nvram-tpmd on IMAGE, with $tpmd_key_args (the image key).
+tpmd_key_args=
 start_tpmd() {
     next_port
     rm -f "$tmp/tpmd.pid"
+    # shellcheck disable=SC2086
     "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
-        --log "file=$tmp/tpmd.log,level=2" 2>"$tmp/tpmd.err" &
+        --log "file=$tmp/tpmd.log,level=2" $tpmd_key_args 2>"$tmp/tpmd.err" &
     tpmd_pid=$!
     if ! wait_for "$tpmd_pid" test -s "$tmp/tpmd.pid"; then
         show "$tmp/tpmd.err"
@@ -157,6 +164,16 @@ round_trip() {
         not_ok "$name: permall and volatilestate imported"
         show "$tmp/out"
     fi
+    # The NV index's bytes: in the image's TPM state in clear, unless the
+    # image is encrypted.
+    nvhex=$(od -An -tx1 -v "$tmp/nvdata" | tr -d ' \n')
+    if od -An -tx1 -v "$img" | tr -d ' \n' | grep -q "$nvhex"; then in_img=yes; else in_img=no; fi
+    if [ -n "$tpmd_key_args" ]; then
+        check "$name: the NV data is not in clear in the encrypted image" test "$in_img" = no
+    else
+        check "$name: the NV data is in clear in the plain image (the check above sees it)" \
+            test "$in_img" = yes
+    fi
     if start_tpmd "$img"; then
         check "$name: NV index and EK public read on nvram-tpmd" read_both tpmd
         stop_tpmd
@@ -185,6 +202,17 @@ echo 0x000102030405060708090a0b0c0d0e0f >"$tmp/key.hex"
 printf 'a passphrase\n' >"$tmp/pwd"
 round_trip encrypted "--keyfile $tmp/key.hex" "--key file=$tmp/key.hex" \
     "--key $tmp/key.hex" "--pwdfile $tmp/pwd" "--key pwdfile=$tmp/pwd"
+# An encrypted swtpm state into an encrypted image (nvram-tool's
+# --key-file for the image, swtpm's --key for the state), served by
+# nvram-tpmd with the image key, and out to a passphrase-encrypted state.
+head -c 32 /dev/urandom >"$tmp/image.key"
+tpmd_key_args="--key-file=$tmp/image.key"
+round_trip encrypted-image "--keyfile $tmp/key.hex" "--key file=$tmp/key.hex" \
+    "--key $tmp/key.hex --key-file=$tmp/image.key" \
+    "--pwdfile $tmp/pwd --key-file=$tmp/image.key" "--key pwdfile=$tmp/pwd"
+tpmd_key_args=
+check "import-swtpm created an encrypted image" sh -c \
+    "'$tool' info '$tmp/encrypted-image.img' | grep -q AES-256-GCM"
 enc=$tmp/encrypted.state/tpm2-00.permall
 if [ -f "$enc" ] && [ "$(od -An -tx1 -j5 -N1 "$enc" | tr -d ' ')" = 01 ]; then
     ok "swtpm_setup --keyfile wrote an encrypted permall"
