@@ -29,7 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nvt_record_meta meta;
     for (int check = 0; check < 2; check++) {
         if (nvt_record_decode("fuzz/blob", rec, n, check, &meta) == 0 &&
-            (meta.length > meta.max_size || NVT_RECORD_HEADER_SIZE + (size_t)meta.length != n))
+            (meta.length > meta.max_size ||
+             NVT_RECORD_HEADER_SIZE + nvt_record_stored_len(&meta) != n ||
+             (meta.encrypted && (!meta.present || n < NVT_RECORD_HEADER_SIZE +
+                                                     NVT_RECORD_CRYPT_OVERHEAD))))
             abort();                      /* accepted a record that does not add up */
     }
     g_free(rec);

@@ -96,7 +96,9 @@ void fz_fix_records(uint8_t *buf, size_t len)
         uint8_t *rec = buf + at;
         if (fz_le32(rec) != NVT_RECORD_MAGIC)
             continue;
-        uint32_t n = fz_le32(rec + 12);
+        uint64_t n = fz_le32(rec + 12);
+        if ((rec[5] & NVT_RECORD_PRESENT) && (rec[5] & NVT_RECORD_ENCRYPTED))
+            n += NVT_RECORD_CRYPT_OVERHEAD;   /* a sealed payload (FORMAT.md) */
         if (n <= len - at - NVT_RECORD_HEADER_SIZE)
             fz_put_le32(rec + 24, nvt_crc32c(0, rec + NVT_RECORD_HEADER_SIZE, n));
         fz_put_le32(rec + 28, nvt_crc32c(0, rec, 28));
