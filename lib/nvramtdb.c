@@ -74,8 +74,11 @@ static int open_backend(const char *uri, unsigned flags, nvt_backend **be)
     }
     if (g_str_has_prefix(uri, "mem:"))
         return nvt_error(EINVAL, "invalid URI '%s': mem: takes no path", uri);
-    if (g_str_has_prefix(uri, "nbd:") || g_str_has_prefix(uri, "nbd+"))
-        return nvt_error(ENOTSUP, "URI '%s': network block devices are not supported yet", uri);
+    if (nvt_nbd_uri(uri)) {
+        /* The export exists or not: CREATE means "format it if blank".
+         * No lock crosses the network (docs/NBD.md). */
+        return nvt_nbd_backend_open(uri, ro ? NVT_NBD_READONLY : 0, be);
+    }
     const char *path = g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
     if (!*path)
         return nvt_error(EINVAL, "invalid URI '%s': no path", uri);

@@ -266,6 +266,26 @@ const char *image_path(const char *uri)
     return g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
 }
 
+bool image_is_export(const char *uri)
+{
+    return g_str_has_prefix(uri, "nbd:") || g_str_has_prefix(uri, "nbds:") ||
+           g_str_has_prefix(uri, "nbd+") || g_str_has_prefix(uri, "nbds+");
+}
+
+/* Whether the export @uri already holds an image (read-only look; any
+ * failure means "no": a writable start then formats a blank export or
+ * refuses a damaged one with its own message). */
+static bool export_holds_image(const char *uri)
+{
+    nvramtdb *db;
+
+    if (nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &db) < 0)
+        return false;
+    bool formatted = nvramtdb_start(db, 0) == 0;
+    nvramtdb_close(db);
+    return formatted;
+}
+
 /* An image argument for @path: plain unless it would read as a URI. */
 static char *path_uri(const char *path)
 {
@@ -534,6 +554,15 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
     path = image_path(uri);
     rc = RC_FAIL;
     if (is_mem) {
+        work_uri = g_strdup(uri);
+    } else if (image_is_export(uri)) {
+        /* An export is formatted in place, like a block device; one that
+         * already holds an image is only reconciled, with --force. */
+        if (!force && export_holds_image(uri)) {
+            error_msg("%s: the export already holds an nvramtdb image (use --force to "
+                      "open it and reserve the blobs in it)", uri);
+            goto out;
+        }
         work_uri = g_strdup(uri);
     } else if (stat(path, &st) == 0) {
         if (!force) {
@@ -942,7 +971,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
         error_msg("refusing to write binary data to a terminal (use -o FILE or --force)");
         goto out;
     }
-    if (!to_stdout && same_file(output, image_path(args[0]))) {
+    if (!to_stdout && !image_is_export(args[0]) && same_file(output, image_path(args[0]))) {
         error_msg("%s: the output file is the image", output);
         goto out;
     }
@@ -1141,7 +1170,8 @@ static int cmd_import_tdb(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    created = create && !g_file_test(image_path(args[0]), G_FILE_TEST_EXISTS);
+    created = create && !image_is_export(args[0]) &&
+              !g_file_test(image_path(args[0]), G_FILE_TEST_EXISTS);
     r = nvramtdb_open(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, &db);
     if (r < 0) {
         lib_error(r);
