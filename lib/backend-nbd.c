@@ -83,6 +83,16 @@ static int nbd_err(void)
     return e > 0 ? e : EIO;
 }
 
+/* The errno for a failed request: a lost connection (libnbd then says
+ * EINVAL, "invalid state") is ENOTCONN, so callers see what happened. */
+static int request_err(nbd_backend *n)
+{
+    int e = nbd_err();
+    if (nbd_aio_is_dead(n->h) > 0 || nbd_aio_is_closed(n->h) > 0)
+        return ENOTCONN;
+    return e;
+}
+
 static int check_range(nvt_backend *be, const char *op, size_t len, uint64_t off)
 {
     uint64_t size = to_nbd(be)->size;
@@ -99,7 +109,7 @@ static int raw_read(nbd_backend *n, uint8_t *buf, size_t len, uint64_t off)
     while (len) {
         size_t chunk = MIN(len, (size_t)n->request_max);
         if (nbd_pread(n->h, buf, chunk, off, 0) < 0) {
-            int e = nbd_err();
+            int e = request_err(n);
             return nvt_error(e, "%s: read of %zu bytes at offset %llu failed: %s",
                              n->base.name, chunk, (unsigned long long)off, nbd_get_error());
         }
@@ -118,7 +128,7 @@ static int raw_write(nbd_backend *n, const uint8_t *buf, size_t len, uint64_t of
         if (!fua)
             n->unflushed = true;
         if (nbd_pwrite(n->h, buf, chunk, off, fua ? LIBNBD_CMD_FLAG_FUA : 0) < 0) {
-            int e = nbd_err();
+            int e = request_err(n);
             n->unflushed = true;
             return nvt_error(e, "%s: %swrite of %zu bytes at offset %llu failed: %s",
                              n->base.name, fua ? "durable (FUA) " : "", chunk,
@@ -191,7 +201,7 @@ static int nbd_be_flush(nvt_backend *be)
         return 0;
     }
     if (nbd_flush(n->h, 0) < 0) {
-        int e = nbd_err();
+        int e = request_err(n);
         return nvt_error(e, "%s: flush failed: %s", be->name, nbd_get_error());
     }
     n->unflushed = false;
