@@ -502,6 +502,81 @@ static void test_server_dies(void)
     server_free(s);
 }
 
+/* The crash tests (test-crash*.c) model a commit as pwrite + flush on the
+ * fault backend.  The NBD backend replaces that pair by one FUA write only
+ * when nothing else it wrote is unflushed, which is the same durable
+ * state: check it on the requests the server saw (nbdkit's log filter),
+ * and that each commit is then one round trip. */
+static void test_fua_ordering(void)
+{
+    if (!have("nbdkit"))
+        return;
+    char *dir = tu_tmpdir();
+    char *log = g_build_filename(dir, "requests.log", NULL);
+    char *log_param = g_strdup_printf("logfile=%s", log);
+    const char *extra[] = { "--filter=log", log_param, NULL };
+    server *s = server_new(NBDKIT_FILE, extra);
+
+    nvramtdb *db = tu_start_uri(s->uri, NVRAMTDB_OPEN_CREATE, blobs, N_BLOBS, NULL);
+    g_assert_nonnull(db);
+    TU_OK(nvramtdb_close(db));
+    db = tu_start_uri(s->uri, 0, blobs, N_BLOBS, NULL);
+    g_assert_nonnull(db);
+    size_t commits = 0;
+    for (size_t i = 0; i < N_STEPS; i++) {
+        const step *st = &workload[i];
+        value v = step_value(st);
+        if (st->is_delete)
+            TU_OK(nvramtdb_delete(db, blobs[st->blob].name, NVRAMTDB_WAIT_COMPLETION, NULL,
+                                  NULL));
+        else
+            TU_OK(nvramtdb_write(db, blobs[st->blob].name, value_bytes(&v), v.len,
+                                 NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+        commits++;
+    }
+    TU_OK(nvramtdb_close(db));
+    server_stop(s, SIGTERM);
+
+    char *text = NULL;
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    char **lines = g_strsplit(text, "\n", -1);
+    GHashTable *unflushed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    unsigned fua = 0, writes = 0, flushes = 0;
+    for (char **l = lines; *l; l++) {
+        const char *conn = strstr(*l, "connection=");
+        if (!conn || strstr(*l, " ...W") || strstr(*l, " ...F"))  /* replies */
+            continue;
+        char *key = g_strndup(conn, strcspn(conn, " "));
+        if (strstr(*l, " Write ")) {
+            writes++;
+            if (strstr(*l, "fua=1")) {
+                fua++;
+                if (g_hash_table_contains(unflushed, key))
+                    g_error("a FUA write while an earlier write is unflushed: %s", *l);
+            } else {
+                g_hash_table_add(unflushed, g_strdup(key));
+            }
+        } else if (strstr(*l, " Flush ")) {
+            flushes++;
+            g_hash_table_remove(unflushed, key);
+        }
+        g_free(key);
+    }
+    g_test_message("%zu commits: %u FUA writes, %u writes in all, %u flushes (with the "
+                   "opens, the closes' checkpoints and the formatting)", commits, fua, writes,
+                   flushes);
+    /* Every commit was one FUA write (nbdkit's file plugin offers FUA). */
+    g_assert_cmpuint(fua, ==, commits);
+    g_hash_table_destroy(unflushed);
+    g_strfreev(lines);
+    g_free(text);
+    server_free(s);
+    tu_rmtree(dir);
+    g_free(dir);
+    g_free(log);
+    g_free(log_param);
+}
+
 /* A read-only export opens read-only only, an export too small is
  * refused with both sizes, an unreachable server names the URI. */
 static void test_refusals(void)
@@ -562,5 +637,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/nbdkit/write-errors", test_write_errors);
     g_test_add_func("/nbd/nbdkit/server-dies-mid-commit", test_server_dies);
     g_test_add_func("/nbd/nbdkit/refusals", test_refusals);
+    g_test_add_func("/nbd/nbdkit/fua-ordering", test_fua_ordering);
     return run_tests();
 }
