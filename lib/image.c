@@ -224,7 +224,9 @@ uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes)
 
 static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
 {
-    uint8_t buf[NVT_SB_SLOT_SIZE];
+    /* The superblock's half of the slot only: the other half of slot B
+     * is the ownership record's (owner.h). */
+    uint8_t buf[NVT_SB_AREA_SIZE];
     memset(buf, 0, sizeof buf);
     nvt_sb_encode(sb, buf);
     int r = nvt_be_pwrite(be, buf, sizeof buf, (uint64_t)slot * NVT_SB_SLOT_SIZE);
@@ -352,14 +354,9 @@ int nvt_image_open(nvt_backend *be, nvt_image **out)
     return 0;
 }
 
-int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
+/* Write @sb (the active one with a field changed) as the new superblock. */
+static int update(nvt_image *img, nvt_superblock sb)
 {
-    if (logical > img->sb.tdb_capacity)
-        return nvt_error(ENOSPC, "%s: tdb cannot grow to %llu bytes: its region holds %llu",
-                         img->be->name, (unsigned long long)logical,
-                         (unsigned long long)img->sb.tdb_capacity);
-    nvt_superblock sb = img->sb;
-    sb.tdb_logical = logical;
     sb.sequence++;
     /* Overwrite the older copy: the active one stays intact until the new
      * one is durable. */
@@ -371,6 +368,24 @@ int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
     img->active_slot = slot;
     img->slot_valid[slot] = true;
     return 0;
+}
+
+int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
+{
+    if (logical > img->sb.tdb_capacity)
+        return nvt_error(ENOSPC, "%s: tdb cannot grow to %llu bytes: its region holds %llu",
+                         img->be->name, (unsigned long long)logical,
+                         (unsigned long long)img->sb.tdb_capacity);
+    nvt_superblock sb = img->sb;
+    sb.tdb_logical = logical;
+    return update(img, sb);
+}
+
+int nvt_image_set_compat_flags(nvt_image *img, uint32_t flags)
+{
+    nvt_superblock sb = img->sb;
+    sb.compat_flags = flags;
+    return update(img, sb);
 }
 
 int nvt_image_repair(nvt_image *img)

@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+#include "owner.h"
 #include "testutil.h"
 #include "workload.h"
 
@@ -492,6 +494,9 @@ static void test_server_dies(void)
     /* The old handle stays failed (latched), with a server again. */
     g_assert_cmpint(nvramtdb_write(db, blobs[BLOB_C].name, value_bytes(&v3), v3.len,
                                    NVRAMTDB_WAIT_COMPLETION, NULL, NULL), <, 0);
+    /* Its close cannot release the claim (no connection): the record
+     * still names this process, whose handles no longer hold it, so the
+     * next open takes it over. */
     nvramtdb_close(db);
     db = tu_start_uri(s->uri, 0, blobs, N_BLOBS, NULL);
     if (!db)
@@ -499,6 +504,96 @@ static void test_server_dies(void)
     assert_value(db, BLOB_A, &v1, "acknowledged before the server died");
     tu_assert_healthy(db);
     TU_OK(nvramtdb_close(db));
+    server_free(s);
+}
+
+/* Rewrite the host in the ownership record of the file behind an export
+ * (CRC fixed), as if the holder ran on another machine. */
+static void move_owner_to(const char *img, const char *host)
+{
+    uint8_t *bytes;
+    size_t len;
+    char *text;
+    g_assert_true(g_file_get_contents(img, &text, &len, NULL));
+    bytes = (uint8_t *)text;
+    g_assert_cmpuint(len, >=, NVT_OWNER_OFFSET + NVT_OWNER_SIZE);
+    uint8_t *rec = bytes + NVT_OWNER_OFFSET;
+    g_assert_cmpmem(rec, 8, "NVTOWNR1", 8);
+    memset(rec + 96, 0, 128);                  /* host (docs/FORMAT.md) */
+    memcpy(rec + 96, host, strlen(host));
+    uint32_t crc = nvt_crc32c(0, rec, 508);
+    for (int i = 0; i < 4; i++)
+        rec[508 + i] = (uint8_t)(crc >> (8 * i));
+    FILE *f = fopen(img, "r+");
+    g_assert_nonnull(f);
+    g_assert_cmpint(fseek(f, NVT_OWNER_OFFSET, SEEK_SET), ==, 0);
+    g_assert_cmpuint(fwrite(rec, 1, NVT_OWNER_SIZE, f), ==, NVT_OWNER_SIZE);
+    g_assert_cmpint(fclose(f), ==, 0);
+    g_free(text);
+}
+
+/* Two clients of one export (nbdkit serves both at once): the second
+ * writer is refused naming the first, a reader too (unless it forces),
+ * a takeover wins, and the writer that lost the image stops at its next
+ * checkpoint; a holder on another host needs the takeover. */
+static void test_two_clients(void)
+{
+    if (!have("nbdkit"))
+        return;
+    server *s = server_new(NBDKIT_FILE, NULL);
+    value v1 = { true, 100, 1 }, v2 = { true, 20000, 2 }, v3 = { true, 100, 6 };
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    char *pid = g_strdup_printf("pid %d", (int)getpid());
+    int rc;
+
+    nvramtdb *db1 = tu_start_uri(s->uri, NVRAMTDB_OPEN_CREATE, blobs, N_BLOBS, NULL);
+    g_assert_nonnull(db1);
+    TU_OK(nvramtdb_write(db1, blobs[BLOB_A].name, value_bytes(&v1), v1.len,
+                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+    g_assert_null(tu_start_uri(s->uri, 0, blobs, N_BLOBS, &rc));
+    g_test_message("second writer: %s", nvramtdb_last_error());
+    TU_ASSERT_ERROR(rc, -EBUSY, s->uri, "in use by", pid, host, "takeover");
+    g_assert_null(tu_start_uri(s->uri, NVRAMTDB_OPEN_READONLY, blobs, N_BLOBS, &rc));
+    TU_ASSERT_ERROR(rc, -EBUSY, s->uri, "in use by", pid);
+    nvramtdb *ro = tu_start_uri(s->uri, NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_FORCE_SHARE,
+                                blobs, N_BLOBS, &rc);
+    g_assert_nonnull(ro);
+    TU_OK(nvramtdb_close(ro));
+
+    /* The first writer commits more (frames in the ring), then loses the
+     * image to a takeover: the new owner replays its frames. */
+    TU_OK(nvramtdb_write(db1, blobs[BLOB_B].name, value_bytes(&v2), v2.len,
+                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+    nvramtdb *db2 = tu_start_uri(s->uri, NVRAMTDB_OPEN_TAKEOVER, blobs, N_BLOBS, &rc);
+    if (!db2)
+        g_error("takeover: %s", nvramtdb_last_error());
+    assert_value(db2, BLOB_A, &v1, "after the takeover");
+    assert_value(db2, BLOB_B, &v2, "after the takeover");
+    /* The old writer's close checkpoints: the guard stops it. */
+    rc = nvramtdb_close(db1);
+    g_test_message("the writer that lost the image, at close: %s", nvramtdb_last_error());
+    TU_ASSERT_ERROR(rc, -EBUSY, s->uri, "taken over by", pid);
+    TU_OK(nvramtdb_write(db2, blobs[BLOB_C].name, value_bytes(&v3), v3.len,
+                         NVRAMTDB_WAIT_COMPLETION, NULL, NULL));
+    tu_assert_healthy(db2);
+
+    /* Held by "another host" (the record rewritten under db2): refused
+     * naming it, until a takeover. */
+    move_owner_to(s->img, "elsewhere.example");
+    g_assert_null(tu_start_uri(s->uri, 0, blobs, N_BLOBS, &rc));
+    TU_ASSERT_ERROR(rc, -EBUSY, s->uri, "elsewhere.example", "takeover");
+    nvramtdb *db3 = tu_start_uri(s->uri, NVRAMTDB_OPEN_TAKEOVER, blobs, N_BLOBS, &rc);
+    g_assert_nonnull(db3);
+    assert_value(db3, BLOB_C, &v3, "after the second takeover");
+    TU_OK(nvramtdb_close(db3));
+    /* db2 lost the image; its close has nothing to put in place. */
+    nvramtdb_close(db2);
+    /* Released: anyone may open it now. */
+    nvramtdb *db4 = tu_start_uri(s->uri, 0, blobs, N_BLOBS, &rc);
+    g_assert_nonnull(db4);
+    TU_OK(nvramtdb_close(db4));
+    g_free(pid);
     server_free(s);
 }
 
@@ -638,5 +733,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/nbdkit/server-dies-mid-commit", test_server_dies);
     g_test_add_func("/nbd/nbdkit/refusals", test_refusals);
     g_test_add_func("/nbd/nbdkit/fua-ordering", test_fua_ordering);
+    g_test_add_func("/nbd/nbdkit/two-clients", test_two_clients);
     return run_tests();
 }
