@@ -7,7 +7,8 @@
 #     export in place; a second create needs --force; an export too small
 #     is refused with both sizes), info, list, import, dump, delete,
 #     check, export-tdb, import-tdb, export-swtpm, import-swtpm, help;
-#     an unreachable server is named in the message;
+#     a record naming a writer on another host refuses openers, naming
+#     it, until takeover; an unreachable server is named in the message;
 #  2. nvram-tpmd --image URI with tpm2-tools: an NV index written, an NV
 #     counter incremented, kill -9 of the daemon, restart, both read back,
 #     nvram-tool check passes (needs nvram-tpmd and tpm2-tools).
@@ -108,6 +109,42 @@ expect 1 "dump of the deleted blob fails" dump -o "$tmp/x.out" "$uri" dev/x
 expect 0 "check" check "$uri"
 expect 0 "export-tdb" export-tdb "$uri" "$tmp/blobs.tdb"
 expect 0 "help create" help create
+
+# One writer: a record naming a writer on another host (what a host that
+# died while writing leaves behind) refuses every opener, naming it,
+# until nvram-tool takeover.
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$tmp/export.raw" <<'PY'
+import struct, sys
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+with open(sys.argv[1], "r+b") as f:
+    f.seek(6144)
+    rec = bytearray(f.read(512))
+    assert rec[:8] == b"NVTOWNR1", rec[:8]
+    struct.pack_into("<I", rec, 12, 1)           # state: held
+    struct.pack_into("<I", rec, 32, 4242)        # pid
+    rec[96:224] = b"elsewhere.example".ljust(128, b"\0")
+    struct.pack_into("<I", rec, 508, crc32c(bytes(rec[:508])))
+    f.seek(6144)
+    f.write(rec)
+PY
+    expect 1 "a writer on another host holds the image: import refused" \
+        import "$uri" tpm0/permall "$tmp/x"
+    expect_err "... naming it and the way out" "elsewhere.example" "pid 4242" "takeover"
+    expect 1 "... list refused too" list "$uri"
+    expect 0 "... list --force-share reads anyway" list -U "$uri"
+    expect 0 "nvram-tool takeover" takeover "$uri"
+    expect 0 "import after the takeover" import "$uri" tpm0/permall "$tmp/x"
+    expect 1 "takeover of a local file is refused" takeover "$tmp/x"
+else
+    echo "ok - # SKIP ownership record checks: python3 not found"
+fi
 
 # A second export, in nbdkit's memory when installed (else another file
 # behind qemu-nbd): import-tdb and import-swtpm into it.

@@ -1103,6 +1103,40 @@ static void report_problem(void *opaque, const char *problem)
     printf("%s\n", problem);
 }
 
+/* Take an NBD export's image over from a writer that died without
+ * releasing it: open with NVRAMTDB_OPEN_TAKEOVER (which recovers the
+ * journal and claims the image), check, close (which releases it). */
+static int cmd_takeover(const struct command *cmd, int argc, char **argv)
+{
+    gchar **args = NULL;
+    int rc = parse_options(cmd, NULL, argc, argv, 1, 1, &args);
+
+    if (rc != RC_OK)
+        return rc;
+    if (!image_is_export(args[0])) {
+        error_msg("%s: not an NBD export: a local image is protected by its lock, and a "
+                  "dead writer's lock is gone with it", args[0]);
+        g_strfreev(args);
+        return RC_FAIL;
+    }
+    nvramtdb *db = open_image(args[0], NVRAMTDB_OPEN_TAKEOVER, NULL, 0, NULL);
+    if (!db) {
+        g_strfreev(args);
+        return RC_FAIL;
+    }
+    int r = nvramtdb_check(db, report_problem, NULL);
+    if (r < 0)
+        lib_error(r);
+    rc = close_image(db);
+    if (rc == RC_OK && r == 0)
+        printf("%s: taken over and released: the next writer may open it\n", args[0]);
+    else if (r > 0)
+        printf("%s: taken over and released, but check found %d problem%s\n", args[0], r,
+               r == 1 ? "" : "s");
+    g_strfreev(args);
+    return rc == RC_OK && r == 0 ? RC_OK : RC_FAIL;
+}
+
 static int cmd_check(const struct command *cmd, int argc, char **argv)
 {
     gboolean force_share = FALSE;
@@ -1267,6 +1301,14 @@ static const struct command commands[] = {
       "and locked as swtpm locks it.  Symbolic links at DIR/.lock or at the state\n"
       "files are refused.  An existing state in DIR is only replaced with --force.",
       cmd_export_swtpm },
+    { "takeover", "IMAGE", "Take an NBD export's image over from a dead writer",
+      "An image on an NBD export names its writer in an ownership record (host,\n"
+      "pid, time); other writers are refused while it is held.  When that writer\n"
+      "died without closing the image on another host (on this host a dead\n"
+      "writer is recognised by itself), takeover replays its journal, claims\n"
+      "the image, checks it and releases it.  Make sure the writer is really\n"
+      "dead (its host is down or its process gone): two writers of one image\n"
+      "destroy it.  See docs/NBD.md.", cmd_takeover },
     { "help", "[COMMAND]", "Show help on nvram-tool or on one command", NULL, cmd_help },
 };
 
