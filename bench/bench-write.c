@@ -14,6 +14,13 @@
  *   stock    the same with NVRAMTDB_OPEN_STOCK_COMMIT (tdb's own
  *            transactions, four flushes per commit);
  *
+ *   nbd      (--nbd) the journal on the same kind of file, served by
+ *            qemu-nbd on a UNIX socket: one FUA write per commit;
+ *   nbd-delay (--nbd) the same served by nbdkit's file plugin behind its
+ *            delay filter (--nbd-delay, 1 ms on every write, a network-
+ *            like latency): what group commit buys when a round trip is
+ *            expensive;
+ *
  * each with 1 writer thread and with --writers threads (8 by default),
  * every thread replacing its own blob (floor: its own S-byte slot of one
  * file).  Every operation writes different content, so nothing can be
@@ -41,7 +48,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -56,8 +68,9 @@
 #define WARMUP 5
 #define MAX_WRITERS 64
 
-typedef enum { FLOOR, JOURNAL, STOCK } kind;
-static const char *const kind_name[] = { "floor", "journal", "stock" };
+typedef enum { FLOOR, JOURNAL, STOCK, NBD, NBD_DELAY } kind;
+static const char *const kind_name[] = { "floor", "journal", "stock", "nbd", "nbd-dly" };
+static int opt_nbd_delay_ms = 1;
 
 typedef struct method {
     kind kind;
@@ -65,7 +78,9 @@ typedef struct method {
     size_t size;
     char *path;
     int fd;                 /* floor */
-    nvramtdb *db;           /* journal, stock */
+    nvramtdb *db;           /* journal, stock, nbd */
+    GPid server;            /* nbd: qemu-nbd or nbdkit */
+    char *uri;              /* the image's URI */
     uint64_t *ns;           /* latencies of every measured operation */
     size_t count;
     uint64_t wall_ns;       /* wall-clock time of the measured phases */
@@ -130,6 +145,53 @@ static char *blob_name(unsigned writer)
     return g_strdup_printf("bench/w%u", writer);
 }
 
+/* A server must not outlive the benchmark (die() exits). */
+static void die_with_parent(gpointer unused)
+{
+    (void)unused;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* Start a server for m->path on a UNIX socket next to it; m->uri names
+ * it once it accepts connections. */
+static void serve(method *m)
+{
+    char *sock = g_strdup_printf("%s.sock", m->path);
+    char *delay = g_strdup_printf("delay-write=%dms", opt_nbd_delay_ms);
+    char *file = g_strdup_printf("file=%s", m->path);
+    const char *qemu[] = { "qemu-nbd", "--persistent", "--format", "raw", "--socket", sock,
+                           m->path, NULL };
+    const char *kit[] = { "nbdkit", "--foreground", "--exit-with-parent", "--unix", sock,
+                          "--filter=delay", "file", file, delay, NULL };
+    GError *err = NULL;
+    unlink(sock);
+    g_ptr_array_add(created, g_strdup(sock));
+    if (!g_spawn_async(NULL, (char **)(m->kind == NBD ? qemu : kit), NULL,
+                       G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent, NULL,
+                       &m->server,
+                       &err))
+        die("--nbd: cannot start %s: %s", m->kind == NBD ? "qemu-nbd" : "nbdkit",
+            err->message);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, sock, sizeof sa.sun_path);
+    for (int i = 0;; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (up)
+            break;
+        if (i > 1000 || waitpid(m->server, NULL, WNOHANG) == m->server)
+            die("--nbd: the server for %s did not start", m->path);
+        g_usleep(10000);
+    }
+    g_free(m->uri);
+    m->uri = g_strdup_printf("nbd+unix:///?socket=%s", sock);
+    g_free(sock);
+    g_free(delay);
+    g_free(file);
+}
+
 static void method_open(method *m, const char *dir)
 {
     m->path = g_strdup_printf("%s/bench-write-%s-%u-%zu.%s", dir, kind_name[m->kind],
@@ -151,22 +213,29 @@ static void method_open(method *m, const char *dir)
         g_free(buf);
         return;
     }
-    char *uri = g_strdup_printf("file:%s", m->path);
+    m->uri = g_strdup_printf("file:%s", m->path);
     unsigned flags = NVRAMTDB_OPEN_CREATE | (m->kind == STOCK ? NVRAMTDB_OPEN_STOCK_COMMIT : 0);
-    int rc = nvramtdb_open(uri, flags, &m->db);
-    g_free(uri);
-    if (rc < 0)
-        die_db("nvramtdb_open", rc);
-    for (unsigned w = 0; w < m->writers; w++) {
-        char *name = blob_name(w);
-        rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
-        g_free(name);
+    for (int pass = 0; pass < 2; pass++) {
+        int rc = nvramtdb_open(m->uri, flags, &m->db);
         if (rc < 0)
-            die_db("nvramtdb_register_blob", rc);
+            die_db("nvramtdb_open", rc);
+        for (unsigned w = 0; w < m->writers; w++) {
+            char *name = blob_name(w);
+            rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
+            g_free(name);
+            if (rc < 0)
+                die_db("nvramtdb_register_blob", rc);
+        }
+        rc = nvramtdb_start(m->db, 0);
+        if (rc < 0)
+            die_db("nvramtdb_start", rc);
+        if (pass == 1 || (m->kind != NBD && m->kind != NBD_DELAY))
+            return;
+        /* NBD: the file is formatted; now serve it and open it there. */
+        nvramtdb_close(m->db);
+        serve(m);
+        flags = 0;
     }
-    rc = nvramtdb_start(m->db, 0);
-    if (rc < 0)
-        die_db("nvramtdb_start", rc);
 }
 
 static int one_write(method *m, unsigned writer, const uint8_t *buf)
@@ -256,9 +325,7 @@ static void method_verify(method *m)
     int rc = nvramtdb_close(m->db);
     if (rc < 0)
         die_db("nvramtdb_close", rc);
-    char *uri = g_strdup_printf("file:%s", m->path);
-    rc = nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &m->db);
-    g_free(uri);
+    rc = nvramtdb_open(m->uri, NVRAMTDB_OPEN_READONLY, &m->db);
     if (rc == 0)
         rc = nvramtdb_start(m->db, 0);
     if (rc < 0)
@@ -283,6 +350,12 @@ static void method_verify(method *m)
     }
     g_free(want);
     nvramtdb_close(m->db);
+    if (m->server) {
+        kill(m->server, SIGTERM);
+        waitpid(m->server, NULL, 0);
+        g_spawn_close_pid(m->server);
+        m->server = 0;
+    }
 }
 
 static double pct_us(const method *m, unsigned pct)
@@ -373,7 +446,7 @@ int main(int argc, char **argv)
 {
     char *opt_dir = NULL, *opt_sizes = NULL;
     gint opt_iterations = 400, opt_writers = 8;
-    gboolean opt_no_stock = FALSE;
+    gboolean opt_no_stock = FALSE, opt_nbd = FALSE;
     GOptionEntry entries[] = {
         { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &opt_dir,
           "Directory for the files, on a real disk (default: .)", "DIR" },
@@ -385,6 +458,10 @@ int main(int argc, char **argv)
           "Concurrent writers of the second set of phases (default: 8)", "N" },
         { "no-stock", 0, 0, G_OPTION_ARG_NONE, &opt_no_stock,
           "Skip the stock four-flush mode", NULL },
+        { "nbd", 0, 0, G_OPTION_ARG_NONE, &opt_nbd,
+          "Also the journal on NBD: qemu-nbd, and nbdkit with a delay filter", NULL },
+        { "nbd-delay", 0, 0, G_OPTION_ARG_INT, &opt_nbd_delay_ms,
+          "Milliseconds nbdkit's delay filter adds to every write (default: 1)", "MS" },
         { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the files", NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL }
     };
@@ -394,7 +471,9 @@ int main(int argc, char **argv)
     g_option_context_set_description(ctx,
         "For each size: pwrite+fdatasync (the floor), nvramtdb with the journal and\n"
         "with stock tdb commits, each with 1 and with --writers threads, in rotating\n"
-        "rounds; prints latency percentiles, ops/s, flushes per write and ratios.\n");
+        "rounds; prints latency percentiles, ops/s, flushes per write and ratios.\n"
+        "--nbd adds the journal on NBD exports of files in DIR: qemu-nbd, and nbdkit\n"
+        "with its delay filter (--nbd-delay ms per write).\n");
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "bench-write: %s (try --help)\n", err->message);
         return 2;
@@ -417,7 +496,17 @@ int main(int argc, char **argv)
     created = g_ptr_array_new_with_free_func(g_free);
 
     unsigned writer_sets[2] = { 1, (unsigned)opt_writers };
-    unsigned nsets = opt_writers > 1 ? 2 : 1, nkinds = opt_no_stock ? 2 : 3;
+    unsigned nsets = opt_writers > 1 ? 2 : 1;
+    kind kinds[5];
+    unsigned nkinds = 0;
+    kinds[nkinds++] = FLOOR;
+    kinds[nkinds++] = JOURNAL;
+    if (!opt_no_stock)
+        kinds[nkinds++] = STOCK;
+    if (opt_nbd) {
+        kinds[nkinds++] = NBD;
+        kinds[nkinds++] = NBD_DELAY;
+    }
     size_t n = sizes->len * nsets * nkinds;
     method *ms = g_new0(method, n);
     size_t k = 0;
@@ -425,7 +514,7 @@ int main(int argc, char **argv)
         for (unsigned ws = 0; ws < nsets; ws++)
             for (unsigned kk = 0; kk < nkinds; kk++) {
                 method *m = &ms[k++];
-                m->kind = (kind)kk;
+                m->kind = kinds[kk];
                 m->writers = writer_sets[ws];
                 m->size = g_array_index(sizes, size_t, s);
                 m->ns = g_new0(uint64_t, opt_iterations);
@@ -457,6 +546,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         g_free(ms[i].ns);
         g_free(ms[i].path);
+        g_free(ms[i].uri);
     }
     g_free(ms);
     g_ptr_array_free(created, TRUE);
