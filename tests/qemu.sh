@@ -14,12 +14,15 @@
 #     -incoming "exec:cat FILE" then cont, in four directions: swtpm ->
 #     swtpm (the baseline), swtpm -> nvram-tpmd, nvram-tpmd -> swtpm,
 #     nvram-tpmd -> nvram-tpmd.  PCRs (sha256, 0-7, which SeaBIOS
-#     extends) read after the migration equal those before.
-#  3. kill -9 of nvram-tpmd under a running QEMU: QEMU 7.2 does not
+#     extends) read after the migration equal those before.  Then a reset
+#     of the destination QEMU: SeaBIOS starts the migrated TPM again
+#     (with nvram-tpmd: every command succeeds).
+#  3. kill -9 of the daemon under a running QEMU: QEMU 7.2 does not
 #     notice until it next talks to the TPM; a system_reset then makes it
-#     print "Could not stop TPM" and exit 1.  A daemon restarted on the
-#     same image serves a new QEMU (its SeaBIOS TPM commands succeed) and
-#     nvram-tool check passes.
+#     print "Could not stop TPM" and exit 1, with swtpm (the baseline) as
+#     with nvram-tpmd.  An nvram-tpmd restarted on the same image serves a
+#     new QEMU (its SeaBIOS TPM commands succeed) and nvram-tool check
+#     passes.
 #
 # Reading PCRs without a guest: the TPM's data channel belongs to QEMU and
 # swtpm takes one control connection at a time, so the PCRs are read from
@@ -383,7 +386,7 @@ boot_case() {
 }
 
 boot_case "q35/tpm-crb, own command line" q35 tpm-crb "$tmp/own.img" \
-    --image "$tmp/own.img" --ctrl "type=unixio,path=$tmp/boot.sock" \
+    --image "$tmp/own.img" --ctrl "type=unixio,path=$tmp/boot.sock" --flags need-init \
     --log "file=$tmp/boot.log,level=3"
 mkdir -p "$tmp/sw.d"
 boot_case "pc/tpm-tis, swtpm's command line" pc tpm-tis "$tmp/sw.d/nvramtdb.permall" \
@@ -475,8 +478,18 @@ migrate_case() {
         not_ok "$label: PCRs 0-7 after migration equal those before"
         diff "$tmp/pcr.before" "$tmp/pcr.after" | sed 's/^/#   /'
     fi
+    # The destination serves its guest: after a reset SeaBIOS starts the
+    # TPM again and extends its PCRs.
+    if qmp dst cont system_reset && wait_bios dst; then
+        ok "$label: after a reset the destination's SeaBIOS boots again"
+    else
+        not_ok "$label: after a reset the destination's SeaBIOS boots again"
+        show "$tmp/qmp.err"
+        show "$tmp/dst.qemu"
+    fi
     if [ "$to" = nvram-tpmd ]; then
-        check_tpm_log "$tmp/dst.log" "$label: nvram-tpmd: no TPM command failed"
+        check_tpm_log "$tmp/dst.log" \
+            "$label: nvram-tpmd: every TPM command after the migration succeeded" boot
         if grep -q "control command 13 SET_STATEBLOB -> 0x0" "$tmp/dst.log" &&
             ! grep -q "control command 13 SET_STATEBLOB -> 0x[1-9a-f]" "$tmp/dst.log"; then
             ok "$label: nvram-tpmd took the state blobs (SET_STATEBLOB)"
@@ -508,39 +521,56 @@ migrate_case nvram-tpmd swtpm pc tpm-tis
 migrate_case nvram-tpmd nvram-tpmd pc tpm-tis
 
 # ---- 3. kill -9 under QEMU ------------------------------------------------
-case_start "kill -9 under QEMU, restart"
+# kill_under_qemu WHO QEMU: kill -9 the daemon ($daemon_pid) under the
+# running QEMU ($qemu_pid, named QEMU) and check what QEMU 7.2 does.
+kill_under_qemu() {
+    kill -9 "$daemon_pid"
+    wait "$daemon_pid" 2>/dev/null
+    # QEMU 7.2 does not watch the control socket: it keeps running ...
+    if qmp "$2" query-status && grep -q '"status": "running"' "$tmp/qmp.out"; then
+        ok "kill -9 of $1: QEMU keeps running with its TPM daemon gone"
+    else
+        not_ok "kill -9 of $1: QEMU keeps running with its TPM daemon gone"
+        show "$tmp/qmp.out"
+        show "$tmp/$2.qemu"
+    fi
+    # ... until it next needs the TPM: a reset restarts it, which fails.
+    qmp "$2" system_reset
+    qrc=0
+    wait_exit "$qemu_pid" || qrc=$?
+    if [ "$qrc" -eq 1 ] && grep -q "tpm-emulator: Could not stop TPM" "$tmp/$2.qemu"; then
+        ok "kill -9 of $1: on system_reset QEMU reports 'Could not stop TPM' and exits 1"
+    else
+        not_ok "kill -9 of $1: on system_reset QEMU reports 'Could not stop TPM' and exits 1 (exit $qrc)"
+        show "$tmp/$2.qemu"
+    fi
+}
+
+# The baseline: what QEMU does when swtpm is killed under it.
+case_start "kill -9 of swtpm under QEMU (baseline)"
+if start_swtpm ksw && start_qemu k0 q35 tpm-crb ksw && wait_bios k0; then
+    ok "kill -9 of swtpm: QEMU booted on swtpm"
+    kill_under_qemu swtpm k0
+else
+    not_ok "kill -9 of swtpm: QEMU booted on swtpm"
+    show "$tmp/ksw.out"
+    show "$tmp/k0.qemu"
+fi
+case_end
+
+case_start "kill -9 of nvram-tpmd under QEMU, restart"
 kimg=$tmp/kill.img
 kargs="--image $kimg --ctrl type=unixio,path=$tmp/kill.sock --log file=$tmp/kill.log,level=3"
 # shellcheck disable=SC2086 # $kargs holds words without spaces ($tmp has none)
 if start_tpmd kill $kargs && start_qemu k1 q35 tpm-crb kill && wait_bios k1; then
     ok "kill -9: QEMU booted on nvram-tpmd"
+    kill_under_qemu nvram-tpmd k1
 else
     not_ok "kill -9: QEMU booted on nvram-tpmd"
     show "$tmp/kill.out"
     show "$tmp/k1.qemu"
 fi
-kp=$daemon_pid
-kq=$qemu_pid
-kill -9 "$kp"
-wait "$kp" 2>/dev/null
-# QEMU 7.2 does not watch the control socket: it keeps running ...
-if qmp k1 query-status && grep -q '"status": "running"' "$tmp/qmp.out"; then
-    ok "kill -9: QEMU keeps running with its TPM daemon gone"
-else
-    not_ok "kill -9: QEMU keeps running with its TPM daemon gone"
-    show "$tmp/qmp.out"
-    show "$tmp/k1.qemu"
-fi
-# ... until it next needs the TPM: a reset restarts it, which fails.
-qmp k1 system_reset
-qrc=0
-wait_exit "$kq" || qrc=$?
-if [ "$qrc" -eq 1 ] && grep -q "tpm-emulator: Could not stop TPM" "$tmp/k1.qemu"; then
-    ok "kill -9: on system_reset QEMU reports 'Could not stop TPM' and exits 1"
-else
-    not_ok "kill -9: on system_reset QEMU reports 'Could not stop TPM' and exits 1 (exit $qrc)"
-    show "$tmp/k1.qemu"
-fi
+# The stale socket file stays: the restarted daemon replaces it.
 : >"$tmp/kill.log"
 # shellcheck disable=SC2086
 if start_tpmd kill $kargs && start_qemu k2 q35 tpm-crb kill && wait_bios k2; then
