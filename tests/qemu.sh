@@ -30,22 +30,20 @@
 # writes the TPM's permanent and volatile state blobs (GET_STATEBLOB) into
 # the stream's "tpm-emulator" section.  They are loaded into a fresh swtpm
 # (swtpm_ioctl --load, then INIT resumes the running TPM) and read with
-# tpm2_pcrread.  "Before" is the stream the source QEMU wrote; "after" is
+# TPM2_PCR_Read on its UNIX data socket.  "Before" is the stream the source QEMU wrote; "after" is
 # a second stream written by the destination QEMU after it ran (cont), so
 # it comes from the destination daemon's TPM.
 #
-# Needs qemu-system-x86_64 (with SeaBIOS), swtpm, swtpm_ioctl,
-# tpm2_pcrread and python3; skipped (77) when one is missing.
-# Exit 0 pass, 1 fail, 77 skip.  Sockets live in the test's own
-# temporary directory, and the PCR reader's TCP ports are picked free, so
-# parallel runs (make -j check) do not meet.
+# Needs qemu-system-x86_64 (with SeaBIOS), swtpm, swtpm_ioctl and python3;
+# skipped (77) when one is missing.  Exit 0 pass, 1 fail, 77 skip.  Only
+# UNIX sockets in the test's own temporary directory, no TCP port: parallel
+# runs (make -j check) cannot meet.
 
 tmp_name=nvram-qemu-test
 show_tail=30
 . "$(dirname "$0")/tpmlib.sh"
 need_commands "install qemu-system-x86 and seabios" qemu-system-x86_64
 need_commands "install swtpm and swtpm-tools" swtpm swtpm_ioctl
-need_commands "install tpm2-tools" tpm2_pcrread
 need_commands "install python3 (QMP client)" python3
 
 # Every process this test starts, by pid; killed at exit.
@@ -168,6 +166,41 @@ for kind in ("permanent", "volatile", "savestate"):
             sys.exit("no %s blob in %s" % (kind, sys.argv[1]))
         open(sys.argv[2] + "." + kind, "wb").write(data[p:p + size])
     p += size
+EOF
+
+# pcrread.py SOCKET: TPM2_PCR_Read of sha256 PCRs 0-7 on the TPM data
+# channel at UNIX SOCKET, printed as "N : 0xHEX" lines.  (tpm2-tools
+# would need a TCP port, and picking a free one races with parallel tests.)
+cat >"$tmp/pcrread.py" <<'EOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+# tag NO_SESSIONS, size, TPM2_CC_PCR_Read; one selection: sha256, PCRs 0-7
+cmd = struct.pack(">HII", 0x8001, 20, 0x17E) + struct.pack(">IHB3B", 1, 0x000B, 3, 0xFF, 0, 0)
+s.sendall(cmd)
+rsp = b""
+while len(rsp) < 10 or len(rsp) < struct.unpack_from(">I", rsp, 2)[0]:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("TPM closed the connection")
+    rsp += chunk
+tag, size, rc = struct.unpack_from(">HII", rsp, 0)
+if rc != 0:
+    sys.exit("TPM2_PCR_Read: response code 0x%x" % rc)
+p = 14  # after the header and pcrUpdateCounter
+count = struct.unpack_from(">I", rsp, p)[0]
+p += 4
+for _ in range(count):
+    p += 2
+    p += 1 + rsp[p]
+n = struct.unpack_from(">I", rsp, p)[0]
+p += 4
+if n != 8:
+    sys.exit("TPM2_PCR_Read returned %d digests, not 8" % n)
+for i in range(n):
+    dsize = struct.unpack_from(">H", rsp, p)[0]
+    print("%d : 0x%s" % (i, rsp[p + 2:p + 2 + dsize].hex().upper()))
+    p += 2 + dsize
 EOF
 
 # qmp NAME CMD...: QMP commands to QEMU NAME; replies in $tmp/qmp.out.
@@ -298,30 +331,28 @@ check_tpm_log() {
 }
 
 # pcrs_of STREAM OUT: the sha256 PCRs 0-7 of the TPM in migration stream
-# STREAM, read through a fresh swtpm; 1 if that fails.
+# STREAM, read through a fresh swtpm on UNIX sockets; 1 if that fails.
 pcrs_of() {
     python3 "$tmp/tpmblobs.py" "$1" "$1" 2>"$tmp/err" || { show "$tmp/err"; return 1; }
-    next_port
-    rd=$tmp/reader.$port
-    mkdir -p "$rd"
-    swtpm socket --tpm2 --tpmstate "dir=$rd" --server "type=tcp,port=$port" \
-        --ctrl "type=tcp,port=$((port + 1))" >"$rd.out" 2>&1 &
+    rd=$tmp/reader
+    rm -rf "$rd.d" "$rd".*
+    mkdir -p "$rd.d"
+    swtpm socket --tpm2 --tpmstate "dir=$rd.d" --server "type=unixio,path=$rd.data" \
+        --ctrl "type=unixio,path=$rd.ctrl" >"$rd.out" 2>&1 &
     rpid=$!
     track "$rpid"
-    ctl=127.0.0.1:$((port + 1))
     prc=1
-    if wait_for "$rpid" swtpm_ioctl --tcp "$ctl" -c &&
-        swtpm_ioctl --tcp "$ctl" --load permanent "$1.permanent" >"$tmp/err" 2>&1 &&
-        swtpm_ioctl --tcp "$ctl" --load volatile "$1.volatile" >"$tmp/err" 2>&1 &&
-        swtpm_ioctl --tcp "$ctl" -i >"$tmp/err" 2>&1 &&
-        TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port" \
-            tpm2_pcrread sha256:0,1,2,3,4,5,6,7 >"$2" 2>"$tmp/err"; then
+    if wait_for "$rpid" swtpm_ioctl --unix "$rd.ctrl" -c &&
+        swtpm_ioctl --unix "$rd.ctrl" --load permanent "$1.permanent" >"$tmp/err" 2>&1 &&
+        swtpm_ioctl --unix "$rd.ctrl" --load volatile "$1.volatile" >"$tmp/err" 2>&1 &&
+        swtpm_ioctl --unix "$rd.ctrl" -i >"$tmp/err" 2>&1 &&
+        python3 "$tmp/pcrread.py" "$rd.data" >"$2" 2>"$tmp/err"; then
         prc=0
     else
         show "$tmp/err"
         show "$rd.out"
     fi
-    swtpm_ioctl --tcp "$ctl" -s >/dev/null 2>&1
+    swtpm_ioctl --unix "$rd.ctrl" -s >/dev/null 2>&1
     wait_exit "$rpid" >/dev/null 2>&1
     return "$prc"
 }
