@@ -21,8 +21,8 @@
 #     notice until it next talks to the TPM; a system_reset then makes it
 #     print "Could not stop TPM" and exit 1, with swtpm (the baseline) as
 #     with nvram-tpmd.  An nvram-tpmd restarted on the same image serves a
-#     new QEMU (its SeaBIOS TPM commands succeed) and nvram-tool check
-#     passes.
+#     new QEMU (its SeaBIOS TPM commands succeed); that QEMU killed, the
+#     same daemon serves the next one; nvram-tool check passes.
 #
 # Reading PCRs without a guest: the TPM's data channel belongs to QEMU and
 # swtpm takes one control connection at a time, so the PCRs are read from
@@ -589,7 +589,7 @@ else
 fi
 case_end
 
-case_start "kill -9 of nvram-tpmd under QEMU, restart"
+case_start "kill -9 of nvram-tpmd under QEMU, restart; kill -9 of QEMU"
 kimg=$tmp/kill.img
 kargs="--image $kimg --ctrl type=unixio,path=$tmp/kill.sock --log file=$tmp/kill.log,level=3"
 # shellcheck disable=SC2086 # $kargs holds words without spaces ($tmp has none)
@@ -614,7 +614,21 @@ fi
 kp=$daemon_pid
 kq=$qemu_pid
 check_tpm_log "$tmp/kill.log" "kill -9: after the restart every SeaBIOS TPM command succeeded" boot
-qmp k2 quit
+# The other way round: QEMU killed, the daemon (without --terminate) stays
+# and serves the next QEMU, as swtpm does.
+kill -9 "$kq"
+wait "$kq" 2>/dev/null
+: >"$tmp/kill.log"
+if start_qemu k3 q35 tpm-crb kill && wait_bios k3 && kill -0 "$kp"; then
+    ok "kill -9 of QEMU: the same nvram-tpmd serves the next QEMU"
+else
+    not_ok "kill -9 of QEMU: the same nvram-tpmd serves the next QEMU"
+    show "$tmp/k3.qemu"
+    show "$tmp/kill.out"
+fi
+kq=$qemu_pid
+check_tpm_log "$tmp/kill.log" "kill -9 of QEMU: every SeaBIOS TPM command of the next QEMU succeeded" boot
+qmp k3 quit
 qrc=0 trc=0
 wait_exit "$kq" || qrc=$?
 wait_exit "$kp" || trc=$?
