@@ -30,9 +30,9 @@
 # writes the TPM's permanent and volatile state blobs (GET_STATEBLOB) into
 # the stream's "tpm-emulator" section.  They are loaded into a fresh swtpm
 # (swtpm_ioctl --load, then INIT resumes the running TPM) and read with
-# TPM2_PCR_Read on its UNIX data socket.  "Before" is the stream the source QEMU wrote; "after" is
-# a second stream written by the destination QEMU after it ran (cont), so
-# it comes from the destination daemon's TPM.
+# TPM2_PCR_Read on its UNIX data socket.  "Before" is the stream the
+# source QEMU wrote; "after" is a second stream written by the destination
+# QEMU after it ran (cont), so it comes from the destination daemon's TPM.
 #
 # Needs qemu-system-x86_64 (with SeaBIOS), swtpm, swtpm_ioctl and python3;
 # skipped (77) when one is missing.  Exit 0 pass, 1 fail, 77 skip.  Only
@@ -46,7 +46,7 @@ need_commands "install qemu-system-x86 and seabios" qemu-system-x86_64
 need_commands "install swtpm and swtpm-tools" swtpm swtpm_ioctl
 need_commands "install python3 (QMP client)" python3
 
-# Every process this test starts, by pid; killed at exit.
+# Every process this test starts and has not reaped, by pid; killed at exit.
 pids=
 at_exit() {
     for p in $pids; do
@@ -55,6 +55,7 @@ at_exit() {
     return 0
 }
 track() { pids="$pids $1"; }
+untrack() { pids=$(echo " $pids " | sed "s/ $1 / /"); }
 
 # now_ms: a millisecond clock for the per-case times.
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -296,9 +297,11 @@ wait_exit() {
     done
     if [ "$we" -ge 200 ]; then
         kill -9 "$1" 2>/dev/null
+        untrack "$1"
         wait "$1" 2>/dev/null
         return 124
     fi
+    untrack "$1"
     wait "$1"
 }
 
@@ -557,6 +560,7 @@ migrate_case nvram-tpmd nvram-tpmd pc tpm-tis
 kill_under_qemu() {
     kill -9 "$daemon_pid"
     wait "$daemon_pid" 2>/dev/null
+    untrack "$daemon_pid"
     # QEMU 7.2 does not watch the control socket: it keeps running ...
     if qmp "$2" query-status && grep -q '"status": "running"' "$tmp/qmp.out"; then
         ok "kill -9 of $1: QEMU keeps running with its TPM daemon gone"
@@ -618,6 +622,7 @@ check_tpm_log "$tmp/kill.log" "kill -9: after the restart every SeaBIOS TPM comm
 # and serves the next QEMU, as swtpm does.
 kill -9 "$kq"
 wait "$kq" 2>/dev/null
+untrack "$kq"
 : >"$tmp/kill.log"
 if start_qemu k3 q35 tpm-crb kill && wait_bios k3 && kill -0 "$kp"; then
     ok "kill -9 of QEMU: the same nvram-tpmd serves the next QEMU"
