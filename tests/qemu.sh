@@ -29,12 +29,12 @@
 # a migration stream instead: QEMU stopped, "migrate exec:cat > FILE"
 # writes the TPM's permanent and volatile state blobs (GET_STATEBLOB) into
 # the stream's "tpm-emulator" section.  They are loaded into a fresh swtpm
-# (swtpm_ioctl --load, then INIT resumes the running TPM) and read with
+# (SET_STATEBLOB, then INIT resumes the running TPM) and read with
 # TPM2_PCR_Read on its UNIX data socket.  "Before" is the stream the
 # source QEMU wrote; "after" is a second stream written by the destination
 # QEMU after it ran (cont), so it comes from the destination daemon's TPM.
 #
-# Needs qemu-system-x86_64 (with SeaBIOS), swtpm, swtpm_ioctl and python3;
+# Needs qemu-system-x86_64 (with SeaBIOS), swtpm and python3;
 # skipped (77) when one is missing.  Exit 0 pass, 1 fail, 77 skip.  Only
 # UNIX sockets in the test's own temporary directory, no TCP port: parallel
 # runs (make -j check) cannot meet.
@@ -43,7 +43,7 @@ tmp_name=nvram-qemu-test
 show_tail=30
 . "$(dirname "$0")/tpmlib.sh"
 need_commands "install qemu-system-x86 and seabios" qemu-system-x86_64
-need_commands "install swtpm and swtpm-tools" swtpm swtpm_ioctl
+need_commands "install swtpm" swtpm
 need_commands "install python3 (QMP client)" python3
 
 # Every process this test starts and has not reaped, by pid; killed at exit.
@@ -68,7 +68,8 @@ case_end() {
 
 # qmp.py SOCKET CMD [JSON-ARGS] ...: run QMP commands, one JSON reply per
 # line on stdout.  wait-migrate polls query-migrate until it ends;
-# wait-status STATUS polls query-status until the run state is STATUS.
+# wait-status STATUS polls query-status until the run state is STATUS;
+# sleep SECONDS.  (Few calls: each python3 start costs time.)
 cat >"$tmp/qmp.py" <<'EOF'
 import json, socket, sys, time
 path = sys.argv[1]
@@ -131,6 +132,9 @@ while i < len(argv):
         print(json.dumps(r))
         if r.get("status") != want:
             sys.exit("run state is %s, not %s" % (r.get("status"), want))
+    elif name == "sleep":
+        time.sleep(float(argv[i]))
+        i += 1
     elif name == "quit":
         f.write(json.dumps({"execute": "quit"}) + "\n")
         f.flush()
@@ -143,57 +147,77 @@ while i < len(argv):
         print(json.dumps(run(name, args)))
 EOF
 
-# tpmblobs.py STREAM PREFIX: write the permanent and volatile state blobs
-# of a QEMU migration stream's "tpm-emulator" section to PREFIX.permanent
-# and PREFIX.volatile.  The section (QEMU's vmstate_tpm_emulator, version
-# 0) follows its header (u8 type, u32 section id, u8 length + "tpm-emulator",
-# u32 instance, u32 version) and holds, per blob (permanent, volatile,
-# savestate), u32 flags, u32 size and the blob.
-cat >"$tmp/tpmblobs.py" <<'EOF'
-import struct, sys
-data = open(sys.argv[1], "rb").read()
+# pcrs.py STREAM CTRL DATA: the sha256 PCRs 0-7 of the TPM in QEMU
+# migration stream STREAM, as "N : 0xHEX" lines, through a fresh swtpm
+# with its control and data channels on UNIX sockets CTRL and DATA (one
+# process for all of it: the test's time goes to starting processes).
+#  - The stream's "tpm-emulator" section (QEMU's vmstate_tpm_emulator,
+#    version 0) follows its header (u8 type, u32 section id, u8 length +
+#    "tpm-emulator", u32 instance, u32 version) and holds, per blob
+#    (permanent, volatile, savestate), u32 flags, u32 size and the blob.
+#  - Control channel (swtpm's tpm_ioctl.h, big-endian): SET_STATEBLOB (13)
+#    with u32 flags, type (1 permanent, 2 volatile), length and the blob,
+#    then INIT (2), which resumes the TPM from them; SHUTDOWN (3) at the
+#    end.  Each answers a u32 result, 0 for success.
+#  - Data channel: TPM2_PCR_Read (tpm2-tools would need a TCP port, and
+#    picking a free one races with parallel tests).
+cat >"$tmp/pcrs.py" <<'EOF'
+import socket, struct, sys
+stream, ctrl_path, data_path = sys.argv[1:4]
+data = open(stream, "rb").read()
 name = b"tpm-emulator"
 i = data.find(bytes([len(name)]) + name)
 if i < 0:
-    sys.exit("no tpm-emulator section in " + sys.argv[1])
+    sys.exit("no tpm-emulator section in " + stream)
 p = i + 1 + len(name) + 8
-for kind in ("permanent", "volatile", "savestate"):
+blobs = {}
+for kind in (1, 2, 3):
     flags, size = struct.unpack_from(">II", data, p)
     p += 8
     if flags != 0:
-        sys.exit("%s blob has flags 0x%x (encrypted?)" % (kind, flags))
-    if kind != "savestate":
-        if size == 0:
-            sys.exit("no %s blob in %s" % (kind, sys.argv[1]))
-        open(sys.argv[2] + "." + kind, "wb").write(data[p:p + size])
+        sys.exit("blob %d has flags 0x%x (encrypted?)" % (kind, flags))
+    blobs[kind] = data[p:p + size]
     p += size
-EOF
+if not blobs[1] or not blobs[2]:
+    sys.exit("no permanent or no volatile state in " + stream)
 
-# pcrread.py SOCKET: TPM2_PCR_Read of sha256 PCRs 0-7 on the TPM data
-# channel at UNIX SOCKET, printed as "N : 0xHEX" lines.  (tpm2-tools
-# would need a TCP port, and picking a free one races with parallel tests.)
-cat >"$tmp/pcrread.py" <<'EOF'
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            sys.exit("connection closed")
+        b += c
+    return b
+
+ctrl = socket.socket(socket.AF_UNIX)
+ctrl.connect(ctrl_path)
+def control(what, msg):
+    ctrl.sendall(msg)
+    res = struct.unpack(">I", recvn(ctrl, 4))[0]
+    if res != 0:
+        sys.exit("%s: result 0x%x" % (what, res))
+for kind in (1, 2):
+    control("SET_STATEBLOB %d" % kind,
+            struct.pack(">IIII", 13, 0, kind, len(blobs[kind])) + blobs[kind])
+control("INIT", struct.pack(">II", 2, 0))
+
+tpm = socket.socket(socket.AF_UNIX)
+tpm.connect(data_path)
 # tag NO_SESSIONS, size, TPM2_CC_PCR_Read; one selection: sha256, PCRs 0-7
-cmd = struct.pack(">HII", 0x8001, 20, 0x17E) + struct.pack(">IHB3B", 1, 0x000B, 3, 0xFF, 0, 0)
-s.sendall(cmd)
-rsp = b""
-while len(rsp) < 10 or len(rsp) < struct.unpack_from(">I", rsp, 2)[0]:
-    chunk = s.recv(4096)
-    if not chunk:
-        sys.exit("TPM closed the connection")
-    rsp += chunk
-tag, size, rc = struct.unpack_from(">HII", rsp, 0)
+tpm.sendall(struct.pack(">HII", 0x8001, 20, 0x17E) +
+            struct.pack(">IHB3B", 1, 0x000B, 3, 0xFF, 0, 0))
+hdr = recvn(tpm, 10)
+tag, size, rc = struct.unpack(">HII", hdr)
+rsp = hdr + recvn(tpm, size - 10)
 if rc != 0:
     sys.exit("TPM2_PCR_Read: response code 0x%x" % rc)
-p = 14  # after the header and pcrUpdateCounter
+p = 14  # after the header and pcrUpdateCounter: the selections, the digests
 count = struct.unpack_from(">I", rsp, p)[0]
 p += 4
 for _ in range(count):
-    p += 2
-    p += 1 + rsp[p]
+    p += 2            # hash algorithm
+    p += 1 + rsp[p]   # sizeofSelect, pcrSelect
 n = struct.unpack_from(">I", rsp, p)[0]
 p += 4
 if n != 8:
@@ -202,6 +226,7 @@ for i in range(n):
     dsize = struct.unpack_from(">H", rsp, p)[0]
     print("%d : 0x%s" % (i, rsp[p + 2:p + 2 + dsize].hex().upper()))
     p += 2 + dsize
+control("SHUTDOWN", struct.pack(">I", 3))
 EOF
 
 # qmp NAME CMD...: QMP commands to QEMU NAME; replies in $tmp/qmp.out.
@@ -336,7 +361,6 @@ check_tpm_log() {
 # pcrs_of STREAM OUT: the sha256 PCRs 0-7 of the TPM in migration stream
 # STREAM, read through a fresh swtpm on UNIX sockets; 1 if that fails.
 pcrs_of() {
-    python3 "$tmp/tpmblobs.py" "$1" "$1" 2>"$tmp/err" || { show "$tmp/err"; return 1; }
     rd=$tmp/reader
     rm -rf "$rd.d" "$rd".*
     mkdir -p "$rd.d"
@@ -345,17 +369,14 @@ pcrs_of() {
     rpid=$!
     track "$rpid"
     prc=1
-    if wait_for "$rpid" swtpm_ioctl --unix "$rd.ctrl" -c &&
-        swtpm_ioctl --unix "$rd.ctrl" --load permanent "$1.permanent" >"$tmp/err" 2>&1 &&
-        swtpm_ioctl --unix "$rd.ctrl" --load volatile "$1.volatile" >"$tmp/err" 2>&1 &&
-        swtpm_ioctl --unix "$rd.ctrl" -i >"$tmp/err" 2>&1 &&
-        python3 "$tmp/pcrread.py" "$rd.data" >"$2" 2>"$tmp/err"; then
+    if wait_for "$rpid" test -S "$rd.data" -a -S "$rd.ctrl" &&
+        python3 "$tmp/pcrs.py" "$1" "$rd.ctrl" "$rd.data" >"$2" 2>"$tmp/err"; then
         prc=0
     else
         show "$tmp/err"
         show "$rd.out"
+        kill -9 "$rpid" 2>/dev/null
     fi
-    swtpm_ioctl --unix "$rd.ctrl" -s >/dev/null 2>&1
     wait_exit "$rpid" >/dev/null 2>&1
     return "$prc"
 }
@@ -450,20 +471,13 @@ migrate_case() {
         return
     fi
     sq=$qemu_pid
-    if qmp src stop migrate "{\"uri\": \"exec:cat > $tmp/mig1\"}" wait-migrate; then
-        ok "$label: source stopped and migrated to a file"
+    if qmp src stop migrate "{\"uri\": \"exec:cat > $tmp/mig1\"}" wait-migrate quit; then
+        ok "$label: source stopped, migrated to a file, quit"
     else
-        not_ok "$label: source stopped and migrated to a file"
+        not_ok "$label: source stopped, migrated to a file, quit"
         show "$tmp/qmp.err"
         return
     fi
-    if pcrs_of "$tmp/mig1" "$tmp/pcr.before" && pcrs_set "$tmp/pcr.before"; then
-        ok "$label: PCRs 0-7 before migration read (SeaBIOS extended them)"
-    else
-        not_ok "$label: PCRs 0-7 before migration read (SeaBIOS extended them)"
-        show "$tmp/pcr.before"
-    fi
-    qmp src quit
     qrc=0 trc=0
     wait_exit "$sq" || qrc=$?
     wait_exit "$sp" || trc=$?
@@ -472,6 +486,12 @@ migrate_case() {
     else
         not_ok "$label: source QEMU ($qrc) and $from ($trc) exit 0"
         show "$tmp/src.qemu"
+    fi
+    if pcrs_of "$tmp/mig1" "$tmp/pcr.before" && pcrs_set "$tmp/pcr.before"; then
+        ok "$label: PCRs 0-7 before migration read (SeaBIOS extended them)"
+    else
+        not_ok "$label: PCRs 0-7 before migration read (SeaBIOS extended them)"
+        show "$tmp/pcr.before"
     fi
 
     if ! start_daemon "$to" dst; then
@@ -486,24 +506,26 @@ migrate_case() {
         return
     fi
     dq=$qemu_pid
-    if qmp dst wait-status paused cont wait-status running; then
-        ok "$label: incoming migration loaded, cont runs the destination"
+    # Loaded, it waits for cont; the guest (SeaBIOS, waiting to retry the
+    # boot) runs 2 s on the new TPM, is stopped and migrated out again;
+    # then reset: SeaBIOS starts the migrated TPM again and extends PCRs.
+    if qmp dst wait-status paused cont wait-status running sleep 2 wait-status running \
+            stop migrate "{\"uri\": \"exec:cat > $tmp/mig2\"}" wait-migrate \
+            cont system_reset; then
+        ok "$label: incoming loaded; cont ran it; stopped, migrated to a file; reset"
     else
-        not_ok "$label: incoming migration loaded, cont runs the destination"
+        not_ok "$label: incoming loaded; cont ran it; stopped, migrated to a file; reset"
+        show "$tmp/qmp.out"
         show "$tmp/qmp.err"
         show "$tmp/dst.qemu"
         show "$tmp/dst.log"
         return
     fi
-    # let the guest (SeaBIOS waiting to retry the boot) run on the new TPM
-    sleep 2
-    if qmp dst query-status stop migrate "{\"uri\": \"exec:cat > $tmp/mig2\"}" wait-migrate &&
-        grep -q '"status": "running"' "$tmp/qmp.out"; then
-        ok "$label: destination ran, then stopped and migrated to a file"
+    if wait_bios dst; then
+        ok "$label: after the reset the destination's SeaBIOS boots again"
     else
-        not_ok "$label: destination ran, then stopped and migrated to a file"
-        show "$tmp/qmp.out"
-        show "$tmp/qmp.err"
+        not_ok "$label: after the reset the destination's SeaBIOS boots again"
+        show "$tmp/dst.qemu"
     fi
     if pcrs_of "$tmp/mig2" "$tmp/pcr.after" && pcrs_set "$tmp/pcr.after" &&
         cmp -s "$tmp/pcr.before" "$tmp/pcr.after"; then
@@ -511,15 +533,6 @@ migrate_case() {
     else
         not_ok "$label: PCRs 0-7 after migration equal those before"
         diff "$tmp/pcr.before" "$tmp/pcr.after" | sed 's/^/#   /'
-    fi
-    # The destination serves its guest: after a reset SeaBIOS starts the
-    # TPM again and extends its PCRs.
-    if qmp dst cont system_reset && wait_bios dst; then
-        ok "$label: after a reset the destination's SeaBIOS boots again"
-    else
-        not_ok "$label: after a reset the destination's SeaBIOS boots again"
-        show "$tmp/qmp.err"
-        show "$tmp/dst.qemu"
     fi
     if [ "$to" = nvram-tpmd ]; then
         check_tpm_log "$tmp/dst.log" \
