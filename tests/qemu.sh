@@ -282,6 +282,8 @@ start_daemon() {
 start_qemu() {
     qn=$1 machine=$2 device=$3 dn=$4
     shift 4
+    # an earlier QEMU's files must not pass for this one's
+    rm -f "$tmp/$qn.qmp" "$tmp/$qn.bios" "$tmp/$qn.qemu"
     qemu-system-x86_64 -accel tcg -machine "$machine" -m 128 \
         -nodefaults -nographic -display none -nic none \
         -serial none -monitor none \
@@ -437,7 +439,7 @@ boot_case() {
     fi
     expect 0 "$label: nvram-tool check passes on the image" check "$image"
     case_end
-    rm -f "$tmp/boot.log" "$tmp/boot.bios"
+    rm -f "$tmp/boot.log"
 }
 
 boot_case "q35/tpm-crb, own command line" q35 tpm-crb "$tmp/own.img" \
