@@ -10,9 +10,10 @@
 #     --migration-key, --migration, --locality, --runas, --seccomp, the
 #     chardev interface, swtpm's default TPM 1.2, ifname=,
 #     startup-deactivated, a bad backend-uri);
-#  3. a --tpmstate directory with swtpm state files and no image, or a
-#     file:// path holding swtpm's linear file, is refused (serving and
-#     --print-states), naming nvram-tool import-swtpm;
+#  3. a --tpmstate directory with swtpm state files and no image, or with
+#     both swtpm files and an image, or a file:// path holding swtpm's
+#     linear file, is refused (serving and --print-states), naming
+#     nvram-tool import-swtpm, and nothing is touched;
 #  4. swtpm's serving line: socket --tpm2 --tpmstate dir=DIR,mode=
 #     --server type=tcp,port= --ctrl type=unixio,path=,mode= --pid file=
 #     --log file=,level=,prefix= --flags not-need-init,startup-clear; the
@@ -22,6 +23,8 @@
 #  6. descriptors, as swtpm_setup passes them: --server type=tcp,fd=N
 #     --ctrl type=unixio,clientfd=M --pid fd=K (python3): a TPM command on
 #     the data socket, GET_INFO and SHUTDOWN on the control socket;
+#  6b. swtpm's short options: -p N (--port: a data channel only, closed
+#     after each response) and -f N (--fd), not nvram-tpmd's own;
 #  7. swtpm_setup --tpm "nvram-tpmd socket", with libvirt's arguments,
 #     manufactures a TPM with EK and platform certificates; the EK
 #     certificate (NV index 0x01c00002) and the EK (0x81010001) read back
@@ -127,6 +130,18 @@ refused "--print-states on swtpm state files" "nvram-tool import-swtpm" \
     socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
 [ ! -e "$swdir/nvramtdb.permall" ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
     ok "the swtpm state is untouched" || not_ok "the swtpm state is untouched"
+# Both an image and swtpm files: which TPM is current is ambiguous.
+echo y >"$swdir/nvramtdb.permall"
+echo v >"$swdir/tpm2-00.volatilestate"
+refused "image and swtpm state files both present" "holds both the image nvramtdb.permall and swtpm state (tpm2-00.permall)" \
+    socket --tpm2 --tpmstate dir="$swdir" --ctrl type=unixio,path="$tmp/c.sock"
+grep -q "move the swtpm files (tpm2-00.\*) out of the directory" "$tmp/err" &&
+    ok "the message says what to do" || { not_ok "the message says what to do"; show "$tmp/err"; }
+refused "--print-states on an image and swtpm state files" "holds both" \
+    socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
+[ "$(cat "$swdir/nvramtdb.permall")" = y ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
+    [ "$(cat "$swdir/tpm2-00.volatilestate")" = v ] && [ ! -e "$tmp/c.sock" ] &&
+    ok "both states are untouched, nothing listens" || not_ok "both states are untouched"
 # swtpm's linear file (its magic "swtpmlin", little-endian) behind file://
 printf 'nilmptws\001\000' >"$tmp/swtpm.lin"
 head -c 5000 /dev/zero >>"$tmp/swtpm.lin"
@@ -285,6 +300,62 @@ else
     not_ok "--server type=tcp,fd= --ctrl clientfd= --pid fd="
     show "$tmp/py.out"
 fi
+
+# ---- 6b. swtpm's short options: -p/--port N (a data channel only, closed
+# after each response) and -f/--fd N (a connected data socket) ----
+next_port
+$run "$tpmd" socket --tpm2 --tpmstate dir="$tmp/fd" -p "$port" \
+    --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
+tpmd_pid=$!
+if wait_for "$tpmd_pid" getrandom_once "$port" && python3 - "$port" >"$tmp/py.out" 2>&1 <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(bytes.fromhex("80010000000c0000017b0008"))
+r = s.recv(4096)
+assert len(r) == 20 and r[6:10] == b"\0\0\0\0", r.hex()
+# swtpm's -p is "--server type=tcp,disconnect": the daemon closes after the response
+s.settimeout(10)
+assert s.recv(4096) == b"", "still open"
+# and it opens no control channel on port+1
+try:
+    socket.create_connection(("127.0.0.1", port + 1), timeout=2).close()
+    raise SystemExit("a control channel listens on port+1")
+except ConnectionRefusedError:
+    pass
+PY
+then
+    ok "-p N: swtpm's --port (data channel on N, closed after each response, no control channel)"
+else
+    not_ok "-p N: swtpm's --port"
+    show "$tmp/py.out"
+    show "$tmp/tpmd.err"
+fi
+kill -TERM "$tpmd_pid" 2>/dev/null
+wait "$tpmd_pid"
+tpmd_pid=
+if python3 - "$tpmd" "$tmp/fd" >"$tmp/py.out" 2>&1 <<'PY'
+import os, socket, subprocess, sys
+tpmd, d = sys.argv[1], sys.argv[2]
+data, peer = socket.socketpair()
+p = subprocess.Popen([tpmd, "socket", "--tpm2", "--tpmstate", "dir=" + d, "-f", str(peer.fileno()),
+                      "--flags", "not-need-init,startup-clear"], pass_fds=(peer.fileno(),))
+peer.close()
+data.sendall(bytes.fromhex("80010000000c0000017b0008"))
+r = data.recv(4096)
+assert len(r) == 20 and r[6:10] == b"\0\0\0\0", r.hex()
+data.close()
+# as swtpm's -f: the daemon ends when the data socket closes (-t implied)
+assert p.wait(10) == 0
+PY
+then
+    ok "-f N: swtpm's --fd (serves the socket, exits 0 when it closes)"
+else
+    not_ok "-f N: swtpm's --fd"
+    show "$tmp/py.out"
+fi
+refused "-p with a bad port" "--port: bad port 'x'" socket --tpm2 --tpmstate dir="$tmp/fd" -p x
+refused "-f is swtpm's --fd, not --foreground" "Missing argument for -f" --image "$tmp/x.img" -f
 
 # ---- 7. swtpm_setup manufactures a TPM on nvram-tpmd ----
 if ! command -v swtpm_setup >/dev/null 2>&1 || ! command -v swtpm_localca >/dev/null 2>&1; then
