@@ -29,7 +29,8 @@
 #     manufactures a TPM with EK and platform certificates; the EK
 #     certificate (NV index 0x01c00002) and the EK (0x81010001) read back
 #     through tpm2-tools; --not-overwrite keeps it, --overwrite replaces it;
-#     the same with file://PATH.
+#     the same with nvram-tpmd as "swtpm" in PATH (a symlink, as configure
+#     --enable-swtpm-alias installs it) and with file://PATH.
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 
 tmp_name=nvram-tpmd-cli
@@ -396,6 +397,20 @@ else
     else
         not_ok "swtpm_setup --overwrite"
         show "$tmp/setup3.log"
+    fi
+
+    # Installed as swtpm (configure --enable-swtpm-alias): a symlink named
+    # swtpm first in PATH, found by swtpm_setup without --tpm.
+    mkdir "$tmp/alias" "$tmp/via-path"
+    ln -s "$(cd "$(dirname "$tpmd")" && pwd)/$(basename "$tpmd")" "$tmp/alias/swtpm"
+    if PATH=$tmp/alias:$PATH swtpm_setup --tpm2 --tpm-state "$tmp/via-path" --createek \
+        --create-ek-cert --logfile "$tmp/setup-path.log" >/dev/null 2>&1 &&
+        grep -q "Successfully authored TPM state" "$tmp/setup-path.log" &&
+        [ "$(ls "$tmp/via-path")" = nvramtdb.permall ]; then
+        ok "swtpm_setup finds nvram-tpmd as swtpm in PATH (a symlink): the state is nvramtdb.permall"
+    else
+        not_ok "swtpm_setup with nvram-tpmd as swtpm in PATH"
+        show "$tmp/setup-path.log"
     fi
 
     # The same with swtpm_setup's linear-file backend (file://PATH).
