@@ -93,6 +93,14 @@ stop_pid() {
     gone "$1" || { kill -KILL "$1" 2>/dev/null; gone "$1"; }
 }
 
+# One run at a time (two would share libvirtd and qemu.conf's copy).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>>/run/nvramtdb-libvirt-test.lock
+    if ! flock -n 9; then
+        echo "SKIP: another tests/libvirt.sh runs (it holds /run/nvramtdb-libvirt-test.lock)"
+        exit 77
+    fi
+fi
 for d in libvirtd virtqemud; do
     if p=$(proc_running "$d"); then
         echo "SKIP: $d is already running (pid $p); this test starts its own libvirtd with a PATH" \
@@ -110,6 +118,7 @@ vl_pid=
 domains=
 uuids=
 conf_changed=false
+made_swtpm_dir=false
 
 cleanup() {
     kill_daemons
@@ -130,6 +139,8 @@ cleanup() {
         rm -f "/var/log/swtpm/libvirt/qemu/$n-swtpm.log" "/var/log/libvirt/qemu/$n.log"
     done
     rm -rf "$keep"
+    $made_swtpm_dir && rmdir /var/lib/libvirt/swtpm 2>/dev/null
+    return 0
 }
 at_exit() { cleanup; }
 
@@ -145,8 +156,25 @@ sed -i 's/^[[:space:]]*\(swtpm_user\|swtpm_group\)[[:space:]]*=/#&/' "$conf"
 printf '\n# nvramtdb tests/libvirt.sh (removed at its end)\nswtpm_user = "root"\nswtpm_group = "root"\n' >>"$conf"
 
 aliasdir=$tmp/bin
-mkdir "$aliasdir" "$keep" || exit 99
+mkdir "$aliasdir" || exit 99
+# libvirt makes /var/lib/libvirt/swtpm (0711) at the first TPM domain; the
+# hard links need it now
+if [ ! -d /var/lib/libvirt/swtpm ]; then
+    mkdir -p -m 0711 /var/lib/libvirt/swtpm || exit 99
+    made_swtpm_dir=true
+fi
+mkdir "$keep" || exit 99
 tpmd_abs=$(cd "$(dirname "$tpmd")" && pwd)/$(basename "$tpmd")
+# In the build tree $tpmd is libtool's wrapper script, which costs a shell
+# at each run (swtpm_setup runs swtpm four times): the alias points to the
+# real program instead, and libvirtd gets libtool's library path in its
+# environment, which it passes on to swtpm_setup and swtpm.
+lib_path=
+if [ -x "${top_builddir:-.}/libtool" ]; then
+    out=$("${top_builddir:-.}/libtool" --mode=execute sh -c \
+          'printf "%s\n%s\n" "$1" "${LD_LIBRARY_PATH:-}"' sh "$tpmd_abs") &&
+        tpmd_abs=$(echo "$out" | sed -n 1p) && lib_path=$(echo "$out" | sed -n 2p)
+fi
 real_swtpm=$(command -v swtpm 2>/dev/null || true)
 case "$real_swtpm" in "$aliasdir"/*) real_swtpm= ;; esac
 # use_swtpm nvram-tpmd|swtpm: what "swtpm" in libvirtd's PATH is.
@@ -158,7 +186,7 @@ use_swtpm() {
     fi
 }
 use_swtpm nvram-tpmd
-if PATH=$aliasdir:$PATH swtpm socket --tpm2 --print-capabilities 2>&1 |
+if PATH=$aliasdir:$PATH LD_LIBRARY_PATH=${lib_path:-${LD_LIBRARY_PATH:-}} swtpm socket --tpm2 --print-capabilities 2>&1 |
     grep -q '"type": "swtpm"'; then
     ok "swtpm in $aliasdir is nvram-tpmd (--print-capabilities)"
 else
@@ -169,14 +197,14 @@ fi
 if vl_existing=$(proc_running virtlogd); then
     echo "# virtlogd runs already (pid $vl_existing): used, not stopped"
 else
-    virtlogd -d -p "$tmp/virtlogd.pid" || { echo "virtlogd -d failed"; exit 99; }
+    virtlogd -d -p "$tmp/virtlogd.pid" 9>&- || { echo "virtlogd -d failed"; exit 99; }
     vl_pid=$(cat "$tmp/virtlogd.pid")
 fi
 t0=$(date +%s.%N)
 # libvirtd -d returns once the daemon is initialised; it passes its PATH to
 # swtpm_setup and swtpm.  Warnings go to a log shown on failure.
-PATH=$aliasdir:$PATH LIBVIRT_LOG_OUTPUTS="3:file:$tmp/libvirtd.log" \
-    libvirtd -d -p "$tmp/libvirtd.pid" || { echo "libvirtd -d failed"; show "$tmp/libvirtd.log"; exit 99; }
+PATH=$aliasdir:$PATH LD_LIBRARY_PATH=${lib_path:-${LD_LIBRARY_PATH:-}} \
+    LIBVIRT_LOG_OUTPUTS="3:file:$tmp/libvirtd.log" libvirtd -d -p "$tmp/libvirtd.pid" 9>&- || { echo "libvirtd -d failed"; show "$tmp/libvirtd.log"; exit 99; }
 lv_pid=$(cat "$tmp/libvirtd.pid")
 n=0
 until $virsh version >/dev/null 2>&1; do
