@@ -64,6 +64,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -87,13 +88,17 @@
 #define TPMA_NV_AUTHREAD   (1u << 18)
 #define TPMA_NV_NO_DA      (1u << 25)
 
-typedef enum { OURS, OURS_STOCK, SWTPM_DIR, SWTPM_FILE, NKINDS } kind;
-static const char *const kind_name[] = { "ours", "ours-stock", "swtpm-dir", "swtpm-file" };
+typedef enum { OURS, OURS_STOCK, SWTPM_DIR, SWTPM_FILE, OURS_NBD, NKINDS } kind;
+/* The default set: every kind before OURS_NBD (which needs qemu-nbd). */
+#define NDEFAULT OURS_NBD
+static const char *const kind_name[] = { "ours", "ours-stock", "swtpm-dir", "swtpm-file",
+                                         "ours-nbd" };
 static const char *const kind_desc[] = {
     "nvram-tpmd, journal commit (durable, atomic)",
     "nvram-tpmd --stock-commit (durable, atomic)",
     "swtpm 0.7.1, dir backend (no fsync)",
     "swtpm 0.7.1, linear file backend (msync, in place)",
+    "nvram-tpmd on qemu-nbd over a file in --dir (UNIX socket; one FUA write per commit)",
 };
 
 enum { OP_INC, OP_WRITE, NOPS };
@@ -102,6 +107,7 @@ static const char *const op_name[] = { "NV_Increment", "NV_Write 1 KiB" };
 typedef struct server {
     kind kind;
     pid_t pid;
+    pid_t nbd_pid;           /* ours-nbd: qemu-nbd (flushes are counted there) */
     int port;
     int fd;
     char *log;
@@ -307,8 +313,43 @@ static void start_server(server *s, const char *dir, const char *tpmd)
 
     s->port = pick_ports();
     s->log = g_strdup_printf("%s/%s.log", dir, kind_name[s->kind]);
-    if (s->kind == OURS || s->kind == OURS_STOCK) {
+    if (s->kind == OURS_NBD) {
+        /* qemu-nbd serves an 8 MiB file on a socket; nvram-tpmd formats it. */
+        char *file = g_strdup_printf("%s/%s.raw", dir, kind_name[s->kind]);
+        char *sock = g_strdup_printf("%s/%s.sock", dir, kind_name[s->kind]);
+        int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || ftruncate(fd, 8 << 20) < 0)
+            die("%s: %s", file, g_strerror(errno));
+        close(fd);
+        s->nbd_pid = fork();
+        if (s->nbd_pid < 0)
+            die("fork: %s", g_strerror(errno));
+        if (s->nbd_pid == 0) {
+            execlp("qemu-nbd", "qemu-nbd", "--persistent", "--format", "raw", "--socket", sock,
+                   file, (char *)NULL);
+            fprintf(stderr, "exec qemu-nbd: %s\n", g_strerror(errno));
+            _exit(127);
+        }
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        g_strlcpy(sa.sun_path, sock, sizeof sa.sun_path);
+        for (int i = 0;; i++) {
+            int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            bool up = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+            if (probe >= 0)
+                close(probe);
+            if (up)
+                break;
+            if (i > 500 || waitpid(s->nbd_pid, NULL, WNOHANG) == s->nbd_pid)
+                die("qemu-nbd did not start on %s", sock);
+            g_usleep(10000);
+        }
+        state = g_strdup_printf("nbd+unix:///?socket=%s", sock);
+        g_free(file);
+        g_free(sock);
+    } else if (s->kind == OURS || s->kind == OURS_STOCK) {
         state = g_strdup_printf("%s/%s.img", dir, kind_name[s->kind]);
+    }
+    if (s->kind == OURS || s->kind == OURS_STOCK || s->kind == OURS_NBD) {
         g_ptr_array_add(argv, g_strdup(tpmd));
         g_ptr_array_add(argv, g_strdup_printf("--image=%s", state));
         g_ptr_array_add(argv, g_strdup_printf("--tcp-port=%d", s->port));
@@ -411,6 +452,12 @@ static void stop_server(server *s)
         fprintf(stderr, "bench-tpm: %s exited with status 0x%x (log: %s)\n",
                 kind_name[s->kind], st, s->log);
     s->pid = 0;
+    if (s->nbd_pid > 0) {
+        kill(s->nbd_pid, SIGTERM);
+        while (waitpid(s->nbd_pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        s->nbd_pid = 0;
+    }
 }
 
 /* ---- flushes per command, with strace ------------------------------------ */
@@ -441,7 +488,8 @@ static long strace_calls(const char *path)
 static double count_flushes(server *s, int op, const char *dir)
 {
     char *out = g_strdup_printf("%s/strace-%s-%d.txt", dir, kind_name[s->kind], op);
-    char *pid = g_strdup_printf("%d", (int)s->pid);
+    /* On NBD the flushes happen in the storage server. */
+    char *pid = g_strdup_printf("%d", (int)(s->nbd_pid > 0 ? s->nbd_pid : s->pid));
     char *argv[] = { "strace", "-f", "-c", "-o", out, "-e",
                      "trace=fsync,fdatasync,msync,sync_file_range,syncfs,pwritev2", "-p", pid, NULL };
     double result = -1;
@@ -607,7 +655,8 @@ static const GOptionEntry entries[] = {
     { "cpu", 0, 0, G_OPTION_ARG_INT, &opt_cpu,
       "CPU to pin the servers and the client to (default: the last; -1: no pinning)", "N" },
     { "servers", 's', 0, G_OPTION_ARG_STRING, &opt_servers,
-      "Comma-separated subset of ours,ours-stock,swtpm-dir,swtpm-file (default all)", "LIST" },
+      "Comma-separated subset of ours,ours-stock,swtpm-dir,swtpm-file,ours-nbd (default: all "
+      "but ours-nbd, which needs qemu-nbd)", "LIST" },
     { "tpmd", 0, 0, G_OPTION_ARG_FILENAME, &opt_tpmd,
       "nvram-tpmd to run (default: ../tools/nvram-tpmd next to this program, or $PATH)",
       "PATH" },
@@ -667,7 +716,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < NKINDS; k++) {
             gchar **want = opt_servers ? g_strsplit(opt_servers, ",", -1) : NULL;
 
-            if (!want || g_strv_contains((const gchar *const *)want, kind_name[k])) {
+            if (want ? g_strv_contains((const gchar *const *)want, kind_name[k])
+                     : k < NDEFAULT) {
                 server *s = g_new0(server, 1);
 
                 s->kind = (kind)k;

@@ -17,6 +17,13 @@
  *            fixed test key): the ratio aes/journal is the cost of
  *            encryption at rest;
  *
+ *   nbd      (--nbd) the journal on the same kind of file, served by
+ *            qemu-nbd on a UNIX socket: one FUA write per commit;
+ *   nbd-delay (--nbd) the same served by nbdkit's file plugin behind its
+ *            delay filter (--nbd-delay, 1 ms on every write, a network-
+ *            like latency): what group commit buys when a round trip is
+ *            expensive;
+ *
  * each with 1 writer thread and with --writers threads (8 by default),
  * every thread replacing its own blob (floor: its own S-byte slot of one
  * file).  Every operation writes different content, so nothing can be
@@ -44,7 +51,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -59,8 +71,10 @@
 #define WARMUP 5
 #define MAX_WRITERS 64
 
-typedef enum { FLOOR, JOURNAL, STOCK, AES } kind;
-static const char *const kind_name[] = { "floor", "journal", "stock", "aes" };
+typedef enum { FLOOR, JOURNAL, STOCK, AES, NBD, NBD_DELAY } kind;
+static const char *const kind_name[] = { "floor", "journal", "stock", "aes", "nbd",
+                                         "nbd-dly" };
+static int opt_nbd_delay_ms = 1;
 
 typedef struct method {
     kind kind;
@@ -68,7 +82,9 @@ typedef struct method {
     size_t size;
     char *path;
     int fd;                 /* floor */
-    nvramtdb *db;           /* journal, stock, aes */
+    nvramtdb *db;           /* journal, stock, aes, nbd */
+    GPid server;            /* nbd: qemu-nbd or nbdkit */
+    char *uri;              /* the image's URI */
     uint64_t *ns;           /* latencies of every measured operation */
     size_t count;
     uint64_t wall_ns;       /* wall-clock time of the measured phases */
@@ -142,6 +158,53 @@ static char *blob_name(unsigned writer)
     return g_strdup_printf("bench/w%u", writer);
 }
 
+/* A server must not outlive the benchmark (die() exits). */
+static void die_with_parent(gpointer unused)
+{
+    (void)unused;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* Start a server for m->path on a UNIX socket next to it; m->uri names
+ * it once it accepts connections. */
+static void serve(method *m)
+{
+    char *sock = g_strdup_printf("%s.sock", m->path);
+    char *delay = g_strdup_printf("delay-write=%dms", opt_nbd_delay_ms);
+    char *file = g_strdup_printf("file=%s", m->path);
+    const char *qemu[] = { "qemu-nbd", "--persistent", "--format", "raw", "--socket", sock,
+                           m->path, NULL };
+    const char *kit[] = { "nbdkit", "--foreground", "--exit-with-parent", "--unix", sock,
+                          "--filter=delay", "file", file, delay, NULL };
+    GError *err = NULL;
+    unlink(sock);
+    g_ptr_array_add(created, g_strdup(sock));
+    if (!g_spawn_async(NULL, (char **)(m->kind == NBD ? qemu : kit), NULL,
+                       G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent, NULL,
+                       &m->server,
+                       &err))
+        die("--nbd: cannot start %s: %s", m->kind == NBD ? "qemu-nbd" : "nbdkit",
+            err->message);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, sock, sizeof sa.sun_path);
+    for (int i = 0;; i++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (up)
+            break;
+        if (i > 1000 || waitpid(m->server, NULL, WNOHANG) == m->server)
+            die("--nbd: the server for %s did not start", m->path);
+        g_usleep(10000);
+    }
+    g_free(m->uri);
+    m->uri = g_strdup_printf("nbd+unix:///?socket=%s", sock);
+    g_free(sock);
+    g_free(delay);
+    g_free(file);
+}
+
 static void method_open(method *m, const char *dir)
 {
     m->path = g_strdup_printf("%s/bench-write-%s-%u-%zu.%s", dir, kind_name[m->kind],
@@ -163,24 +226,31 @@ static void method_open(method *m, const char *dir)
         g_free(buf);
         return;
     }
-    char *uri = g_strdup_printf("file:%s", m->path);
+    m->uri = g_strdup_printf("file:%s", m->path);
     unsigned flags = NVRAMTDB_OPEN_CREATE | (m->kind == STOCK ? NVRAMTDB_OPEN_STOCK_COMMIT : 0);
-    int rc = nvramtdb_open(uri, flags, &m->db);
-    g_free(uri);
-    if (rc < 0)
-        die_db("nvramtdb_open", rc);
-    if (m->kind == AES && (rc = give_key(m->db)) < 0)
-        die_db("nvramtdb_set_key", rc);
-    for (unsigned w = 0; w < m->writers; w++) {
-        char *name = blob_name(w);
-        rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
-        g_free(name);
+    for (int pass = 0; pass < 2; pass++) {
+        int rc = nvramtdb_open(m->uri, flags, &m->db);
         if (rc < 0)
-            die_db("nvramtdb_register_blob", rc);
+            die_db("nvramtdb_open", rc);
+        if (m->kind == AES && (rc = give_key(m->db)) < 0)
+            die_db("nvramtdb_set_key", rc);
+        for (unsigned w = 0; w < m->writers; w++) {
+            char *name = blob_name(w);
+            rc = nvramtdb_register_blob(m->db, name, (uint32_t)m->size);
+            g_free(name);
+            if (rc < 0)
+                die_db("nvramtdb_register_blob", rc);
+        }
+        rc = nvramtdb_start(m->db, 0);
+        if (rc < 0)
+            die_db("nvramtdb_start", rc);
+        if (pass == 1 || (m->kind != NBD && m->kind != NBD_DELAY))
+            return;
+        /* NBD: the file is formatted; now serve it and open it there. */
+        nvramtdb_close(m->db);
+        serve(m);
+        flags = 0;
     }
-    rc = nvramtdb_start(m->db, 0);
-    if (rc < 0)
-        die_db("nvramtdb_start", rc);
 }
 
 static int one_write(method *m, unsigned writer, const uint8_t *buf)
@@ -270,9 +340,7 @@ static void method_verify(method *m)
     int rc = nvramtdb_close(m->db);
     if (rc < 0)
         die_db("nvramtdb_close", rc);
-    char *uri = g_strdup_printf("file:%s", m->path);
-    rc = nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &m->db);
-    g_free(uri);
+    rc = nvramtdb_open(m->uri, NVRAMTDB_OPEN_READONLY, &m->db);
     if (rc == 0 && m->kind == AES)
         rc = give_key(m->db);
     if (rc == 0)
@@ -299,6 +367,12 @@ static void method_verify(method *m)
     }
     g_free(want);
     nvramtdb_close(m->db);
+    if (m->server) {
+        kill(m->server, SIGTERM);
+        waitpid(m->server, NULL, 0);
+        g_spawn_close_pid(m->server);
+        m->server = 0;
+    }
 }
 
 static double pct_us(const method *m, unsigned pct)
@@ -404,7 +478,7 @@ int main(int argc, char **argv)
 {
     char *opt_dir = NULL, *opt_sizes = NULL;
     gint opt_iterations = 400, opt_writers = 8;
-    gboolean opt_no_stock = FALSE, opt_no_aes = FALSE;
+    gboolean opt_no_stock = FALSE, opt_no_aes = FALSE, opt_nbd = FALSE;
     GOptionEntry entries[] = {
         { "dir", 'd', 0, G_OPTION_ARG_FILENAME, &opt_dir,
           "Directory for the files, on a real disk (default: .)", "DIR" },
@@ -418,6 +492,10 @@ int main(int argc, char **argv)
           "Skip the stock four-flush mode", NULL },
         { "no-aes", 0, 0, G_OPTION_ARG_NONE, &opt_no_aes,
           "Skip the encrypted (AES-256-GCM) journal mode", NULL },
+        { "nbd", 0, 0, G_OPTION_ARG_NONE, &opt_nbd,
+          "Also the journal on NBD: qemu-nbd, and nbdkit with a delay filter", NULL },
+        { "nbd-delay", 0, 0, G_OPTION_ARG_INT, &opt_nbd_delay_ms,
+          "Milliseconds nbdkit's delay filter adds to every write (default: 1)", "MS" },
         { "keep", 'k', 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the files", NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL }
     };
@@ -428,7 +506,9 @@ int main(int argc, char **argv)
         "For each size: pwrite+fdatasync (the floor), nvramtdb with the journal, with\n"
         "stock tdb commits and with the journal on an encrypted image, each with 1 and\n"
         "with --writers threads, in rotating rounds; prints latency percentiles, ops/s,\n"
-        "flushes per write and ratios (encrypted/plain too).\n");
+        "flushes per write and ratios (encrypted/plain too).\n"
+        "--nbd adds the journal on NBD exports of files in DIR: qemu-nbd, and nbdkit\n"
+        "with its delay filter (--nbd-delay ms per write).\n");
     if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
         fprintf(stderr, "bench-write: %s (try --help)\n", err->message);
         return 2;
@@ -451,7 +531,8 @@ int main(int argc, char **argv)
     created = g_ptr_array_new_with_free_func(g_free);
 
     unsigned writer_sets[2] = { 1, (unsigned)opt_writers };
-    kind kinds[4];
+    unsigned nsets = opt_writers > 1 ? 2 : 1;
+    kind kinds[6];
     unsigned nkinds = 0;
     kinds[nkinds++] = FLOOR;
     kinds[nkinds++] = JOURNAL;
@@ -459,7 +540,10 @@ int main(int argc, char **argv)
         kinds[nkinds++] = STOCK;
     if (!opt_no_aes)
         kinds[nkinds++] = AES;
-    unsigned nsets = opt_writers > 1 ? 2 : 1;
+    if (opt_nbd) {
+        kinds[nkinds++] = NBD;
+        kinds[nkinds++] = NBD_DELAY;
+    }
     size_t n = sizes->len * nsets * nkinds;
     method *ms = g_new0(method, n);
     size_t k = 0;
@@ -499,6 +583,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         g_free(ms[i].ns);
         g_free(ms[i].path);
+        g_free(ms[i].uri);
     }
     g_free(ms);
     g_ptr_array_free(created, TRUE);

@@ -26,7 +26,7 @@
 typedef struct nvt_backend nvt_backend;
 
 typedef struct nvt_backend_ops {
-    const char *kind;     /* "file", "mem"; the test library adds others */
+    const char *kind;     /* "file", "mem", "nbd"; the test library adds others */
     int (*pread)(nvt_backend *be, void *buf, size_t len, uint64_t off);
     int (*pwrite)(nvt_backend *be, const void *buf, size_t len, uint64_t off);
     int (*flush)(nvt_backend *be);
@@ -84,6 +84,14 @@ nvt_backend *nvt_mem_backend_new(const void *initial, size_t len);
 nvt_backend *nvt_mem_backend_new_capped(size_t max_size);
 /* Borrow the current contents (valid until the next write/resize). */
 const uint8_t *nvt_mem_backend_data(nvt_backend *be, size_t *len);
+
+/* ---- NBD backend (backend-nbd.c) ------------------------------------- */
+#define NVT_NBD_READONLY (1u << 0)
+/* Whether @uri names an NBD export (nbd:, nbds:, nbd+unix:, ...). */
+bool nvt_nbd_uri(const char *uri);
+/* Connect to the export @uri names (libnbd's URI syntax).  Without libnbd
+ * at build time: -ENOTSUP with a message saying so. */
+int nvt_nbd_backend_open(const char *uri, unsigned flags, nvt_backend **out);
 
 /* Backends for tests only (borrowed, flush-counting, fault-injecting)
  * are in the test library: lib/test/nvttest.h. */

@@ -226,7 +226,9 @@ uint64_t nvt_image_size_for(uint64_t tdb_bytes, uint64_t journal_bytes)
 
 static int write_slot(nvt_backend *be, int slot, const nvt_superblock *sb)
 {
-    uint8_t buf[NVT_SB_SLOT_SIZE];
+    /* The superblock's half of the slot only: the other half of slot B
+     * is the ownership record's (owner.h). */
+    uint8_t buf[NVT_SB_AREA_SIZE];
     memset(buf, 0, sizeof buf);
     nvt_sb_encode(sb, buf);
     if (sb->incompat_flags & NVT_INCOMPAT_ENCRYPTED)
@@ -389,15 +391,16 @@ bool nvt_image_crypt_slot_used(const nvt_superblock *sb, int i)
     return !all_zero(sb->crypt_area[i], NVT_CRYPT_AREA_SIZE);
 }
 
-int nvt_image_set_crypt(nvt_image *img, const uint8_t areas[2][128])
+/* Write @sb (the active one with a field changed) as the new superblock. */
+static int update(nvt_image *img, nvt_superblock sb)
 {
-    nvt_superblock sb = img->sb;
-    memcpy(sb.crypt_area, areas, sizeof sb.crypt_area);
     sb.sequence++;
+    /* Overwrite the older copy: the active one stays intact until the new
+     * one is durable. */
     int slot = 1 - img->active_slot;
     int r = write_slot(img->be, slot, &sb);
     if (r < 0)
-        return nvt_error_prefix(-r, "%s: writing the new key parameters", img->be->name);
+        return r;
     img->sb = sb;
     img->active_slot = slot;
     img->slot_valid[slot] = true;
@@ -412,17 +415,22 @@ int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical)
                          (unsigned long long)img->sb.tdb_capacity);
     nvt_superblock sb = img->sb;
     sb.tdb_logical = logical;
-    sb.sequence++;
-    /* Overwrite the older copy: the active one stays intact until the new
-     * one is durable. */
-    int slot = 1 - img->active_slot;
-    int r = write_slot(img->be, slot, &sb);
-    if (r < 0)
-        return r;
-    img->sb = sb;
-    img->active_slot = slot;
-    img->slot_valid[slot] = true;
-    return 0;
+    return update(img, sb);
+}
+
+int nvt_image_set_compat_flags(nvt_image *img, uint32_t flags)
+{
+    nvt_superblock sb = img->sb;
+    sb.compat_flags = flags;
+    return update(img, sb);
+}
+
+int nvt_image_set_crypt(nvt_image *img, const uint8_t areas[2][128])
+{
+    nvt_superblock sb = img->sb;
+    memcpy(sb.crypt_area, areas, sizeof sb.crypt_area);
+    int r = update(img, sb);
+    return r < 0 ? nvt_error_prefix(-r, "%s: writing the new key parameters", img->be->name) : 0;
 }
 
 int nvt_image_repair(nvt_image *img)

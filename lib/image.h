@@ -25,12 +25,17 @@
 #define NVT_IMAGE_FORMAT_VERSION 1u
 #define NVT_SB_SLOT_SIZE 4096u
 #define NVT_SB_ENCODED_SIZE 128u
+/* A superblock update writes the first half of its slot; the second half
+ * of slot B holds the ownership record (owner.h). */
+#define NVT_SB_AREA_SIZE 2048u
 #define NVT_IMAGE_META_SIZE (2 * NVT_SB_SLOT_SIZE)
 #define NVT_IMAGE_ALIGN 4096u
 
 /* incompat_flags: a reader that does not know a bit must refuse the image. */
 #define NVT_INCOMPAT_ENCRYPTED (1u << 0)   /* values sealed; parameters at 128 (crypt.h) */
 #define NVT_INCOMPAT_KNOWN NVT_INCOMPAT_ENCRYPTED
+/* compat_flags: a reader that does not know a bit may ignore it. */
+#define NVT_COMPAT_OWNER_BIT (1u << 0)     /* ownership record in use (owner.h) */
 /* ro_compat_flags: a reader that does not know a bit may only read. */
 #define NVT_RO_COMPAT_KNOWN 0u
 
@@ -59,6 +64,10 @@ typedef struct nvt_image {
     int active_slot;           /* 0 = A, 1 = B */
     bool slot_valid[2];
     char slot_problem[2][160]; /* why a slot is invalid, for check */
+    /* Called before anything is written in place (checkpoints, recovery);
+     * a failure stops the write (owner.h).  NULL: none. */
+    int (*guard)(void *opaque);
+    void *guard_opaque;
 } nvt_image;
 
 /* Encode/decode one slot (NVT_SB_ENCODED_SIZE bytes).  decode validates
@@ -111,6 +120,9 @@ bool nvt_image_crypt_slot_used(const nvt_superblock *sb, int i);
 
 /* Persist a new tdb logical length (atomic and durable on return). */
 int nvt_image_set_tdb_logical(nvt_image *img, uint64_t logical);
+
+/* Persist new compat_flags (atomic and durable on return). */
+int nvt_image_set_compat_flags(nvt_image *img, uint32_t flags);
 
 /* Rewrite an invalid superblock copy from the active one (writers do this
  * at start, so that one torn update never leaves a single copy). */

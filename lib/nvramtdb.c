@@ -27,6 +27,7 @@
 #include "image.h"
 #include "internal.h"
 #include "journal.h"
+#include "owner.h"
 #include "queue.h"
 #include "tdbguard.h"
 #include "nvramtdb.h"
@@ -48,6 +49,8 @@ struct nvramtdb {
     bool read_only;
     bool started;
     nvt_backend *be;        /* the image's backend */
+    bool use_owner;         /* no lock crosses to the image: an ownership record */
+    nvt_owner *owner;       /* this writer's claim, once started */
     nvt_backend *copy;      /* read-only: private in-memory copy of the image */
     nvt_image *img;
     nvt_store *st;
@@ -81,8 +84,11 @@ static int open_backend(const char *uri, unsigned flags, nvt_backend **be)
     }
     if (g_str_has_prefix(uri, "mem:"))
         return nvt_error(EINVAL, "invalid URI '%s': mem: takes no path", uri);
-    if (g_str_has_prefix(uri, "nbd:") || g_str_has_prefix(uri, "nbd+"))
-        return nvt_error(ENOTSUP, "URI '%s': network block devices are not supported yet", uri);
+    if (nvt_nbd_uri(uri)) {
+        /* The export exists or not: CREATE means "format it if blank".
+         * No lock crosses the network (docs/NBD.md). */
+        return nvt_nbd_backend_open(uri, ro ? NVT_NBD_READONLY : 0, be);
+    }
     const char *path = g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
     if (!*path)
         return nvt_error(EINVAL, "invalid URI '%s': no path", uri);
@@ -104,13 +110,16 @@ static int open_backend(const char *uri, unsigned flags, nvt_backend **be)
 static int check_open_flags(const char *uri, unsigned flags)
 {
     const unsigned known = NVRAMTDB_OPEN_READONLY | NVRAMTDB_OPEN_CREATE |
-                           NVRAMTDB_OPEN_FORCE_SHARE | NVRAMTDB_OPEN_STOCK_COMMIT;
+                           NVRAMTDB_OPEN_FORCE_SHARE | NVRAMTDB_OPEN_STOCK_COMMIT |
+                           NVRAMTDB_OPEN_TAKEOVER;
     if (flags & ~known)
         return nvt_error(EINVAL, "%s: unknown open flags 0x%x", uri, flags & ~known);
     if ((flags & NVRAMTDB_OPEN_FORCE_SHARE) && !(flags & NVRAMTDB_OPEN_READONLY))
         return nvt_error(EINVAL, "%s: force-share is only allowed for read-only opens", uri);
     if ((flags & NVRAMTDB_OPEN_CREATE) && (flags & NVRAMTDB_OPEN_READONLY))
         return nvt_error(EINVAL, "%s: cannot create an image read-only", uri);
+    if ((flags & NVRAMTDB_OPEN_TAKEOVER) && (flags & NVRAMTDB_OPEN_READONLY))
+        return nvt_error(EINVAL, "%s: a takeover needs a writable open", uri);
     return 0;
 }
 
@@ -139,7 +148,10 @@ int nvramtdb_open(const char *uri, unsigned flags, nvramtdb **dbp)
     r = open_backend(uri, flags, &be);
     if (r < 0)
         return r;
-    return nvt_handle_open(uri, be, flags, dbp);
+    r = nvt_handle_open(uri, be, flags, dbp);
+    if (r == 0)
+        (*dbp)->use_owner = nvt_nbd_uri(uri);
+    return r;
 }
 
 int nvt_handle_open(const char *name, nvt_backend *be, unsigned flags, nvramtdb **dbp)
@@ -604,6 +616,11 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
     if (r == 0 && !db->read_only && (db->img->sb.ro_compat_flags & ~NVT_RO_COMPAT_KNOWN))
         r = nvt_error(EROFS, "%s: image uses features 0x%x this version can only read; open "
                       "it read-only", db->uri, db->img->sb.ro_compat_flags);
+    /* No lock protects an NBD export: the ownership record does. */
+    if (r == 0 && db->use_owner && db->read_only && !(db->flags & NVRAMTDB_OPEN_FORCE_SHARE))
+        r = nvt_owner_check_free(db->be, &db->img->sb);
+    if (r == 0 && db->use_owner && !db->read_only)
+        r = nvt_owner_acquire(db->img, db->flags & NVRAMTDB_OPEN_TAKEOVER, &db->owner);
     if (r == 0 && !db->read_only)
         r = nvt_image_repair(db->img);
     if (r == 0)
@@ -641,6 +658,14 @@ int nvramtdb_start(nvramtdb *db, unsigned flags)
         db->crypt = NULL;
         nvt_store_close(db->st);
         db->st = NULL;
+        if (db->owner) {
+            /* Keep the start's message, not the release's. */
+            char *msg = g_strdup(nvt_last_error());
+            nvt_owner_release(db->owner);
+            db->owner = NULL;
+            nvt_error(-r, "%s", msg);
+            g_free(msg);
+        }
         nvt_image_free(db->img);
         db->img = NULL;
         nvt_be_close(db->copy);
@@ -941,6 +966,13 @@ int nvramtdb_close(nvramtdb *db)
         r = nvt_store_failure(db->st);
         if (r == 0)
             r = nvt_store_checkpoint(db->st);
+    }
+    if (db->owner) {
+        /* Released only once everything is in place (or has failed). */
+        int rr = nvt_owner_release(db->owner);
+        if (r == 0)
+            r = rr;
+        db->owner = NULL;
     }
     nvt_store_close(db->st);
     nvt_crypt_free(db->crypt);

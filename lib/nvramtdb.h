@@ -105,11 +105,18 @@ typedef struct nvramtdb nvramtdb;
 /** Commit with tdb's own transactions (four flushes per commit) instead of
  *  the journal (one flush): for comparison, and as a fallback. */
 #define NVRAMTDB_OPEN_STOCK_COMMIT (1u << 3)
+/** Writable opens of an NBD export: take the image over even if its
+ *  ownership record names another live writer (a host that died without
+ *  closing).  Only for a writer known to be dead: see docs/NBD.md. */
+#define NVRAMTDB_OPEN_TAKEOVER    (1u << 4)
 
 /**
  * Open an image.
- * @uri: "file:PATH" or a plain PATH (regular file or block device), or
- *       "mem:" for a private in-memory image (tests, size computation).
+ * @uri: "file:PATH" or a plain PATH (regular file or block device),
+ *       "mem:" for a private in-memory image (tests, size computation),
+ *       or an NBD export in libnbd's URI syntax: nbd://HOST[:PORT]/EXPORT,
+ *       nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS); see docs/NBD.md.
+ *       The export's size is the image's size; CREATE formats it if blank.
  * @flags: NVRAMTDB_OPEN_* flags.
  * @dbp: receives the handle on success.
  *
@@ -118,7 +125,12 @@ typedef struct nvramtdb nvramtdb;
  *
  * Errors: -EINVAL bad URI or flags; -ENOENT no such file (and no CREATE);
  * -EBUSY another process holds a conflicting lock (the message names the
- * image); other negative errno from the operating system.
+ * image); -ENOTSUP an NBD URI in a build without libnbd; -EROFS a writable
+ * open of a read-only NBD export; other negative errno from the operating
+ * system or from libnbd (an unreachable server: the message names the URI).
+ * On an NBD export, which no lock protects, nvramtdb_start() takes the
+ * image's ownership record instead (-EBUSY naming the holder's host, pid
+ * and time if another live writer holds it; see NVRAMTDB_OPEN_TAKEOVER).
  */
 int nvramtdb_open(const char *uri, unsigned flags, nvramtdb **dbp);
 

@@ -87,6 +87,8 @@ struct nvt_pager {
     GHashTable *staged;        /* page -> copy written by the open group; NULL: none */
     uint64_t group_length;     /* length when the group began */
     uint64_t persisted_length; /* length the superblock holds */
+    int (*guard)(void *opaque);  /* the image's guard (image.h), or NULL */
+    void *guard_opaque;
 };
 
 nvt_pager *nvt_pager_new(nvt_backend *be, uint64_t base, uint64_t capacity, uint64_t length,
@@ -401,6 +403,10 @@ static int checkpoint(nvt_pager *pg)
     int r = 0;
 
     assert_table_matches_ring(pg);
+    /* Before anything goes in place: is this writer still the image's
+     * (owner.h)?  If not, stop here; the frames stay for the owner. */
+    if ((n || pg->persisted_length != pg->length) && pg->guard)
+        r = pg->guard(pg->guard_opaque);
     /* Each run of consecutive pages in one write. */
     for (uint32_t i = 0; r == 0 && i < n;) {
         uint32_t span = 1;
@@ -699,6 +705,12 @@ int nvt_pager_open_image(nvt_image *img, bool journaled, nvt_pager **out)
 {
     nvt_journal *j = NULL;
     *out = NULL;
+    if (img->guard) {
+        /* Recovery writes in place: only the image's writer may. */
+        int r = img->guard(img->guard_opaque);
+        if (r < 0)
+            return r;
+    }
     if (img->sb.journal_length) {
         int r = recover(img, &j);
         if (r < 0)
@@ -707,6 +719,8 @@ int nvt_pager_open_image(nvt_image *img, bool journaled, nvt_pager **out)
     /* After recovery, which may have changed the length. */
     nvt_pager *pg = nvt_pager_new(img->be, img->sb.tdb_offset, img->sb.tdb_capacity,
                                   img->sb.tdb_logical, persist_image_length, img);
+    pg->guard = img->guard;
+    pg->guard_opaque = img->guard_opaque;
     if (j && journaled)
         nvt_pager_attach_journal(pg, j);
     else

@@ -996,8 +996,10 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             else if (nvt_pager_group_pages(st->pg) > nvt_pager_max_group_pages(st->pg))
                 r = -E2BIG;
         }
+        bool io_failed = false;
         if (r == 0) {
             r = nvt_pager_group_commit(st->pg);
+            io_failed = r < 0;
         } else {
             nvt_pager_group_abort(st->pg);
         }
@@ -1009,6 +1011,13 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
             if (ar < 0)
                 store_fail(st, ar);
             return -E2BIG;
+        }
+        if (io_failed && r != -ENOSPC) {
+            /* Keep the backend's message: it says which request failed
+             * and why (the network's reason, for an NBD export). */
+            nvt_error_prefix(-r, "%s: commit failed", st->be->name);
+            store_reset(st);
+            return r;
         }
         if (r < 0) {
             nvt_error(-r, "%s: commit failed: %s%s%s", st->be->name,

@@ -10,9 +10,10 @@
 #     --migration-key, --migration, --locality, --runas, --seccomp, the
 #     chardev interface, swtpm's default TPM 1.2, ifname=,
 #     startup-deactivated, a bad backend-uri);
-#  3. a --tpmstate directory with swtpm state files and no image, or a
-#     file:// path holding swtpm's linear file, is refused (serving and
-#     --print-states), naming nvram-tool import-swtpm;
+#  3. a --tpmstate directory with swtpm state files and no image, or with
+#     both swtpm files and an image, or a file:// path holding swtpm's
+#     linear file, is refused (serving and --print-states), naming
+#     nvram-tool import-swtpm, and nothing is touched;
 #  4. swtpm's serving line: socket --tpm2 --tpmstate dir=DIR,mode=
 #     --server type=tcp,port= --ctrl type=unixio,path=,mode= --pid file=
 #     --log file=,level=,prefix= --flags not-need-init,startup-clear; the
@@ -22,11 +23,14 @@
 #  6. descriptors, as swtpm_setup passes them: --server type=tcp,fd=N
 #     --ctrl type=unixio,clientfd=M --pid fd=K (python3): a TPM command on
 #     the data socket, GET_INFO and SHUTDOWN on the control socket;
+#  6b. swtpm's short options: -p N (--port: a data channel only, closed
+#     after each response) and -f N (--fd), not nvram-tpmd's own;
 #  7. swtpm_setup --tpm "nvram-tpmd socket", with libvirt's arguments,
 #     manufactures a TPM with EK and platform certificates; the EK
 #     certificate (NV index 0x01c00002) and the EK (0x81010001) read back
 #     through tpm2-tools; --not-overwrite keeps it, --overwrite replaces it;
-#     the same with file://PATH.
+#     the same with nvram-tpmd as "swtpm" in PATH (a symlink, as configure
+#     --enable-swtpm-alias installs it) and with file://PATH.
 # One "ok"/"not ok" line per check; exit 0 pass, 1 fail, 77 skip.
 
 tmp_name=nvram-tpmd-cli
@@ -128,6 +132,18 @@ refused "--print-states on swtpm state files" "nvram-tool import-swtpm" \
     socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
 [ ! -e "$swdir/nvramtdb.permall" ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
     ok "the swtpm state is untouched" || not_ok "the swtpm state is untouched"
+# Both an image and swtpm files: which TPM is current is ambiguous.
+echo y >"$swdir/nvramtdb.permall"
+echo v >"$swdir/tpm2-00.volatilestate"
+refused "image and swtpm state files both present" "holds both the image nvramtdb.permall and swtpm state (tpm2-00.permall)" \
+    socket --tpm2 --tpmstate dir="$swdir" --ctrl type=unixio,path="$tmp/c.sock"
+grep -q "move the swtpm files (tpm2-00.\*) out of the directory" "$tmp/err" &&
+    ok "the message says what to do" || { not_ok "the message says what to do"; show "$tmp/err"; }
+refused "--print-states on an image and swtpm state files" "holds both" \
+    socket --print-states --tpmstate backend-uri=dir://"$swdir" --tpm2
+[ "$(cat "$swdir/nvramtdb.permall")" = y ] && [ "$(cat "$swdir/tpm2-00.permall")" = x ] &&
+    [ "$(cat "$swdir/tpm2-00.volatilestate")" = v ] && [ ! -e "$tmp/c.sock" ] &&
+    ok "both states are untouched, nothing listens" || not_ok "both states are untouched"
 # swtpm's linear file (its magic "swtpmlin", little-endian) behind file://
 printf 'nilmptws\001\000' >"$tmp/swtpm.lin"
 head -c 5000 /dev/zero >>"$tmp/swtpm.lin"
@@ -287,6 +303,62 @@ else
     show "$tmp/py.out"
 fi
 
+# ---- 6b. swtpm's short options: -p/--port N (a data channel only, closed
+# after each response) and -f/--fd N (a connected data socket) ----
+next_port
+$run "$tpmd" socket --tpm2 --tpmstate dir="$tmp/fd" -p "$port" \
+    --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
+tpmd_pid=$!
+if wait_for "$tpmd_pid" getrandom_once "$port" && python3 - "$port" >"$tmp/py.out" 2>&1 <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(bytes.fromhex("80010000000c0000017b0008"))
+r = s.recv(4096)
+assert len(r) == 20 and r[6:10] == b"\0\0\0\0", r.hex()
+# swtpm's -p is "--server type=tcp,disconnect": the daemon closes after the response
+s.settimeout(10)
+assert s.recv(4096) == b"", "still open"
+# and it opens no control channel on port+1
+try:
+    socket.create_connection(("127.0.0.1", port + 1), timeout=2).close()
+    raise SystemExit("a control channel listens on port+1")
+except ConnectionRefusedError:
+    pass
+PY
+then
+    ok "-p N: swtpm's --port (data channel on N, closed after each response, no control channel)"
+else
+    not_ok "-p N: swtpm's --port"
+    show "$tmp/py.out"
+    show "$tmp/tpmd.err"
+fi
+kill -TERM "$tpmd_pid" 2>/dev/null
+wait "$tpmd_pid"
+tpmd_pid=
+if python3 - "$tpmd" "$tmp/fd" >"$tmp/py.out" 2>&1 <<'PY'
+import os, socket, subprocess, sys
+tpmd, d = sys.argv[1], sys.argv[2]
+data, peer = socket.socketpair()
+p = subprocess.Popen([tpmd, "socket", "--tpm2", "--tpmstate", "dir=" + d, "-f", str(peer.fileno()),
+                      "--flags", "not-need-init,startup-clear"], pass_fds=(peer.fileno(),))
+peer.close()
+data.sendall(bytes.fromhex("80010000000c0000017b0008"))
+r = data.recv(4096)
+assert len(r) == 20 and r[6:10] == b"\0\0\0\0", r.hex()
+data.close()
+# as swtpm's -f: the daemon ends when the data socket closes (-t implied)
+assert p.wait(10) == 0
+PY
+then
+    ok "-f N: swtpm's --fd (serves the socket, exits 0 when it closes)"
+else
+    not_ok "-f N: swtpm's --fd"
+    show "$tmp/py.out"
+fi
+refused "-p with a bad port" "--port: bad port 'x'" socket --tpm2 --tpmstate dir="$tmp/fd" -p x
+refused "-f is swtpm's --fd, not --foreground" "Missing argument for -f" --image "$tmp/x.img" -f
+
 # ---- 7. swtpm_setup manufactures a TPM on nvram-tpmd ----
 if ! command -v swtpm_setup >/dev/null 2>&1 || ! command -v swtpm_localca >/dev/null 2>&1; then
     echo "# swtpm_setup/swtpm_localca not installed (swtpm-tools): section 7 skipped"
@@ -326,6 +398,20 @@ else
     else
         not_ok "swtpm_setup --overwrite"
         show "$tmp/setup3.log"
+    fi
+
+    # Installed as swtpm (configure --enable-swtpm-alias): a symlink named
+    # swtpm first in PATH, found by swtpm_setup without --tpm.
+    mkdir "$tmp/alias" "$tmp/via-path"
+    ln -s "$(cd "$(dirname "$tpmd")" && pwd)/$(basename "$tpmd")" "$tmp/alias/swtpm"
+    if PATH=$tmp/alias:$PATH swtpm_setup --tpm2 --tpm-state "$tmp/via-path" --createek \
+        --create-ek-cert --logfile "$tmp/setup-path.log" >/dev/null 2>&1 &&
+        grep -q "Successfully authored TPM state" "$tmp/setup-path.log" &&
+        [ "$(ls "$tmp/via-path")" = nvramtdb.permall ]; then
+        ok "swtpm_setup finds nvram-tpmd as swtpm in PATH (a symlink): the state is nvramtdb.permall"
+    else
+        not_ok "swtpm_setup with nvram-tpmd as swtpm in PATH"
+        show "$tmp/setup-path.log"
     fi
 
     # The same with swtpm_setup's linear-file backend (file://PATH).

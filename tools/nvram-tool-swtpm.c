@@ -298,7 +298,8 @@ int cmd_import_swtpm(const struct command *cmd, int argc, char **argv)
     if (create) {
         struct stat st;
 
-        existed = g_str_has_prefix(args[0], "mem:") || stat(image_path(args[0]), &st) == 0;
+        existed = g_str_has_prefix(args[0], "mem:") || image_is_export(args[0]) ||
+                  stat(image_path(args[0]), &st) == 0;
     }
     db = open_image(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, specs, nspecs, NULL);
     if (!db)

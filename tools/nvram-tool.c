@@ -336,6 +336,26 @@ const char *image_path(const char *uri)
     return g_str_has_prefix(uri, "file:") ? uri + 5 : uri;
 }
 
+bool image_is_export(const char *uri)
+{
+    return g_str_has_prefix(uri, "nbd:") || g_str_has_prefix(uri, "nbds:") ||
+           g_str_has_prefix(uri, "nbd+") || g_str_has_prefix(uri, "nbds+");
+}
+
+/* Whether the export @uri already holds an image (read-only look; any
+ * failure means "no": a writable start then formats a blank export or
+ * refuses a damaged one with its own message). */
+static bool export_holds_image(const char *uri)
+{
+    nvramtdb *db;
+
+    if (nvramtdb_open(uri, NVRAMTDB_OPEN_READONLY, &db) < 0)
+        return false;
+    bool formatted = nvramtdb_start(db, 0) == 0;
+    nvramtdb_close(db);
+    return formatted;
+}
+
 /* An image argument for @path: plain unless it would read as a URI. */
 static char *path_uri(const char *path)
 {
@@ -607,6 +627,15 @@ static int cmd_create(const struct command *cmd, int argc, char **argv)
     path = image_path(uri);
     rc = RC_FAIL;
     if (is_mem) {
+        work_uri = g_strdup(uri);
+    } else if (image_is_export(uri)) {
+        /* An export is formatted in place, like a block device; one that
+         * already holds an image is only reconciled, with --force. */
+        if (!force && export_holds_image(uri)) {
+            error_msg("%s: the export already holds an nvramtdb image (use --force to "
+                      "open it and reserve the blobs in it)", uri);
+            goto out;
+        }
         work_uri = g_strdup(uri);
     } else if (stat(path, &st) == 0) {
         if (!force) {
@@ -1036,7 +1065,7 @@ static int cmd_dump(const struct command *cmd, int argc, char **argv)
         error_msg("refusing to write binary data to a terminal (use -o FILE or --force)");
         goto out;
     }
-    if (!to_stdout && same_file(output, image_path(args[0]))) {
+    if (!to_stdout && !image_is_export(args[0]) && same_file(output, image_path(args[0]))) {
         error_msg("%s: the output file is the image", output);
         goto out;
     }
@@ -1218,6 +1247,40 @@ out:
     return rc;
 }
 
+/* Take an NBD export's image over from a writer that died without
+ * releasing it: open with NVRAMTDB_OPEN_TAKEOVER (which recovers the
+ * journal and claims the image), check, close (which releases it). */
+static int cmd_takeover(const struct command *cmd, int argc, char **argv)
+{
+    gchar **args = NULL;
+    int rc = parse_options(cmd, NULL, argc, argv, 1, 1, &args);
+
+    if (rc != RC_OK)
+        return rc;
+    if (!image_is_export(args[0])) {
+        error_msg("%s: not an NBD export: a local image is protected by its lock, and a "
+                  "dead writer's lock is gone with it", args[0]);
+        g_strfreev(args);
+        return RC_FAIL;
+    }
+    nvramtdb *db = open_image(args[0], NVRAMTDB_OPEN_TAKEOVER, NULL, 0, NULL);
+    if (!db) {
+        g_strfreev(args);
+        return RC_FAIL;
+    }
+    int r = nvramtdb_check(db, report_problem, NULL);
+    if (r < 0)
+        lib_error(r);
+    rc = close_image(db);
+    if (rc == RC_OK && r == 0)
+        printf("%s: taken over and released: the next writer may open it\n", args[0]);
+    else if (r > 0)
+        printf("%s: taken over and released, but check found %d problem%s\n", args[0], r,
+               r == 1 ? "" : "s");
+    g_strfreev(args);
+    return rc == RC_OK && r == 0 ? RC_OK : RC_FAIL;
+}
+
 static int cmd_check(const struct command *cmd, int argc, char **argv)
 {
     gboolean force_share = FALSE;
@@ -1290,7 +1353,8 @@ static int cmd_import_tdb(const struct command *cmd, int argc, char **argv)
     if (rc != RC_OK)
         return rc;
     rc = RC_FAIL;
-    created = create && !g_file_test(image_path(args[0]), G_FILE_TEST_EXISTS);
+    created = create && !image_is_export(args[0]) &&
+              !g_file_test(image_path(args[0]), G_FILE_TEST_EXISTS);
     r = nvramtdb_open(args[0], create ? NVRAMTDB_OPEN_CREATE : 0, &db);
     if (r < 0) {
         lib_error(r);
@@ -1397,6 +1461,14 @@ static const struct command commands[] = {
       "and locked as swtpm locks it.  Symbolic links at DIR/.lock or at the state\n"
       "files are refused.  An existing state in DIR is only replaced with --force.",
       cmd_export_swtpm },
+    { "takeover", "IMAGE", "Take an NBD export's image over from a dead writer",
+      "An image on an NBD export names its writer in an ownership record (host,\n"
+      "pid, time); other writers are refused while it is held.  When that writer\n"
+      "died without closing the image on another host (on this host a dead\n"
+      "writer is recognised by itself), takeover replays its journal, claims\n"
+      "the image, checks it and releases it.  Make sure the writer is really\n"
+      "dead (its host is down or its process gone): two writers of one image\n"
+      "destroy it.  See docs/NBD.md.", cmd_takeover },
     { "help", "[COMMAND]", "Show help on nvram-tool or on one command", NULL, cmd_help },
 };
 

@@ -55,6 +55,9 @@ int parse_options(const struct command *cmd, const GOptionEntry *entries, int ar
 
 /* The file behind an image argument ("file:PATH" or a plain path). */
 const char *image_path(const char *uri);
+/* Whether @uri names an NBD export (nbd://, nbd+unix://, nbds://...): no
+ * local file to create, stat or remove. */
+bool image_is_export(const char *uri);
 /* Open @uri with @flags, register @blobs, set the image size unless
  * @image_size is NULL, and start; NULL after the library's message. */
 nvramtdb *open_image(const char *uri, unsigned flags, const struct blob_spec *blobs,

@@ -269,6 +269,7 @@ static char *opt_device_id;
 static char **opt_server;
 static char **opt_ctrl;
 static int opt_tcp_port = -1;
+static char *opt_port;
 static char **opt_flags;
 static char *opt_pid_file;
 static char *opt_pid;
@@ -437,8 +438,12 @@ static const GOptionEntry option_entries[] = {
     { "ctrl", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_ctrl,
       "Control channel: type=tcp,port=N[,bindaddr=ADDR] or type=unixio,path=P[,mode=0MODE] "
       "(repeatable)", "SPEC" },
-    { "tcp-port", 'p', 0, G_OPTION_ARG_INT, &opt_tcp_port,
+    { "tcp-port", 0, 0, G_OPTION_ARG_INT, &opt_tcp_port,
       "Data channel on TCP port N and control channel on N+1, on 127.0.0.1", "N" },
+    /* -p and -f are swtpm's: a command line written for swtpm means the same here. */
+    { "port", 'p', 0, G_OPTION_ARG_STRING, &opt_port,
+      "swtpm's -p: a data channel only, on TCP port N of 127.0.0.1, closed after each "
+      "response (as --server type=tcp,port=N,disconnect)", "N" },
     { "flags", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_flags,
       "Comma-separated: startup-clear or startup-state (send TPM2_Startup(CLEAR or STATE) "
       "at start), startup-none, need-init (stay powered off until the control channel's "
@@ -452,7 +457,7 @@ static const GOptionEntry option_entries[] = {
       "Log to a file (file=PATH) or descriptor (fd=N) at level N (0 errors, 1 life cycle, "
       "2 connections and control commands, 3 every TPM command); truncate empties the file; "
       "prefix= starts every line", "file=PATH|fd=N[,level=N][,prefix=P][,truncate]" },
-    { "foreground", 'f', 0, G_OPTION_ARG_NONE, &opt_foreground,
+    { "foreground", 0, 0, G_OPTION_ARG_NONE, &opt_foreground,
       "Stay in the foreground (the default)", NULL },
     { "daemon", 'd', 0, G_OPTION_ARG_NONE, &opt_daemon,
       "Detach once serving; the parent exits 0 then, or with the failure", NULL },
@@ -463,7 +468,7 @@ static const GOptionEntry option_entries[] = {
     { "tpmstate", 0, 0, G_OPTION_ARG_STRING, &opt_tpmstate,
       "swtpm's state location: the image DIR/" TPMD_STATE_IMAGE_NAME " or PATH; mode= "
       "sets the image's file mode", "dir=DIR[,mode=0NNN]|backend-uri=dir://DIR|file://PATH" },
-    { "fd", 0, 0, G_OPTION_ARG_STRING, &opt_fd,
+    { "fd", 'f', 0, G_OPTION_ARG_STRING, &opt_fd,
       "swtpm's --fd: serve the connected data socket N; exit when it closes", "N" },
     { "terminate", 't', 0, G_OPTION_ARG_NONE, &opt_terminate,
       "Exit (0) when a data connection closes", NULL },
@@ -1796,6 +1801,20 @@ int main(int argc, char **argv)
                 return RC_USAGE;
             g_ptr_array_add(d.endpoints, e);
         }
+    }
+    if (opt_port) {
+        unsigned long v;
+        char *spec;
+        endpoint *e;
+
+        if (!parse_uint(opt_port, 10, 65535, &v) || v == 0)
+            return usage_error("--port: bad port '%s'", opt_port);
+        spec = g_strdup_printf("type=tcp,port=%lu,disconnect", v);
+        e = parse_endpoint("--port", spec, CHAN_DATA);
+        g_free(spec);
+        if (!e)
+            return RC_USAGE;
+        g_ptr_array_add(d.endpoints, e);
     }
     if (opt_fd) {
         char *spec = g_strdup_printf("type=tcp,fd=%s", opt_fd);

@@ -131,6 +131,7 @@ bool tpmd_tpmstate_check_dir(const tpmd_tpmstate *ts, GError **err)
         "tpm-00.permall", "tpm-00.volatilestate", "tpm-00.savestate",
     };
     struct stat st;
+    bool image;
 
     if (!ts->dir)
         return check_linear_file(ts, err);
@@ -143,27 +144,36 @@ bool tpmd_tpmstate_check_dir(const tpmd_tpmstate *ts, GError **err)
         g_set_error(err, CLI_ERROR, 0, "--tpmstate: %s is not a directory", ts->dir);
         return false;
     }
-    if (access(ts->image, F_OK) == 0)
-        return true;
+    image = access(ts->image, F_OK) == 0;
     for (size_t i = 0; i < G_N_ELEMENTS(swtpm_files); i++) {
         char *p = g_build_filename(ts->dir, swtpm_files[i], NULL);
         bool found = access(p, F_OK) == 0;
 
         g_free(p);
-        if (found && swtpm_files[i][3] == '-') {
+        if (!found)
+            continue;
+        if (swtpm_files[i][3] == '-') {
             g_set_error(err, CLI_ERROR, 0,
                         "--tpmstate: %s holds swtpm's TPM 1.2 state (%s); nvram-tpmd is a "
                         "TPM 2.0 only", ts->dir, swtpm_files[i]);
-            return false;
-        }
-        if (found) {
+        } else if (!image) {
             g_set_error(err, CLI_ERROR, 0,
                         "--tpmstate: %s holds swtpm state (%s) but no image %s; import it "
                         "first with 'nvram-tool import-swtpm %s %s' (add --key or --pwdfile "
                         "if it is encrypted), or move the swtpm files away",
                         ts->dir, swtpm_files[i], TPMD_STATE_IMAGE_NAME, ts->image, ts->dir);
-            return false;
+        } else {
+            /* Which of the two TPMs is current cannot be told (the swtpm
+             * files may be newer than an earlier import): serve neither. */
+            g_set_error(err, CLI_ERROR, 0,
+                        "--tpmstate: %s holds both the image %s and swtpm state (%s); "
+                        "which TPM is current is ambiguous, so neither is served: after "
+                        "'nvram-tool import-swtpm %s %s' move the swtpm files (tpm2-00.*) "
+                        "out of the directory; to use the swtpm state instead, move the "
+                        "image away and import again",
+                        ts->dir, TPMD_STATE_IMAGE_NAME, swtpm_files[i], ts->image, ts->dir);
         }
+        return false;
     }
     return true;
 }

@@ -31,8 +31,9 @@ typedef struct tpmd_tpmstate {
 
 /* Parse "dir=DIR[,mode=0NNN]" or "backend-uri=dir://DIR|file://PATH[,mode=..]". */
 bool tpmd_tpmstate_parse(const char *spec, tpmd_tpmstate *ts, GError **err);
-/* Refuse a directory that holds swtpm state files but no image, and a
- * file:// path that is swtpm's linear state file. */
+/* Refuse a directory that holds swtpm state files, with or without an
+ * image (see nvram-tpmd(8)), and a file:// path that is swtpm's linear
+ * state file. */
 bool tpmd_tpmstate_check_dir(const tpmd_tpmstate *ts, GError **err);
 void tpmd_tpmstate_clear(tpmd_tpmstate *ts);
 
