@@ -601,35 +601,33 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
 }
 
 /* tdb grows its file by 100 times any request below 100 KiB (2 times
- * above), and sizes a new recovery area the same way: formatting one
- * 64 KiB blob would make a 10 MiB tdb.  So a layout may start with a
- * padding record of @pad bytes, above that threshold: stored, rewritten
- * in a transaction (whose recovery area, sized by the 2x rule, is then
- * large enough for the blobs' transactions), and deleted (its space is
- * free for the blobs' records). */
+ * above), at least by a quarter, and sizes a new recovery area (always
+ * at the end of the file) the same way; it allocates every record at
+ * 1.25 times its size.  Built naively, one 64 KiB blob would make a
+ * 10 MiB tdb.  So a layout may start with a padding record of @pad
+ * bytes, above that threshold: stored outside a transaction (the file
+ * grows by twice its allocation), rewritten in place in a transaction
+ * (which puts a recovery area of twice its bytes at the end of the
+ * file), and deleted: the blobs' records then take its space, and the
+ * commit that rewrites every blob fits the recovery area. */
 #define PAD_KEY "nvramtdb:format-padding"
 #define PAD_MIN (100u * 1024 + 1)
 /* Beyond this the 100x rule costs proportionally little, and each
  * trial layout would cost time and memory (16 MiB blob: 1.2 s, 300 MB). */
 #define PAD_MAX (8u * 1024 * 1024)
-/* Paddings tried between the two estimates (see below). */
+/* Paddings tried between two estimates (nvt_store_build_fresh_extra). */
 #define PAD_TRIALS 12u
 /* tdb's record tailer (a copy of the record's length). */
 #define NVT_TDB_TAILER_SIZE 4u
 
-/* The padding step of a layout: a record of @pad bytes, stored outside a
- * transaction (the file grows by 2x its allocation, and the blobs'
- * records later take that space), rewritten with @shape bytes in a
- * transaction (which creates tdb's recovery area, 2x its @shape bytes,
- * at the end of the file), and deleted. */
-static int pad_tdb(nvt_store *st, uint32_t pad, uint32_t shape)
+/* The padding step of a layout (above). */
+static int pad_tdb(nvt_store *st, uint32_t pad)
 {
     uint8_t *buf = g_malloc0(pad);
     txn_op put = { PAD_KEY, buf, pad }, del = { PAD_KEY, NULL, 0 };
     int err = -plain_ops(st, &put, 1, "formatting: padding record");
     if (err == 0) {
-        memset(buf, 0xff, shape);  /* differs in every byte: all rewritten */
-        put.size = shape;
+        memset(buf, 0xff, pad);  /* differs in every byte: all rewritten */
         err = tdb_txn(st, &put, 1);
         if (err)
             nvt_error(err, "formatting: padding record: %s", tdb_why(st));
@@ -641,14 +639,14 @@ static int pad_tdb(nvt_store *st, uint32_t pad, uint32_t shape)
 }
 
 static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, uint32_t pad,
-                        uint32_t shape, uint8_t **tdb, uint64_t *len)
+                        uint8_t **tdb, uint64_t *len)
 {
     nvt_backend *be = nvt_mem_backend_new(NULL, 0);
     nvt_store *st = store_new(be, NULL, 0, NVT_TDB_MAX_LENGTH, 0);
     st->extra = extra;
     int r = tdb_attach(st, O_RDWR | O_CREAT | O_TRUNC);
     if (r == 0 && pad)
-        r = pad_tdb(st, pad, shape);
+        r = pad_tdb(st, pad);
     if (r == 0)
         r = index_load(st);
     if (r == 0) {
@@ -668,13 +666,7 @@ static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, ui
 }
 
 /* The smallest of the layouts without padding and with a few paddings.
- * tdb allocates 1.25 times a record's size; the padding step grows the
- * file by 2x the padding's allocation, about 2.5 * pad, which the blobs'
- * records should fill, and makes a recovery area of about 2 * shape,
- * which a commit rewriting every blob (about the records' total) should
- * fit.  So pad and shape are tried around those points, and the
- * smallest result kept.  Deterministic: the same blobs always give the
- * same tdb. */
+ * Deterministic: the same blobs always give the same tdb. */
 int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
 {
     return nvt_store_build_fresh_extra(specs, n, 0, tdb, len);
@@ -693,7 +685,7 @@ int nvt_store_build_fresh_extra(const nvt_blob_spec *specs, size_t n, uint32_t e
     if (records > NVT_TDB_MAX_LENGTH)
         return nvt_error(ENOSPC, "%zu blobs need %llu bytes of records; a tdb holds at most "
                          "%u bytes", n, (unsigned long long)records, NVT_TDB_MAX_LENGTH);
-    r = build_layout(specs, n, extra, 0, 0, tdb, len);
+    r = build_layout(specs, n, extra, 0, tdb, len);
     /* The padding's allocation (1.25x), doubled, should just hold the
      * records' allocations, and its recovery area (2x) what a commit of
      * every blob at its maximum saves: each page it changes plus 8 bytes,
@@ -705,11 +697,15 @@ int nvt_store_build_fresh_extra(const nvt_blob_spec *specs, size_t n, uint32_t e
     for (size_t i = 0; i < n; i++)
         saved += blob_pages(&specs[i], extra) * (NVT_PAGE_SIZE + 8);
     uint64_t lo = records / 2, hi = MAX(saved / 2 + NVT_PAGE_SIZE, lo);
+    uint64_t tried = 0;
     for (uint32_t i = 0; r == 0 && records <= PAD_MAX && i < PAD_TRIALS; i++) {
         uint64_t pad = MAX(lo + (hi - lo) * i / (PAD_TRIALS - 1), (uint64_t)PAD_MIN);
+        if (pad == tried)
+            continue;  /* small sets: every trial is PAD_MIN */
+        tried = pad;
         uint8_t *t;
         uint64_t l;
-        r = build_layout(specs, n, extra, (uint32_t)pad, (uint32_t)pad, &t, &l);
+        r = build_layout(specs, n, extra, (uint32_t)pad, &t, &l);
         if (r == 0 && l < *len) {
             g_free(*tdb);
             *tdb = t;
