@@ -484,9 +484,10 @@ static int fetch_record(nvt_store *st, const char *name, TDB_DATA *raw, nvt_reco
     return 0;
 }
 
-/* Allocate every item of @plan at its maximum (transaction A), then
- * rewrite every record at its maximum once (transaction B) so that tdb's
- * recovery area reaches the size a commit of all blobs needs. */
+/* Allocate every item of @plan at its maximum (transaction A; plain
+ * stores when @in_memory, a layout being built), then rewrite every
+ * record at its maximum once (transaction B) so that tdb's recovery area
+ * reaches the size a commit of all blobs needs. */
 static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n, bool in_memory)
 {
     GPtrArray *bufs = g_ptr_array_new_with_free_func(g_free);
