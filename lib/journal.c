@@ -78,7 +78,7 @@ static uint64_t frame_size(uint32_t n)
 
 uint64_t nvt_journal_length_for(uint32_t pages)
 {
-    return MAX(4 * frame_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
+    return MAX(NVT_JOURNAL_FRAMES * frame_size(pages), (uint64_t)NVT_JOURNAL_MIN_LENGTH);
 }
 
 uint32_t nvt_journal_capacity(uint64_t length)

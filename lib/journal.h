@@ -40,13 +40,23 @@
 #define NVT_PAGE_SIZE 4096u
 #define NVT_JOURNAL_MAGIC "NVTJRNL2"
 #define NVT_JOURNAL_HEADER_SIZE 64u
-/* The smallest ring: a few dozen small commits between checkpoints. */
-#define NVT_JOURNAL_MIN_LENGTH (1024u * 1024)
+/* The smallest ring a new image gets: about a hundred small commits
+ * between checkpoints (a commit of a few bytes is an 8 KiB frame at
+ * most), ten of 64 KiB.  Images made before kept 1 MiB: the length is in
+ * the superblock. */
+#define NVT_JOURNAL_MIN_LENGTH (768u * 1024)
+/* Frames of the largest group a new ring holds.  One is enough for
+ * correctness: a commit that does not fit the rest of the ring
+ * checkpoints first and then starts at offset 0 of a ring that holds the
+ * largest group whole, so no commit finds the ring full.  Two let a
+ * group of every blob at its maximum follow another without a
+ * checkpoint in between. */
+#define NVT_JOURNAL_FRAMES 2u
 
 typedef struct nvt_journal nvt_journal;
 
-/* Ring length for groups of up to @pages pages: room for four such frames
- * (so that checkpoints stay rare) and at least NVT_JOURNAL_MIN_LENGTH. */
+/* Ring length for groups of up to @pages pages: room for
+ * NVT_JOURNAL_FRAMES such frames and at least NVT_JOURNAL_MIN_LENGTH. */
 uint64_t nvt_journal_length_for(uint32_t pages);
 /* Largest group (in pages) one frame in a ring of @length bytes holds. */
 uint32_t nvt_journal_capacity(uint64_t length);

@@ -291,6 +291,24 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
     return 0;
 }
 
+/* Apply @ops without a transaction: only for a layout built in memory,
+ * where atomicity is moot, so that no transaction's recovery area is
+ * sized by steps that are not the layout's own commits. */
+static int plain_ops(nvt_store *st, const txn_op *ops, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        TDB_DATA key = key_of(ops[i].name);
+        TDB_DATA val = { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size };
+        int r = ops[i].value ? tdb_store(st->tdb, key, val, TDB_REPLACE)
+                             : tdb_delete(st->tdb, key);
+        if (r != 0) {
+            int err = tdb_errno(st);
+            return -nvt_error(err, "%s: %s failed: %s", st->be->name, what, tdb_why(st));
+        }
+    }
+    return 0;
+}
+
 /* Run @ops in one tdb transaction, made atomic on disk by the journal
  * when there is one (tdb's own protocol trusts sectors to be written
  * whole; a journal frame is checksummed instead).  A transaction too
@@ -466,10 +484,11 @@ static int fetch_record(nvt_store *st, const char *name, TDB_DATA *raw, nvt_reco
     return 0;
 }
 
-/* Allocate every item of @plan at its maximum (transaction A), then
- * rewrite every record at its maximum once (transaction B) so that tdb's
- * recovery area reaches the size a commit of all blobs needs. */
-static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n)
+/* Allocate every item of @plan at its maximum (transaction A; plain
+ * stores when @in_memory, a layout being built), then rewrite every
+ * record at its maximum once (transaction B) so that tdb's recovery area
+ * reaches the size a commit of all blobs needs. */
+static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n, bool in_memory)
 {
     GPtrArray *bufs = g_ptr_array_new_with_free_func(g_free);
     GArray *ops = g_array_new(FALSE, FALSE, sizeof(txn_op));
@@ -498,7 +517,9 @@ static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n)
         g_array_append_val(ops, a);
         g_array_append_val(ops, b);
     }
-    if (r == 0)
+    if (r == 0 && in_memory)
+        r = plain_ops(st, (txn_op *)ops->data, ops->len, "reserving space");
+    else if (r == 0)
         r = store_commit(st, (txn_op *)ops->data, ops->len, "reserving space");
     if (r == 0)
         r = index_load(st);
@@ -581,33 +602,41 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
 }
 
 /* tdb grows its file by 100 times any request below 100 KiB (2 times
- * above), and sizes a new recovery area the same way: formatting one
- * 64 KiB blob would make a 10 MiB tdb.  So a layout may start with a
- * padding record of @pad bytes, above that threshold: stored, rewritten
- * in a transaction (whose recovery area, sized by the 2x rule, is then
- * large enough for the blobs' transactions), and deleted (its space is
- * free for the blobs' records). */
+ * above), at least by a quarter, and sizes a new recovery area (always
+ * at the end of the file) the same way; it allocates every record at
+ * 1.25 times its size.  Built naively, one 64 KiB blob would make a
+ * 10 MiB tdb.  So a layout may start with a padding record of @pad
+ * bytes, above that threshold: stored outside a transaction (the file
+ * grows by twice its allocation), rewritten in place in a transaction
+ * (which puts a recovery area of twice its bytes at the end of the
+ * file), and deleted: the blobs' records then take its space, and the
+ * commit that rewrites every blob fits the recovery area. */
 #define PAD_KEY "nvramtdb:format-padding"
 #define PAD_MIN (100u * 1024 + 1)
 /* Beyond this the 100x rule costs proportionally little, and each
  * trial layout would cost time and memory (16 MiB blob: 1.2 s, 300 MB). */
 #define PAD_MAX (8u * 1024 * 1024)
+/* Paddings tried between two estimates (nvt_store_build_fresh_extra). */
+#define PAD_TRIALS 12u
 /* tdb's record tailer (a copy of the record's length). */
 #define NVT_TDB_TAILER_SIZE 4u
 
+/* The padding step of a layout (above). */
 static int pad_tdb(nvt_store *st, uint32_t pad)
 {
     uint8_t *buf = g_malloc0(pad);
     txn_op put = { PAD_KEY, buf, pad }, del = { PAD_KEY, NULL, 0 };
-    int err = tdb_txn(st, &put, 1);
+    int err = -plain_ops(st, &put, 1, "formatting: padding record");
     if (err == 0) {
         memset(buf, 0xff, pad);  /* differs in every byte: all rewritten */
         err = tdb_txn(st, &put, 1);
+        if (err)
+            nvt_error(err, "formatting: padding record: %s", tdb_why(st));
     }
     if (err == 0)
-        err = tdb_txn(st, &del, 1);
+        err = -plain_ops(st, &del, 1, "formatting: padding record");
     g_free(buf);
-    return err ? nvt_error(err, "formatting: padding record: %s", tdb_why(st)) : 0;
+    return -err;
 }
 
 static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, uint32_t pad,
@@ -623,7 +652,7 @@ static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, ui
         r = index_load(st);
     if (r == 0) {
         GArray *plan = make_plan(NULL, specs, n);
-        r = allocate_plan(st, (plan_item *)plan->data, plan->len);
+        r = allocate_plan(st, (plan_item *)plan->data, plan->len, true);
         g_array_free(plan, TRUE);
     }
     if (r == 0) {
@@ -637,10 +666,8 @@ static int build_layout(const nvt_blob_spec *specs, size_t n, uint32_t extra, ui
     return r;
 }
 
-/* The smallest of the layouts without padding and with a few paddings:
- * just above the threshold (best when the records fit in it), and about
- * the records' total (when they do not).  Deterministic: the same blobs
- * always give the same tdb. */
+/* The smallest of the layouts without padding and with a few paddings.
+ * Deterministic: the same blobs always give the same tdb. */
 int nvt_store_build_fresh(const nvt_blob_spec *specs, size_t n, uint8_t **tdb, uint64_t *len)
 {
     return nvt_store_build_fresh_extra(specs, n, 0, tdb, len);
@@ -660,13 +687,26 @@ int nvt_store_build_fresh_extra(const nvt_blob_spec *specs, size_t n, uint32_t e
         return nvt_error(ENOSPC, "%zu blobs need %llu bytes of records; a tdb holds at most "
                          "%u bytes", n, (unsigned long long)records, NVT_TDB_MAX_LENGTH);
     r = build_layout(specs, n, extra, 0, tdb, len);
-    const uint64_t pads[] = { PAD_MIN, records + records / 8, records + records / 2 };
-    for (size_t i = 0; r == 0 && records <= PAD_MAX && i < G_N_ELEMENTS(pads); i++) {
-        if (pads[i] < PAD_MIN || pads[i] > PAD_MAX || (i && pads[i] == pads[i - 1]))
-            continue;
+    /* The padding's allocation (1.25x), doubled, should just hold the
+     * records' allocations, and its recovery area (2x) what a commit of
+     * every blob at its maximum saves: each page it changes plus 8 bytes,
+     * at most blob_pages() a blob, and the header's page.  The padding
+     * must be at least half of both; which one fits best depends on how
+     * the records fall on pages, so paddings from half the records'
+     * total to half that bound are tried. */
+    uint64_t saved = NVT_PAGE_SIZE + 8 + 4;
+    for (size_t i = 0; i < n; i++)
+        saved += blob_pages(&specs[i], extra) * (NVT_PAGE_SIZE + 8);
+    uint64_t lo = records / 2, hi = MAX(saved / 2 + NVT_PAGE_SIZE, lo);
+    uint64_t tried = 0;
+    for (uint32_t i = 0; r == 0 && records <= PAD_MAX && i < PAD_TRIALS; i++) {
+        uint64_t pad = MAX(lo + (hi - lo) * i / (PAD_TRIALS - 1), (uint64_t)PAD_MIN);
+        if (pad == tried)
+            continue;  /* small sets: every trial is PAD_MIN */
+        tried = pad;
         uint8_t *t;
         uint64_t l;
-        r = build_layout(specs, n, extra, (uint32_t)pads[i], &t, &l);
+        r = build_layout(specs, n, extra, (uint32_t)pad, &t, &l);
         if (r == 0 && l < *len) {
             g_free(*tdb);
             *tdb = t;
@@ -701,7 +741,7 @@ static int dry_run(nvt_store *st, const plan_item *plan, size_t n, uint64_t *nee
     if (r == 0)
         r = index_load(dry);
     if (r == 0)
-        r = allocate_plan(dry, plan, n);
+        r = allocate_plan(dry, plan, n, false);
     *needed = nvt_pager_length(dry->pg);
     nvt_store_close(dry);
     nvt_be_close(be);
@@ -753,7 +793,7 @@ int nvt_store_reserve(nvt_store *st, const nvt_blob_spec *specs, size_t n, bool 
         else if (r < 0)
             nvt_error_prefix(-r, "%s: cannot plan space for the registered blobs", st->be->name);
         if (r == 0)
-            r = allocate_plan(st, items, plan->len);
+            r = allocate_plan(st, items, plan->len, false);
     }
     g_array_free(plan, TRUE);
     if (r < 0)

@@ -4,7 +4,7 @@
 # images: NVT_TEST_ENCRYPT=1 makes every handle the test library starts
 # use a test key (lib/test/open.c), so the same tests run, unchanged, with
 # sealed values.  Prints TAP, one line per suite.
-# Quick by default (the group and fault suites and two of test-crash's
+# Quick by default (the group, fault and space suites and two of test-crash's
 # sweeps on the harshest disk model); set NVT_ENCRYPTED_LONG=1 for every
 # test of those programs and test-crash-checkpoint too (about 10 minutes).
 
@@ -16,7 +16,8 @@ p=/crash/journal/garbage-sectors/power-cut
 set -- \
     "test-crypt -p /crypt/test-variant-in-effect" \
     "test-crash-group" \
-    "test-faults"
+    "test-faults" \
+    "test-space"
 if [ "${NVT_ENCRYPTED_LONG:-0}" = 1 ]; then
     set -- "$@" "test-crash-checkpoint" "test-crash"
 else

@@ -230,8 +230,18 @@ static nvramtdb *start_on_fault(commit_mode commit, const uint8_t *img, size_t l
 static uint8_t *start_image(commit_mode commit, size_t *len)
 {
     nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
-    nvramtdb *db = tu_start(nvt_be_borrow(mem), 0, cp_blobs, N_CP_BLOBS, NULL);
-    g_assert_nonnull(db);
+    nvramtdb *db;
+    TU_OK(nvt_open_backend(nvt_be_borrow(mem), 0, &db));
+    for (int b = 0; b < N_CP_BLOBS; b++)
+        TU_OK(nvramtdb_register_blob(db, cp_blobs[b].name, cp_blobs[b].max_size));
+    /* 2 MiB beyond the size needed, a quarter of which goes to the ring:
+     * at the largest value, the default ring (two frames of the largest
+     * group) ends its epoch exactly where the new epoch's three records
+     * end, and no older record would lie beyond them. */
+    uint64_t need = 0;
+    TU_OK(nvramtdb_get_totalsize(db, &need));
+    TU_OK(nvramtdb_set_image_size(db, need + (2u << 20)));
+    TU_OK(nvramtdb_start(db, 0));
     if (commit == COMMIT_STOCK) {
         uint8_t *buf = g_malloc(LARGE_MAX);
         for (uint32_t k = 1; k <= 3; k++) {

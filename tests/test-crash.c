@@ -1122,7 +1122,7 @@ static void test_journal_ack_survives_cut_in_next_commit(void)
  * since the last checkpoint.  Replay then starts from the pages in place,
  * which a cut during a checkpoint leaves torn (garbage sectors), and needs
  * the whole-page copy that begins each page's run.  Many small changes to
- * blob a (a counter inside a fixed 3000-byte value) fill the 1 MiB ring
+ * blob a (a counter inside a fixed 3000-byte value) fill the ring (768 KiB)
  * more than twice; the power is cut at every operation of the commits
  * that checkpoint and of the two after each, under both disk models, and
  * blob a must read as the last acknowledged counter or the one in flight.
