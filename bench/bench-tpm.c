@@ -40,6 +40,19 @@
  * alike; the figures that travel are the ratios printed at the end.
  * Use a directory on a real disk (--dir /var/tmp).
  *
+ * Memory.  Right after the measured rounds, each server's peak and
+ * current resident set (VmHWM, VmRSS of /proc/PID/status) is read.
+ *
+ * Start-up (--startups N, 5 by default; 0 skips it).  After the
+ * measurements each server is stopped (SIGTERM) and started again on its
+ * state N times; the figure is the time from fork() to the response of
+ * the first command (an NV_Read of the counter, whose value is checked):
+ * what a VM's boot waits for.  swtpm's state is the equivalent one (the
+ * same commands ran on it).  "ours-replay" is nvram-tpmd killed with
+ * SIGKILL after --replay-writes NV_Writes (no clean close: its journal
+ * holds every frame since the last checkpoint), then started: an open
+ * that replays the journal.
+ *
  * At the end each counter is read back and must equal the number of
  * increments sent, and each 1 KiB index must read back as the last data
  * written (exit status 1 otherwise), so that a broken server cannot make
@@ -118,6 +131,11 @@ typedef struct server {
     uint64_t increments;     /* sent and acknowledged */
     uint64_t writes;
     uint8_t last[DATA_SIZE];
+    long hwm_kib, rss_kib;   /* VmHWM, VmRSS under load; < 0: unknown */
+    uint64_t *startup_ns;    /* --startups restarts; then the replay ones */
+    size_t nstartup;
+    uint64_t *replay_ns;
+    size_t nreplay;
 } server;
 
 static char *opt_dir;
@@ -131,6 +149,8 @@ static char *opt_servers;
 static gboolean opt_no_strace;
 static gboolean opt_keep;
 static int opt_connect;
+static int opt_startups = 5;
+static int opt_replay_writes = 2000;
 
 static void G_GNUC_PRINTF(1, 2) G_GNUC_NORETURN die(const char *fmt, ...)
 {
@@ -143,6 +163,8 @@ static void G_GNUC_PRINTF(1, 2) G_GNUC_NORETURN die(const char *fmt, ...)
     va_end(ap);
     exit(1);
 }
+
+static int cmp_u64(const void *a, const void *b);
 
 static uint64_t now_ns(void)
 {
@@ -163,7 +185,13 @@ static int connect_port(int port)
 
     if (fd < 0)
         die("socket: %s", g_strerror(errno));
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    struct sockaddr_in self;
+    socklen_t len = sizeof(self);
+    /* Polling a port of the ephemeral range that nothing listens on can
+     * connect the socket to itself (TCP simultaneous open), which would
+     * also keep the server from binding it. */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        (getsockname(fd, (struct sockaddr *)&self, &len) == 0 && self.sin_port == sa.sin_port)) {
         close(fd);
         return -1;
     }
@@ -262,13 +290,16 @@ static int pick_ports(void)
     static int next;
 
     if (!next)
-        next = 30000 + (int)(getpid() % 4000) * 2;
+        next = 20000 + (int)(getpid() % 4000) * 2;
+    /* Below Linux's ephemeral range (32768-60999): a port there can be
+     * taken as the source port of any outgoing connection, including the
+     * benchmark's own polling, between the check and the server's bind. */
     for (int i = 0; i < 2000; i++) {
         int p = next;
 
         next += 2;
-        if (next > 39990)
-            next = 30000;
+        if (next > 29990)
+            next = 20000;
         if (port_free(p) && port_free(p + 1))
             return p;
     }
@@ -288,17 +319,50 @@ static void pin(int cpu)
 }
 
 /* Find the daemon: --tpmd, else next to us in a build tree, else $PATH. */
+/* In a build tree tools/nvram-tpmd is libtool's wrapper script, which
+ * takes hundreds of milliseconds (a shell and several sed) before it runs
+ * the program: run tools/.libs/nvram-tpmd with the library path that the
+ * wrapper would set, so that start-up times the daemon, not the script. */
+static char *unwrap_libtool(char *path)
+{
+    char head[2] = "", *dir = g_path_get_dirname(path);
+    char *real = g_build_filename(dir, ".libs", "nvram-tpmd", NULL);
+    char *libs = g_build_filename(dir, "..", "lib", ".libs", NULL);
+    FILE *f = fopen(path, "rb");
+
+    if (f) {
+        if (fread(head, 1, 2, f) != 2)
+            head[0] = 0;
+        fclose(f);
+    }
+    if (head[0] == '#' && head[1] == '!' && access(real, X_OK) == 0 &&
+        g_file_test(libs, G_FILE_TEST_IS_DIR)) {
+        const char *old = g_getenv("LD_LIBRARY_PATH");
+        char *val = old && *old ? g_strconcat(libs, ":", old, NULL) : g_strdup(libs);
+
+        g_setenv("LD_LIBRARY_PATH", val, TRUE);
+        g_free(val);
+        g_free(path);
+        path = real;
+        real = NULL;
+    }
+    g_free(real);
+    g_free(libs);
+    g_free(dir);
+    return path;
+}
+
 static char *find_tpmd(const char *argv0)
 {
     char *dir, *path;
 
     if (opt_tpmd)
-        return g_strdup(opt_tpmd);
+        return unwrap_libtool(g_strdup(opt_tpmd));
     dir = g_path_get_dirname(argv0);
     path = g_build_filename(dir, "..", "tools", "nvram-tpmd", NULL);
     g_free(dir);
     if (access(path, X_OK) == 0)
-        return path;
+        return unwrap_libtool(path);
     g_free(path);
     path = g_find_program_in_path("nvram-tpmd");
     if (!path)
@@ -364,7 +428,7 @@ static void start_server(server *s, const char *dir, const char *tpmd)
         g_ptr_array_add(argv, g_strdup("--tpmstate"));
         if (s->kind == SWTPM_DIR) {
             state = g_strdup_printf("%s/swtpm-dir", dir);
-            if (mkdir(state, 0700) < 0)
+            if (mkdir(state, 0700) < 0 && errno != EEXIST)
                 die("mkdir %s: %s", state, g_strerror(errno));
             g_ptr_array_add(argv, g_strdup_printf("dir=%s", state));
         } else {
@@ -398,7 +462,8 @@ static void start_server(server *s, const char *dir, const char *tpmd)
         fprintf(stderr, "exec %s: %s\n", (char *)argv->pdata[0], g_strerror(errno));
         _exit(127);
     }
-    for (int i = 0; i < 500; i++) {
+    /* Poll often: the start-up figure is the time to the first response. */
+    for (int i = 0; i < 40000; i++) {
         int st;
 
         if ((s->fd = connect_port(s->port)) >= 0)
@@ -409,7 +474,7 @@ static void start_server(server *s, const char *dir, const char *tpmd)
             g_file_get_contents(s->log, &text, NULL, NULL);
             die("%s did not start:\n%s", kind_name[s->kind], text ? text : "(no log)");
         }
-        g_usleep(20000);
+        g_usleep(250);
     }
     if (s->fd < 0)
         die("%s does not accept connections on port %d", kind_name[s->kind], s->port);
@@ -458,6 +523,76 @@ static void stop_server(server *s)
             ;
         s->nbd_pid = 0;
     }
+}
+
+/* ---- memory and start-up -------------------------------------------------- */
+
+/* A "Vm...:   N kB" field of /proc/PID/status, or -1. */
+static long proc_status_kib(pid_t pid, const char *field)
+{
+    char *path = g_strdup_printf("/proc/%d/status", (int)pid), *text = NULL;
+    long kib = -1;
+
+    if (g_file_get_contents(path, &text, NULL, NULL)) {
+        char *at = strstr(text, field);
+
+        if (at)
+            kib = strtol(at + strlen(field), NULL, 10);
+    }
+    g_free(path);
+    g_free(text);
+    return kib;
+}
+
+/* Read the counter: the first command after a start, and a check that
+ * the state survived it. */
+static bool counter_is(server *s, uint64_t want)
+{
+    tpm2_cmdbuf c;
+    uint8_t resp[64];
+    size_t len;
+    uint64_t value = 0;
+
+    tpm2_cmd_nv_read(&c, TPM2_RH_OWNER, NV_COUNTER, 8, 0);
+    uint32_t rc = transact(s, &c, resp, sizeof(resp), &len);
+    if (rc != 0 || len < 10 + 4 + 2 + 8) {
+        fprintf(stderr, "bench-tpm: %s: NV_Read of the counter: 0x%" PRIx32 "\n",
+                kind_name[s->kind], rc);
+        return false;
+    }
+    for (int i = 0; i < 8; i++)
+        value = value << 8 | resp[16 + i];
+    if (value != want)
+        fprintf(stderr, "bench-tpm: %s: the counter is %" PRIu64 "\n", kind_name[s->kind],
+                value);
+    return value == want;
+}
+
+/* Stop @s (SIGKILL with @crash: no clean close) and time a new start on
+ * its state to the first response. */
+static uint64_t time_restart(server *s, const char *dir, const char *tpmd, bool crash)
+{
+    if (crash && s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s->pid = 0;
+    }
+    stop_server(s);
+    uint64_t t0 = now_ns();
+    start_server(s, dir, tpmd);
+    if (!counter_is(s, s->increments))
+        die("%s: after a %s restart the counter is not %" PRIu64, kind_name[s->kind],
+            crash ? "SIGKILL" : "clean", s->increments);
+    return now_ns() - t0;
+}
+
+static double median_ms(uint64_t *ns, size_t n)
+{
+    if (!n)
+        return 0;
+    qsort(ns, n, sizeof *ns, cmp_u64);
+    return (double)ns[(n - 1) / 2] / 1e6;
 }
 
 /* ---- flushes per command, with strace ------------------------------------ */
@@ -665,6 +800,10 @@ static const GOptionEntry entries[] = {
       "Only measure a server already listening on 127.0.0.1:PORT (not pinned, no strace)",
       "PORT" },
     { "no-strace", 0, 0, G_OPTION_ARG_NONE, &opt_no_strace, "Do not count flushes", NULL },
+    { "startups", 0, 0, G_OPTION_ARG_INT, &opt_startups,
+      "Restarts per server timed to the first response (default 5; 0: none)", "N" },
+    { "replay-writes", 0, 0, G_OPTION_ARG_INT, &opt_replay_writes,
+      "NV_Writes before each SIGKILL of ours-replay (default 2000)", "N" },
     { "keep", 0, 0, G_OPTION_ARG_NONE, &opt_keep, "Keep the state directory", NULL },
     { NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL },
 };
@@ -762,6 +901,12 @@ int main(int argc, char **argv)
             }
         }
     }
+    for (size_t i = 0; i < nsrv; i++) {
+        pid_t pid = srv[i]->nbd_pid > 0 || opt_connect ? 0 : srv[i]->pid;
+
+        srv[i]->hwm_kib = pid ? proc_status_kib(pid, "VmHWM:") : -1;
+        srv[i]->rss_kib = pid ? proc_status_kib(pid, "VmRSS:") : -1;
+    }
 
     have_strace = !opt_no_strace && !opt_connect && g_find_program_in_path("strace");
     if (have_strace) {
@@ -770,6 +915,30 @@ int main(int argc, char **argv)
                 srv[i]->flushes[op] = count_flushes(srv[i], op, dir);
     }
     for (size_t i = 0; i < nsrv; i++)
+        ok &= verify(srv[i]);
+
+    /* Start-up: clean restarts of every server, then (ours) crashes with a
+     * journal to replay.  Rotated like the rounds. */
+    bool startups = opt_startups > 0 && !opt_connect;
+    for (int r = 0; startups && r < opt_startups; r++) {
+        for (size_t k = 0; k < nsrv; k++) {
+            server *s = srv[(k + (size_t)r) % nsrv];
+
+            if (s->kind == OURS_NBD)
+                continue;
+            if (!s->startup_ns)
+                s->startup_ns = g_new(uint64_t, (size_t)opt_startups);
+            s->startup_ns[s->nstartup++] = time_restart(s, dir, tpmd, false);
+            if (s->kind != OURS)
+                continue;
+            for (int w = 0; w < opt_replay_writes; w++)
+                run_op(s, OP_WRITE);
+            if (!s->replay_ns)
+                s->replay_ns = g_new(uint64_t, (size_t)opt_startups);
+            s->replay_ns[s->nreplay++] = time_restart(s, dir, tpmd, true);
+        }
+    }
+    for (size_t i = 0; startups && i < nsrv; i++)
         ok &= verify(srv[i]);
 
     printf("\n%-11s %-15s %10s %10s %9s %11s\n", "server", "command", "median us", "p99 us",
@@ -802,6 +971,38 @@ int main(int argc, char **argv)
         printf("  flushes/cmd: fsync+fdatasync+msync+sync_file_range+syncfs+pwritev2 (RWF_DSYNC) "
                "calls of the server (strace -f -c), over %d commands\n", STRACE_OPS);
 
+    bool mem = false;
+    for (size_t i = 0; i < nsrv; i++)
+        mem |= srv[i]->hwm_kib >= 0;
+    if (mem) {
+        printf("\nresident memory after the measured rounds (/proc/PID/status):\n");
+        printf("%-11s %10s %10s\n", "server", "VmHWM KiB", "VmRSS KiB");
+        for (size_t i = 0; i < nsrv; i++)
+            if (srv[i]->hwm_kib >= 0)
+                printf("%-11s %10ld %10ld\n", kind_name[srv[i]->kind], srv[i]->hwm_kib,
+                       srv[i]->rss_kib);
+    }
+    if (startups) {
+        printf("\nstart-up, fork to the first response (NV_Read), median of %d:\n",
+               opt_startups);
+        for (size_t i = 0; i < nsrv; i++) {
+            server *s = srv[i];
+
+            if (!s->nstartup)
+                continue;
+            double med = median_ms(s->startup_ns, s->nstartup);  /* sorts */
+            double rmed = median_ms(s->replay_ns, s->nreplay);
+
+            printf("  %-11s %8.1f ms (min %.1f, max %.1f)\n", kind_name[s->kind], med,
+                   s->startup_ns[0] / 1e6,
+                   s->startup_ns[s->nstartup - 1] / 1e6);
+            if (s->nreplay)
+                printf("  %-11s %8.1f ms (min %.1f, max %.1f) after SIGKILL following %d "
+                       "NV_Writes: journal replay\n", "ours-replay", rmed, s->replay_ns[0] / 1e6,
+                       s->replay_ns[s->nreplay - 1] / 1e6, opt_replay_writes);
+        }
+    }
+
     /* Ratios of medians: ours against each swtpm backend (< 1: ours faster). */
     if (nsrv > 1 && srv[0]->kind == OURS) {
         printf("\nratios of medians, ours / other (below 1: ours faster):\n");
@@ -810,6 +1011,15 @@ int main(int argc, char **argv)
             for (int op = 0; op < NOPS; op++)
                 printf("  %s %.2f", op_name[op],
                        percentile_us(srv[0], op, 0.5) / percentile_us(srv[i], op, 0.5));
+            if (srv[0]->nstartup && srv[i]->nstartup)
+                printf("  start-up %.2f  replay start-up %.2f",
+                       median_ms(srv[0]->startup_ns, srv[0]->nstartup) /
+                           median_ms(srv[i]->startup_ns, srv[i]->nstartup),
+                       srv[0]->nreplay ? median_ms(srv[0]->replay_ns, srv[0]->nreplay) /
+                                             median_ms(srv[i]->startup_ns, srv[i]->nstartup)
+                                       : 0.0);
+            if (srv[0]->hwm_kib > 0 && srv[i]->hwm_kib > 0)
+                printf("  VmHWM %+ld KiB", srv[0]->hwm_kib - srv[i]->hwm_kib);
             printf("\n");
         }
     }
@@ -821,6 +1031,8 @@ int main(int argc, char **argv)
             stop_server(srv[i]);
         for (int op = 0; op < NOPS; op++)
             g_free(srv[i]->ns[op]);
+        g_free(srv[i]->startup_ns);
+        g_free(srv[i]->replay_ns);
         g_free(srv[i]->log);
         g_free(srv[i]);
     }

@@ -412,6 +412,23 @@ static void print_results(method *ms, size_t n, unsigned writers)
                kind_name[m->kind], m->writers, m->count, pct_us(m, 50), pct_us(m, 99),
                ops_per_s(m), fl, cm);
     }
+    /* The time between flushes: the phase's wall time over its flushes.
+     * With one writer that is a lone flush and what surrounds it; with
+     * concurrent writers it shows what a saturated group costs (the
+     * linger, the hand-offs, the larger write) against it. */
+    printf("\ntime between flushes (wall time / flushes; writers saturate the queue)\n");
+    printf("%-7s %-8s %7s %12s %17s %16s\n", "size", "method", "writers", "us/flush",
+           "vs 1 writer's", "writes/flush");
+    for (size_t i = 0; i < n; i++) {
+        method *m = &ms[i];
+        method *one = find(ms, n, m->size, m->kind, 1);
+        if (m->kind == FLOOR || !m->flushes || !one || !one->flushes)
+            continue;
+        double gap = m->wall_ns / 1e3 / (double)m->flushes;
+        double lone = one->wall_ns / 1e3 / (double)one->flushes;
+        printf("%-7zu %-8s %7u %12.1f %16.2fx %16.2f\n", m->size, kind_name[m->kind],
+               m->writers, gap, gap / lone, (double)m->count / (double)m->flushes);
+    }
     printf("\nratios measured in this run (latency: lower is better; 1.00x = the floor)\n");
     printf("%-7s %-8s %7s %14s %14s %22s\n", "size", "method", "writers", "median/floor",
            "p99/floor", "ops/s vs 1 writer");

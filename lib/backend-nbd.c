@@ -54,7 +54,86 @@ int nvt_nbd_backend_open(const char *uri, unsigned flags, nvt_backend **out)
 
 #else
 
+#include <dlfcn.h>
 #include <libnbd.h>
+
+/* libnbd is loaded when the first NBD image is opened, not linked: it
+ * brings GnuTLS, libxml2, ICU and libstdc++ (about 20 libraries, some
+ * 4.5 MiB resident and milliseconds of relocation at every start of a
+ * process that opens only files, such as nvram-tpmd).  The calls below
+ * go through this table (the prototypes come from libnbd.h). */
+#define NBD_FUNCTIONS(X) \
+    X(nbd_aio_is_closed) \
+    X(nbd_aio_is_dead) \
+    X(nbd_can_flush) \
+    X(nbd_can_fua) \
+    X(nbd_close) \
+    X(nbd_connect_uri) \
+    X(nbd_create) \
+    X(nbd_flush) \
+    X(nbd_get_block_size) \
+    X(nbd_get_errno) \
+    X(nbd_get_error) \
+    X(nbd_get_size) \
+    X(nbd_is_read_only) \
+    X(nbd_pread) \
+    X(nbd_pwrite) \
+    X(nbd_set_handle_name) \
+    X(nbd_shutdown)
+
+static struct {
+#define NBD_POINTER(f) __typeof__(f) *f;
+    NBD_FUNCTIONS(NBD_POINTER)
+#undef NBD_POINTER
+} nbd_lib;
+
+/* Load libnbd once; false with the reason in *why. */
+static bool nbd_load(const char **why)
+{
+    static GMutex lock;
+    static bool loaded;
+    static char *failure;
+
+    g_mutex_lock(&lock);
+    if (!loaded && !failure) {
+        void *dl = dlopen("libnbd.so.0", RTLD_NOW | RTLD_LOCAL);
+        const char *missing = NULL;
+        if (dl) {
+#define NBD_RESOLVE(f)                                  \
+            if (!(*(void **)&nbd_lib.f = dlsym(dl, #f)) && !missing) \
+                missing = #f;
+            NBD_FUNCTIONS(NBD_RESOLVE)
+#undef NBD_RESOLVE
+        }
+        if (!dl)
+            failure = g_strdup(dlerror());
+        else if (missing)
+            failure = g_strdup_printf("libnbd.so.0 has no %s", missing);
+        else
+            loaded = true;
+    }
+    *why = failure;
+    g_mutex_unlock(&lock);
+    return loaded;
+}
+
+#define nbd_aio_is_closed (*nbd_lib.nbd_aio_is_closed)
+#define nbd_aio_is_dead (*nbd_lib.nbd_aio_is_dead)
+#define nbd_can_flush (*nbd_lib.nbd_can_flush)
+#define nbd_can_fua (*nbd_lib.nbd_can_fua)
+#define nbd_close (*nbd_lib.nbd_close)
+#define nbd_connect_uri (*nbd_lib.nbd_connect_uri)
+#define nbd_create (*nbd_lib.nbd_create)
+#define nbd_flush (*nbd_lib.nbd_flush)
+#define nbd_get_block_size (*nbd_lib.nbd_get_block_size)
+#define nbd_get_errno (*nbd_lib.nbd_get_errno)
+#define nbd_get_error (*nbd_lib.nbd_get_error)
+#define nbd_get_size (*nbd_lib.nbd_get_size)
+#define nbd_is_read_only (*nbd_lib.nbd_is_read_only)
+#define nbd_pread (*nbd_lib.nbd_pread)
+#define nbd_pwrite (*nbd_lib.nbd_pwrite)
+#define nbd_set_handle_name (*nbd_lib.nbd_set_handle_name)
+#define nbd_shutdown (*nbd_lib.nbd_shutdown)
 
 /* Requests are split at this size unless the server asks for less: the
  * NBD protocol lets servers refuse anything above 32 MiB. */
@@ -255,6 +334,9 @@ int nvt_nbd_backend_open(const char *uri, unsigned flags, nvt_backend **out)
     *out = NULL;
     if (flags & ~(unsigned)NVT_NBD_READONLY)
         return nvt_error(EINVAL, "%s: unknown open flags 0x%x", uri, flags);
+    const char *why;
+    if (!nbd_load(&why))
+        return nvt_error(ENOTSUP, "URI '%s': cannot load libnbd (%s)", uri, why);
     struct nbd_handle *h = nbd_create();
     if (!h)
         return nvt_error(nbd_err(), "%s: cannot create an NBD handle: %s", uri,

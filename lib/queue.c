@@ -31,8 +31,9 @@ typedef struct request {
     size_t len;
     nvt_completion_fn *cb;
     void *opaque;
-    bool wait;                /* a submitter waits (and frees the request) */
+    bool wait;                /* a submitter waits */
     bool done;
+    gint refs;                /* the writer's and, with wait, the submitter's */
     GCond done_cond;          /* wakes just that submitter */
     int result;
     char *message;
@@ -52,6 +53,10 @@ struct nvt_queue {
      * so each adds and removes its own count. */
     unsigned inflight;
     unsigned contention;      /* see CONTENTION_MEMORY */
+    /* Pending requests at which the writer wants to be woken: 1 while
+     * idle, the group it expects while lingering, 0 while it commits
+     * (it looks at the queue afterwards anyway).  Fewer futex wake-ups. */
+    guint want;
     bool stopping;
 };
 
@@ -76,6 +81,12 @@ static void request_free(request *r)
     free(r->data);
     g_free(r->message);
     g_free(r);
+}
+
+static void request_unref(request *r)
+{
+    if (g_atomic_int_dec_and_test(&r->refs))
+        request_free(r);
 }
 
 static void fail_request(request *r, int err)
@@ -148,7 +159,10 @@ static void process(nvt_queue *q, GPtrArray *group)
 }
 
 /* Run the callbacks in submission order, then wake the waiting
- * submitters, each on its own condition (no thundering herd). */
+ * submitters, each on its own condition (no thundering herd).  The
+ * signals go out after the queue lock is released, so that a woken
+ * submitter does not block on it at once (a second hand-off); the
+ * writer's reference keeps the request alive until its signal is sent. */
 static void complete(nvt_queue *q, GPtrArray *group)
 {
     for (guint i = 0; i < group->len; i++) {
@@ -166,21 +180,19 @@ static void complete(nvt_queue *q, GPtrArray *group)
             r->cb(r->opaque, r->result, is_write, data, r->len);
         }
     }
-    /* A woken submitter frees its request at once: touch none of them
-     * after the signal. */
-    GPtrArray *unwaited = g_ptr_array_new_with_free_func((GDestroyNotify)request_free);
     nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     for (guint i = 0; i < group->len; i++) {
         request *r = group->pdata[i];
-        if (r->wait) {
+        if (r->wait)
             r->done = true;
-            g_cond_signal(&r->done_cond);
-        } else {
-            g_ptr_array_add(unwaited, r);
-        }
     }
     nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
-    g_ptr_array_free(unwaited, TRUE);
+    for (guint i = 0; i < group->len; i++) {
+        request *r = group->pdata[i];
+        if (r->wait)
+            g_cond_signal(&r->done_cond);
+        request_unref(r);
+    }
 }
 
 static gpointer writer_main(gpointer opaque)
@@ -190,16 +202,19 @@ static gpointer writer_main(gpointer opaque)
 
     nvt_lock(&q->lock, NVT_LOCK_QUEUE);
     for (;;) {
+        q->want = 1;
         while (g_queue_is_empty(&q->pending) && !q->stopping)
             g_cond_wait(&q->work, &q->lock);
         if (g_queue_is_empty(&q->pending))
             break;  /* stopping, and everything accepted is done */
         if (expect > 1 && !q->stopping) {
             gint64 deadline = g_get_monotonic_time() + LINGER_US;
+            q->want = expect;
             while (g_queue_get_length(&q->pending) < expect && !q->stopping)
                 if (!g_cond_wait_until(&q->work, &q->lock, deadline))
                     break;
         }
+        q->want = 0;
         GPtrArray *group = g_ptr_array_new();
         size_t bytes = 0;
         while (!g_queue_is_empty(&q->pending) && group->len < GROUP_MAX_REQUESTS) {
@@ -286,9 +301,11 @@ static int enqueue(nvt_queue *q, request *r)
         request_free(r);
         return nvt_error(ESHUTDOWN, "the image is closing");
     }
+    r->refs = r->wait ? 2 : 1;  /* from here on the writer holds one */
     g_queue_push_tail(&q->pending, r);
     nvt_test_point(NVT_TEST_QUEUED);
-    g_cond_signal(&q->work);
+    if (q->want && g_queue_get_length(&q->pending) >= q->want)
+        g_cond_signal(&q->work);
     if (!r->wait) {
         nvt_unlock(&q->lock, NVT_LOCK_QUEUE);
         return 0;
@@ -372,7 +389,7 @@ static int enqueue_and_finish(nvt_queue *q, request *r)
     if (res < 0 || !wait)
         return res;
     res = finish_waited(r);
-    request_free(r);
+    request_unref(r);
     return res;
 }
 
@@ -445,7 +462,7 @@ int nvt_queue_read(nvt_queue *q, const char *name, bool wait, nvt_completion_fn 
         *len = r->len;
         r->data = NULL;
     }
-    request_free(r);
+    request_unref(r);
     return res;
 }
 
@@ -456,6 +473,6 @@ int nvt_queue_flush(nvt_queue *q)
     if (res < 0)
         return res;
     res = finish_waited(r);
-    request_free(r);
+    request_unref(r);
     return res;
 }
