@@ -1115,10 +1115,40 @@ static int seal_and_encode(nvt_store *st, blob_change *c)
     return 0;
 }
 
+/* A group's changes by blob name: a list while short (the usual group of
+ * one TPM blob needs no hash table per commit), indexed when it grows. */
+#define CHANGES_LINEAR_MAX 8u
+
+static blob_change *find_change(GHashTable *index, GPtrArray *order, const char *name)
+{
+    if (index)
+        return g_hash_table_lookup(index, name);
+    for (guint i = 0; i < order->len; i++) {
+        blob_change *c = order->pdata[i];
+        if (strcmp(c->op->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void add_change(GHashTable **index, GPtrArray *order, blob_change *c)
+{
+    g_ptr_array_add(order, c);
+    if (!*index && order->len > CHANGES_LINEAR_MAX) {
+        *index = g_hash_table_new(g_str_hash, g_str_equal);
+        for (guint i = 0; i + 1 < order->len; i++) {
+            blob_change *o = order->pdata[i];
+            g_hash_table_insert(*index, (gpointer)o->op->name, o);
+        }
+    }
+    if (*index)
+        g_hash_table_insert(*index, (gpointer)c->op->name, c);
+}
+
 static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
 {
-    GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
-    GPtrArray *order = g_ptr_array_new();
+    GHashTable *changes = NULL;     /* name -> blob_change, once the group is long */
+    GPtrArray *order = g_ptr_array_new_with_free_func(change_free);
     int r = store_usable(st);
 
     for (size_t i = 0; i < n; i++) {
@@ -1134,7 +1164,7 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     /* Validate in order, against the state earlier requests leave. */
     nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     for (size_t i = 0; i < n; i++) {
-        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        blob_change *c = find_change(changes, order, ops[i].name);
         blob_entry *known = g_hash_table_lookup(st->index, ops[i].name);
         bool present = c ? c->meta.present
                          : (known && (known->meta.present || known->damage));
@@ -1157,8 +1187,8 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
                 c->meta = fresh;
             }
             c->remove = false;
-            g_hash_table_insert(changes, (gpointer)ops[i].name, c);
-            g_ptr_array_add(order, c);
+            c->op = &ops[i];
+            add_change(&changes, order, c);
         }
         c->op = &ops[i];
         c->count++;
@@ -1204,7 +1234,7 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     for (size_t i = 0; i < n; i++) {
         if (ops[i].message)
             continue;  /* failed alone, or carries its blob's own message */
-        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        blob_change *c = find_change(changes, order, ops[i].name);
         if (c && c->result < 0) {
             ops[i].result = c->result;
             ops[i].message = g_strdup(group_msg);
@@ -1219,7 +1249,8 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
 
 out:
     g_ptr_array_free(order, TRUE);
-    g_hash_table_destroy(changes);
+    if (changes)
+        g_hash_table_destroy(changes);
     return r;
 }
 
