@@ -127,6 +127,9 @@ typedef struct server {
     uint64_t *ns[NOPS];      /* latencies of the measured commands */
     size_t count[NOPS];
     uint64_t wall[NOPS];
+    clockid_t cpu_clock;     /* the server process's CPU clock (all its threads) */
+    bool have_cpu;
+    uint64_t cpu[NOPS];      /* server CPU time over the measured commands, ns */
     double flushes[NOPS];    /* < 0: unknown */
     uint64_t increments;     /* sent and acknowledged */
     uint64_t writes;
@@ -268,6 +271,17 @@ static uint64_t run_op(server *s, int op)
     if (op == OP_INC)
         s->increments++;
     return now_ns() - t0;
+}
+
+/* The server's CPU time so far (user + system, every thread), in ns: the
+ * task-clock that perf stat reports, read through the process's CPU clock. */
+static uint64_t server_cpu_ns(server *s)
+{
+    struct timespec ts;
+
+    if (!s->have_cpu || clock_gettime(s->cpu_clock, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- starting and stopping servers -------------------------------------- */
@@ -478,6 +492,7 @@ static void start_server(server *s, const char *dir, const char *tpmd)
     }
     if (s->fd < 0)
         die("%s does not accept connections on port %d", kind_name[s->kind], s->port);
+    s->have_cpu = clock_getcpuclockid(s->pid, &s->cpu_clock) == 0;
     g_free(state);
     g_ptr_array_unref(argv);
 }
@@ -695,6 +710,12 @@ static double percentile_us(server *s, int op, double p)
     return (double)s->ns[op][i] / 1000.0;
 }
 
+/* Server CPU time per measured command, in µs (0: not known). */
+static double cpu_us(server *s, int op)
+{
+    return s->count[op] ? (double)s->cpu[op] / 1000.0 / (double)s->count[op] : 0;
+}
+
 static double ops_per_s(server *s, int op)
 {
     return s->wall[op] ? (double)s->count[op] * 1e9 / (double)s->wall[op] : 0;
@@ -893,11 +914,12 @@ int main(int argc, char **argv)
             server *s = srv[(k + (size_t)r) % nsrv];
 
             for (int op = 0; op < NOPS; op++) {
-                uint64_t t0 = now_ns();
+                uint64_t c0 = server_cpu_ns(s), t0 = now_ns();
 
                 for (int i = 0; i < opt_ops; i++)
                     s->ns[op][s->count[op]++] = run_op(s, op);
                 s->wall[op] += now_ns() - t0;
+                s->cpu[op] += server_cpu_ns(s) - c0;
             }
         }
     }
@@ -941,8 +963,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; startups && i < nsrv; i++)
         ok &= verify(srv[i]);
 
-    printf("\n%-11s %-15s %10s %10s %9s %11s\n", "server", "command", "median us", "p99 us",
-           "ops/s", "flushes/cmd");
+    printf("\n%-11s %-15s %10s %10s %9s %11s %11s\n", "server", "command", "median us",
+           "p99 us", "ops/s", "flushes/cmd", "cpu us/cmd");
     for (size_t i = 0; i < nsrv; i++) {
         server *s = srv[i];
 
@@ -954,9 +976,10 @@ int main(int argc, char **argv)
                 snprintf(fl, sizeof(fl), "%.2f", s->flushes[op]);
             else
                 snprintf(fl, sizeof(fl), "%s", have_strace ? "failed" : "n/a");
-            printf("%-11s %-15s %10.1f %10.1f %9.0f %11s\n", opt_connect ? "server" : kind_name[s->kind],
-                   op_name[op], percentile_us(s, op, 0.5), percentile_us(s, op, 0.99),
-                   ops_per_s(s, op), fl);
+            printf("%-11s %-15s %10.1f %10.1f %9.0f %11s %11.2f\n",
+                   opt_connect ? "server" : kind_name[s->kind], op_name[op],
+                   percentile_us(s, op, 0.5), percentile_us(s, op, 0.99), ops_per_s(s, op), fl,
+                   cpu_us(s, op));
         }
     }
     if (!opt_connect) {
@@ -970,6 +993,9 @@ int main(int argc, char **argv)
     else
         printf("  flushes/cmd: fsync+fdatasync+msync+sync_file_range+syncfs+pwritev2 (RWF_DSYNC) "
                "calls of the server (strace -f -c), over %d commands\n", STRACE_OPS);
+    printf("  cpu us/cmd: the server process's CPU time (user + system, all threads; perf's "
+           "task-clock)\n    over the measured commands%s\n",
+           opt_connect ? ": not known with --connect (0)" : "");
 
     bool mem = false;
     for (size_t i = 0; i < nsrv; i++)
@@ -1020,6 +1046,13 @@ int main(int argc, char **argv)
                                        : 0.0);
             if (srv[0]->hwm_kib > 0 && srv[i]->hwm_kib > 0)
                 printf("  VmHWM %+ld KiB", srv[0]->hwm_kib - srv[i]->hwm_kib);
+            printf("\n");
+        }
+        printf("ratios of server CPU per command, ours / other:\n");
+        for (size_t i = 1; i < nsrv; i++) {
+            printf("  ours / %-11s", kind_name[srv[i]->kind]);
+            for (int op = 0; op < NOPS; op++)
+                printf("  %s %.2f", op_name[op], cpu_us(srv[0], op) / cpu_us(srv[i], op));
             printf("\n");
         }
     }

@@ -20,10 +20,9 @@ static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le
 
 /* Header fields: magic 0, version 4, flags 5, header size 6, max 8,
  * length 12, generation 16, payload crc 24, header crc 28. */
-void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out)
+void nvt_record_encode_header(const nvt_record_meta *meta, uint8_t *out)
 {
     uint32_t len = meta->present ? meta->length : 0;
-    size_t stored = nvt_record_stored_len(meta);
     put_le32(out, NVT_RECORD_MAGIC);
     out[4] = NVT_RECORD_VERSION;
     out[5] = (uint8_t)((meta->present ? NVT_RECORD_PRESENT : 0) |
@@ -34,10 +33,18 @@ void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t
     put_le32(out + 8, meta->max_size);
     put_le32(out + 12, len);
     put_le64(out + 16, meta->generation);
+    put_le32(out + 24, meta->crc32c);
+    put_le32(out + 28, nvt_crc32c(0, out, 28));
+}
+
+void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out)
+{
+    nvt_record_meta m = *meta;
+    size_t stored = nvt_record_stored_len(meta);
     if (stored)
         memcpy(out + NVT_RECORD_HEADER_SIZE, payload, stored);
-    put_le32(out + 24, nvt_crc32c(0, out + NVT_RECORD_HEADER_SIZE, stored));
-    put_le32(out + 28, nvt_crc32c(0, out, 28));
+    m.crc32c = nvt_crc32c(0, out + NVT_RECORD_HEADER_SIZE, stored);
+    nvt_record_encode_header(&m, out);
 }
 
 int nvt_record_decode(const char *name, const uint8_t *data, size_t size, bool check_payload,

@@ -44,6 +44,10 @@ static inline size_t nvt_record_stored_len(const nvt_record_meta *meta)
 /* Encode header + stored payload into @out (NVT_RECORD_HEADER_SIZE +
  * nvt_record_stored_len()).  The payload CRC covers the stored bytes. */
 void nvt_record_encode(const nvt_record_meta *meta, const void *payload, uint8_t *out);
+/* Encode only the header into @out (NVT_RECORD_HEADER_SIZE bytes), with
+ * meta->crc32c as the CRC32C of the stored payload the caller computed:
+ * the payload then goes to tdb as a second buffer, never copied. */
+void nvt_record_encode_header(const nvt_record_meta *meta, uint8_t *out);
 /* Validate @data (@size bytes, one record value) and fill @meta; with
  * @check_payload also verify the payload checksum.  On failure returns
  * -EBADMSG with a message naming @name and the problem. */

@@ -55,11 +55,14 @@ struct nvt_store {
     nvt_crypt *crypt;          /* borrowed; NULL or keyless until a key is given */
 };
 
-/* One change of a transaction: store @value, or delete when NULL. */
+/* One change of a transaction: store @value, or delete when NULL.  With
+ * @payload, the record is @value (its header) followed by @payload. */
 typedef struct txn_op {
     const char *name;
     const uint8_t *value;
     size_t size;
+    const uint8_t *payload;
+    size_t payload_size;
 } txn_op;
 
 /* ---- names ---------------------------------------------------------- */
@@ -274,8 +277,11 @@ static int tdb_txn(nvt_store *st, const txn_op *ops, size_t n)
         TDB_DATA key = key_of(ops[i].name);
         int r;
         if (ops[i].value) {
-            TDB_DATA val = { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size };
-            r = tdb_store(st->tdb, key, val, TDB_REPLACE);
+            TDB_DATA val[2] = {
+                { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size },
+                { .dptr = (unsigned char *)ops[i].payload, .dsize = ops[i].payload_size },
+            };
+            r = tdb_storev(st->tdb, key, val, ops[i].payload_size ? 2 : 1, TDB_REPLACE);
         } else {
             r = tdb_delete(st->tdb, key);
         }
@@ -298,8 +304,12 @@ static int plain_ops(nvt_store *st, const txn_op *ops, size_t n, const char *wha
 {
     for (size_t i = 0; i < n; i++) {
         TDB_DATA key = key_of(ops[i].name);
-        TDB_DATA val = { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size };
-        int r = ops[i].value ? tdb_store(st->tdb, key, val, TDB_REPLACE)
+        TDB_DATA val[2] = {
+            { .dptr = (unsigned char *)ops[i].value, .dsize = ops[i].size },
+            { .dptr = (unsigned char *)ops[i].payload, .dsize = ops[i].payload_size },
+        };
+        int r = ops[i].value ? tdb_storev(st->tdb, key, val, ops[i].payload_size ? 2 : 1,
+                                          TDB_REPLACE)
                              : tdb_delete(st->tdb, key);
         if (r != 0) {
             int err = tdb_errno(st);
@@ -513,7 +523,8 @@ static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n, bool in
         free(raw.dptr);
         g_ptr_array_add(bufs, fill);
         g_ptr_array_add(bufs, rec);
-        txn_op a = { plan[i].name, fill, fill_size }, b = { plan[i].name, rec, size };
+        txn_op a = { .name = plan[i].name, .value = fill, .size = fill_size },
+               b = { .name = plan[i].name, .value = rec, .size = size };
         g_array_append_val(ops, a);
         g_array_append_val(ops, b);
     }
@@ -547,7 +558,8 @@ static int allocate_plan(nvt_store *st, const plan_item *plan, size_t n, bool in
             for (size_t j = 0; j < fill_size; j++)
                 fill[j] = (uint8_t)~(j < raw.dsize ? raw.dptr[j] : 0);
             uint8_t *rec = g_memdup2(raw.dptr, raw.dsize);
-            txn_op a = { k, fill, fill_size }, b = { k, rec, raw.dsize };
+            txn_op a = { .name = k, .value = fill, .size = fill_size },
+                   b = { .name = k, .value = rec, .size = raw.dsize };
             free(raw.dptr);
             g_ptr_array_add(bufs, fill);
             g_ptr_array_add(bufs, rec);
@@ -625,7 +637,7 @@ static GArray *make_plan(nvt_store *st, const nvt_blob_spec *specs, size_t n)
 static int pad_tdb(nvt_store *st, uint32_t pad)
 {
     uint8_t *buf = g_malloc0(pad);
-    txn_op put = { PAD_KEY, buf, pad }, del = { PAD_KEY, NULL, 0 };
+    txn_op put = { .name = PAD_KEY, .value = buf, .size = pad }, del = { .name = PAD_KEY };
     int err = -plain_ops(st, &put, 1, "formatting: padding record");
     if (err == 0) {
         memset(buf, 0xff, pad);  /* differs in every byte: all rewritten */
@@ -1000,21 +1012,25 @@ int nvt_store_validate(nvt_store *st, const char *name, size_t len, bool is_dele
     return r;
 }
 
-/* The final change a group makes to one blob. */
+/* The final change a group makes to one blob.  Its record is @header
+ * followed by @payload: tdb_storev() takes both, so the value is never
+ * copied into a record buffer. */
 typedef struct blob_change {
     nvt_store_op *op;          /* the last valid request on the blob */
     unsigned count;            /* valid requests on it (generations) */
     bool remove;               /* unregistered blob deleted: record goes */
     nvt_record_meta meta;      /* the record after the group */
-    uint8_t *record;           /* encoded record (NULL when removing) */
-    size_t size;
+    uint8_t header[NVT_RECORD_HEADER_SIZE];
+    const uint8_t *payload;    /* the op's data, or @sealed */
+    size_t stored;             /* payload bytes */
+    uint8_t *sealed;           /* encrypted images: the sealed value */
     int result;
 } blob_change;
 
 static void change_free(gpointer p)
 {
     blob_change *c = p;
-    g_free(c->record);
+    g_free(c->sealed);
     g_free(c);
 }
 
@@ -1027,10 +1043,12 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
     if (st->journal_mode) {
         nvt_pager_group_begin(st->pg);
         for (size_t i = 0; i < n && r == 0; i++) {
-            TDB_DATA key = key_of(changes[i]->op->name);
-            TDB_DATA val = { .dptr = changes[i]->record, .dsize = changes[i]->size };
-            int tr = changes[i]->remove ? tdb_delete(st->tdb, key)
-                                        : tdb_store(st->tdb, key, val, TDB_REPLACE);
+            blob_change *c = changes[i];
+            TDB_DATA key = key_of(c->op->name);
+            TDB_DATA val[2] = { { .dptr = c->header, .dsize = sizeof c->header },
+                                { .dptr = (unsigned char *)c->payload, .dsize = c->stored } };
+            int tr = c->remove ? tdb_delete(st->tdb, key)
+                               : tdb_storev(st->tdb, key, val, c->stored ? 2 : 1, TDB_REPLACE);
             if (tr != 0)
                 r = -tdb_errno(st);
             else if (nvt_pager_group_pages(st->pg) > nvt_pager_max_group_pages(st->pg))
@@ -1069,9 +1087,10 @@ static int commit_changes(nvt_store *st, blob_change **changes, size_t n)
     } else {
         txn_op *ops = g_new(txn_op, n);
         for (size_t i = 0; i < n; i++) {
-            ops[i].name = changes[i]->op->name;
-            ops[i].value = changes[i]->remove ? NULL : changes[i]->record;
-            ops[i].size = changes[i]->size;
+            blob_change *c = changes[i];
+            ops[i] = (txn_op){ .name = c->op->name, .value = c->remove ? NULL : c->header,
+                               .size = sizeof c->header, .payload = c->payload,
+                               .payload_size = c->stored };
         }
         r = store_commit(st, ops, n, "commit");
         g_free(ops);
@@ -1117,33 +1136,63 @@ static void fail_all_for(nvt_store_op *ops, size_t n, size_t bad)
 
 /* The record of change @c: its value sealed under a fresh nonce on an
  * encrypted image (bound to the generation it is written at), and the
- * index's CRC that of the stored bytes, as index_load() reads it. */
+ * index's CRC that of the stored bytes, as index_load() reads it.  The
+ * value's CRC is computed here, once per blob and group. */
 static int seal_and_encode(nvt_store *st, blob_change *c)
 {
     c->meta.encrypted = st->encrypted && c->meta.present;
     c->meta.keyslot = 0;
     if (c->meta.encrypted && nvt_crypt_has_key(st->crypt))
         c->meta.keyslot = (uint8_t)nvt_crypt_seal_slot(st->crypt);
-    if (!c->meta.encrypted) {
-        c->record = encode(&c->meta, c->op->data, &c->size);
-        return 0;
+    c->stored = nvt_record_stored_len(&c->meta);
+    c->payload = c->meta.present ? c->op->data : NULL;
+    if (c->meta.encrypted) {
+        c->sealed = g_malloc(c->stored);
+        int r = nvt_crypt_seal(st->crypt, c->op->name, c->meta.generation, c->op->data,
+                               c->meta.length, c->sealed);
+        if (r < 0)
+            return nvt_error_prefix(-r, "%s", st->be->name);
+        c->payload = c->sealed;
     }
-    size_t stored = nvt_record_stored_len(&c->meta);
-    uint8_t *sealed = g_malloc(stored);
-    int r = nvt_crypt_seal(st->crypt, c->op->name, c->meta.generation, c->op->data,
-                           c->meta.length, sealed);
-    if (r == 0) {
-        c->meta.crc32c = nvt_crc32c(0, sealed, stored);
-        c->record = encode(&c->meta, sealed, &c->size);
+    c->meta.crc32c = nvt_crc32c(0, c->payload, c->stored);
+    nvt_record_encode_header(&c->meta, c->header);
+    return 0;
+}
+
+/* A group's changes by blob name: a list while short (the usual group of
+ * one TPM blob needs no hash table per commit), indexed when it grows. */
+#define CHANGES_LINEAR_MAX 8u
+
+static blob_change *find_change(GHashTable *index, GPtrArray *order, const char *name)
+{
+    if (index)
+        return g_hash_table_lookup(index, name);
+    for (guint i = 0; i < order->len; i++) {
+        blob_change *c = order->pdata[i];
+        if (strcmp(c->op->name, name) == 0)
+            return c;
     }
-    g_free(sealed);
-    return r < 0 ? nvt_error_prefix(-r, "%s", st->be->name) : 0;
+    return NULL;
+}
+
+static void add_change(GHashTable **index, GPtrArray *order, blob_change *c)
+{
+    g_ptr_array_add(order, c);
+    if (!*index && order->len > CHANGES_LINEAR_MAX) {
+        *index = g_hash_table_new(g_str_hash, g_str_equal);
+        for (guint i = 0; i + 1 < order->len; i++) {
+            blob_change *o = order->pdata[i];
+            g_hash_table_insert(*index, (gpointer)o->op->name, o);
+        }
+    }
+    if (*index)
+        g_hash_table_insert(*index, (gpointer)c->op->name, c);
 }
 
 static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atomic)
 {
-    GHashTable *changes = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, change_free);
-    GPtrArray *order = g_ptr_array_new();
+    GHashTable *changes = NULL;     /* name -> blob_change, once the group is long */
+    GPtrArray *order = g_ptr_array_new_with_free_func(change_free);
     int r = store_usable(st);
 
     for (size_t i = 0; i < n; i++) {
@@ -1159,7 +1208,7 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     /* Validate in order, against the state earlier requests leave. */
     nvt_lock(&st->index_lock, NVT_LOCK_INDEX);
     for (size_t i = 0; i < n; i++) {
-        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        blob_change *c = find_change(changes, order, ops[i].name);
         blob_entry *known = g_hash_table_lookup(st->index, ops[i].name);
         bool present = c ? c->meta.present
                          : (known && (known->meta.present || known->damage));
@@ -1182,15 +1231,14 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
                 c->meta = fresh;
             }
             c->remove = false;
-            g_hash_table_insert(changes, (gpointer)ops[i].name, c);
-            g_ptr_array_add(order, c);
+            c->op = &ops[i];
+            add_change(&changes, order, c);
         }
         c->op = &ops[i];
         c->count++;
         c->meta.generation++;
         c->meta.present = !ops[i].is_delete;
         c->meta.length = ops[i].is_delete ? 0 : (uint32_t)ops[i].len;
-        c->meta.crc32c = nvt_crc32c(0, ops[i].data, ops[i].is_delete ? 0 : ops[i].len);
         c->remove = ops[i].is_delete && !e->registered_max;
     }
     nvt_unlock(&st->index_lock, NVT_LOCK_INDEX);
@@ -1230,7 +1278,7 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
     for (size_t i = 0; i < n; i++) {
         if (ops[i].message)
             continue;  /* failed alone, or carries its blob's own message */
-        blob_change *c = g_hash_table_lookup(changes, ops[i].name);
+        blob_change *c = find_change(changes, order, ops[i].name);
         if (c && c->result < 0) {
             ops[i].result = c->result;
             ops[i].message = g_strdup(group_msg);
@@ -1245,7 +1293,8 @@ static int commit_requests(nvt_store *st, nvt_store_op *ops, size_t n, bool atom
 
 out:
     g_ptr_array_free(order, TRUE);
-    g_hash_table_destroy(changes);
+    if (changes)
+        g_hash_table_destroy(changes);
     return r;
 }
 

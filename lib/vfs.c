@@ -83,13 +83,33 @@ const char *nvt_vfile_path(const nvt_vfile *vf) { return vf->path; }
 
 /* ---- helpers ------------------------------------------------------------ */
 
+/* tdb makes a dozen calls per commit on one descriptor: each thread keeps
+ * its last hit, valid while no virtual descriptor has been closed since
+ * (close_gen).  A descriptor is used by one thread at a time (the store
+ * lock), so a hit cannot be closed under its user; a number closed and
+ * reused by open() is never a stale hit, as the close bumped close_gen. */
+static gint close_gen;
+static _Thread_local struct {
+    int fd;
+    gint gen;
+    vfd *d;
+} last;
+
 static vfd *lookup_fd(int fd)
 {
+    gint gen = g_atomic_int_get(&close_gen);
+    if (last.d && last.fd == fd && last.gen == gen)
+        return last.d;
     vfd *d = NULL;
     nvt_lock(&table_lock, NVT_LOCK_VFS_TABLE);
     if (fds)
         d = g_hash_table_lookup(fds, GINT_TO_POINTER(fd));
     nvt_unlock(&table_lock, NVT_LOCK_VFS_TABLE);
+    if (d) {
+        last.fd = fd;
+        last.gen = gen;
+        last.d = d;
+    }
     return d;
 }
 
@@ -180,8 +200,8 @@ int nvt_vfs_open(const char *path, int flags, ...)
 int nvt_vfs_close(int fd)
 {
     nvt_lock(&table_lock, NVT_LOCK_VFS_TABLE);
-    if (fds)
-        g_hash_table_remove(fds, GINT_TO_POINTER(fd));
+    if (fds && g_hash_table_remove(fds, GINT_TO_POINTER(fd)))
+        g_atomic_int_inc(&close_gen);   /* before the number can be reused */
     nvt_unlock(&table_lock, NVT_LOCK_VFS_TABLE);
     return close(fd);
 }
