@@ -665,7 +665,7 @@ static int replay_page(void *opaque, uint64_t page, uint32_t offset, const uint8
  * later replay can undo writes made outside it.  The ring is scanned
  * afresh: after a failed commit the run on disk is longer than the one
  * found at open. */
-static int recover(nvt_image *img, nvt_journal **out)
+static int recover(nvt_image *img, bool after_failure, nvt_journal **out)
 {
     nvt_journal *j = NULL;
     uint64_t len;
@@ -687,7 +687,13 @@ static int recover(nvt_image *img, nvt_journal **out)
         if (r == 0)
             r = nvt_be_flush(img->be);
     }
-    if (r == 0)
+    /* Replayed and durable: retire the run so that it never replays again.
+     * At a first open with no run there is nothing to retire (the ring's
+     * start holds no valid first frame; the next epoch starts there), which
+     * spares a clean open its only write and flush.  After a failed commit
+     * the ring is retired anyway: the failed frame's writes may still be
+     * on their way. */
+    if (r == 0 && (after_failure || nvt_journal_pending(j, NULL)))
         r = nvt_journal_retire(j);
     nvt_assert(r < 0 || (!nvt_journal_pending(j, NULL) && nvt_journal_empty(j)));
     if (r < 0) {
@@ -701,7 +707,8 @@ out:
     return r;
 }
 
-int nvt_pager_open_image(nvt_image *img, bool journaled, nvt_pager **out)
+int nvt_pager_open_image(nvt_image *img, bool journaled, bool after_failure,
+                         nvt_pager **out)
 {
     nvt_journal *j = NULL;
     *out = NULL;
@@ -712,7 +719,7 @@ int nvt_pager_open_image(nvt_image *img, bool journaled, nvt_pager **out)
             return r;
     }
     if (img->sb.journal_length) {
-        int r = recover(img, &j);
+        int r = recover(img, after_failure, &j);
         if (r < 0)
             return r;
     }

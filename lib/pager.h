@@ -48,8 +48,10 @@ void nvt_pager_attach_journal(nvt_pager *pg, nvt_journal *j);
  * length they record persisted.  With @journaled, commits then go through
  * the journal; otherwise tdb's transactions write in place and the journal
  * is only emptied (nvt_pager_checkpoint).  The length lives in @img's
- * superblock. */
-int nvt_pager_open_image(nvt_image *img, bool journaled, nvt_pager **out);
+ * superblock.  @after_failure: reopening after a failed commit (the ring is
+ * retired even when it holds no frame to replay). */
+int nvt_pager_open_image(nvt_image *img, bool journaled, bool after_failure,
+                         nvt_pager **out);
 void nvt_pager_free(nvt_pager *pg);
 
 /* ---- file access (vfs.c) -------------------------------------------- */

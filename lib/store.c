@@ -207,7 +207,7 @@ static int index_load(nvt_store *st)
     return 0;
 }
 
-static int pager_create(nvt_store *st);
+static int pager_create(nvt_store *st, bool after_failure);
 static void store_fail(nvt_store *st, int r);
 
 /* After a failed commit: bring the image back to its last committed state
@@ -221,7 +221,7 @@ static void store_reset(nvt_store *st)
     g_strlcpy(saved, nvt_last_error(), sizeof saved);
     tdb_detach(st);
     if (st->img) {
-        r = pager_create(st);
+        r = pager_create(st, true);
     } else {
         nvt_pager_clear_error(st->pg);
         nvt_pager_take_enospc(st->pg);
@@ -373,12 +373,12 @@ static nvt_store *store_new(nvt_backend *be, nvt_image *img, uint64_t base, uint
 /* The image's pager, after recovery, and tdb's file over it (replacing
  * any earlier ones).  If recovery fails the store gets a pager without a
  * journal, for its counters only: the caller fails the store. */
-static int pager_create(nvt_store *st)
+static int pager_create(nvt_store *st, bool after_failure)
 {
     nvt_image *img = st->img;
     nvt_vfile_free(st->vf);
     nvt_pager_free(st->pg);
-    int r = nvt_pager_open_image(img, st->journal_mode, &st->pg);
+    int r = nvt_pager_open_image(img, st->journal_mode, after_failure, &st->pg);
     if (r < 0)
         st->pg = nvt_pager_new(st->be, img->sb.tdb_offset, img->sb.tdb_capacity,
                                img->sb.tdb_logical, NULL, NULL);
@@ -396,7 +396,7 @@ int nvt_store_open(nvt_image *img, unsigned flags, nvt_store **out)
     st->journal_mode = img->sb.journal_length && !(flags & NVT_STORE_STOCK_COMMIT);
     st->encrypted = img->sb.incompat_flags & NVT_INCOMPAT_ENCRYPTED;
     st->extra = st->encrypted ? NVT_RECORD_CRYPT_OVERHEAD : 0;
-    r = pager_create(st);
+    r = pager_create(st, false);
     if (r == 0)
         r = tdb_attach(st, O_RDWR);
     if (r == 0)

@@ -99,6 +99,42 @@ static void test_stock_commit_costs_four_flushes(void)
     nvramtdb_close(db);
 }
 
+/* Opening an image whose journal holds nothing to replay writes nothing
+ * and flushes nothing (start-up latency), and the next commit still
+ * lands; an image with frames to replay is flushed at open. */
+static void test_clean_open_flushes_nothing(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 4096 } };
+    int rc;
+    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db = tu_start(nvt_be_borrow(mem), 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    TU_OK(nvramtdb_write(db, "dev/a", "first", 5, 0, NULL, NULL));
+    TU_OK(nvramtdb_close(db));  /* checkpoints: the journal is empty */
+
+    nvt_backend *counted = nvt_counting_backend_new(nvt_be_borrow(mem));
+    db = tu_start(nvt_be_borrow(counted), 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    g_assert_cmpuint(nvt_counting_backend_flushes(counted), ==, 0);
+    TU_OK(nvramtdb_write(db, "dev/a", "second", 6, 0, NULL, NULL));
+    g_assert_cmpuint(nvt_counting_backend_flushes(counted), ==, 1);
+    /* What a kill -9 now would leave: "second" only in the journal. */
+    size_t len;
+    uint8_t *killed = tu_mem_copy(mem, &len);
+    TU_OK(nvramtdb_close(db));
+    nvt_be_close(counted);
+    nvt_be_close(mem);
+
+    counted = nvt_counting_backend_new(nvt_mem_backend_new(killed, len));
+    db = tu_start(nvt_be_borrow(counted), 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    g_assert_cmpuint(nvt_counting_backend_flushes(counted), >=, 1);  /* replayed */
+    tu_assert_blob(db, "dev/a", "second", 6);
+    TU_OK(nvramtdb_close(db));
+    nvt_be_close(counted);
+    g_free(killed);
+}
+
 /* Each of a commit's flushes fails once in turn (four in stock mode, one
  * with the journal), then each of its writes: the write fails, the blob
  * holds the old or the new value, and the next write works. */
@@ -247,6 +283,7 @@ int main(int argc, char **argv)
                     test_failed_reservation_changes_nothing);
     g_test_add_func("/store/journal-commit-one-flush", test_journal_commit_costs_one_flush);
     g_test_add_func("/store/stock-commit-four-flushes", test_stock_commit_costs_four_flushes);
+    g_test_add_func("/store/clean-open-flushes-nothing", test_clean_open_flushes_nothing);
     g_test_add_func("/store/failed-commit-recovers/journal", test_failed_commit_recovers_journal);
     g_test_add_func("/store/failed-commit-recovers/stock", test_failed_commit_recovers_stock);
     g_test_add_func("/store/reservation-outside-small-journal",
