@@ -59,6 +59,9 @@
 
 #include <glib.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include <libtpms/tpm_error.h>
 #include <libtpms/tpm_library.h>
 #include <libtpms/tpm_nvfilename.h>
@@ -1043,6 +1046,42 @@ fail:
     return rc;
 }
 
+/* ---- crypto warm-up ------------------------------------------------------ *
+ *
+ * OpenSSL's first use in a process (reading its configuration, building
+ * its algorithm tables, instantiating and seeding the DRBG) costs about
+ * 4 ms, which libtpms would pay inside the first power-on and
+ * TPM2_Startup, after the image is open.  A VM's boot waits for the TPM's
+ * first response, so the first open pays it on a short-lived thread, in
+ * parallel with opening the image, and joins it before returning: with one
+ * CPU nothing is gained, but nothing is lost beyond creating the thread.
+ * It is the initialisation libtpms would trigger anyway (the default
+ * configuration file, the default DRBG), only earlier. */
+static gpointer warm_crypto(gpointer unused)
+{
+    unsigned char b[16];
+
+    (void)unused;
+    if (OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL) == 1 && RAND_bytes(b, sizeof b) == 1)
+        OPENSSL_cleanse(b, sizeof b);
+    return NULL;
+}
+
+static GThread *start_crypto_warmup(void)
+{
+    static gint started;
+
+    if (!g_atomic_int_compare_and_exchange(&started, 0, 1))
+        return NULL;            /* warm already, or warming */
+    return g_thread_try_new("nvtpm-warmup", warm_crypto, NULL, NULL);  /* NULL: no harm */
+}
+
+static void finish_crypto_warmup(GThread *warm)
+{
+    if (warm)
+        g_thread_join(warm);
+}
+
 int nvtpm_open_handle(nvramtdb *db, const char *device_id, nvtpm **out)
 {
     if (out)
@@ -1056,7 +1095,10 @@ int nvtpm_open_handle(nvramtdb *db, const char *device_id, nvtpm **out)
         nvramtdb_close(db);
         return rc;
     }
-    return open_claimed(db, device_id, out);
+    GThread *warm = start_crypto_warmup();
+    rc = open_claimed(db, device_id, out);
+    finish_crypto_warmup(warm);
+    return rc;
 }
 
 int nvtpm_open(const char *uri, const char *device_id, unsigned flags, nvtpm **out)
@@ -1078,12 +1120,16 @@ int nvtpm_open(const char *uri, const char *device_id, unsigned flags, nvtpm **o
         dbflags |= NVRAMTDB_OPEN_CREATE;
     if (flags & NVTPM_OPEN_STOCK_COMMIT)
         dbflags |= NVRAMTDB_OPEN_STOCK_COMMIT;
+    GThread *warm = start_crypto_warmup();
     rc = nvramtdb_open(uri, dbflags, &db);
     if (rc < 0) {
         set_instance(NULL);
-        return set_error(-rc, "TPM %s: %s", device_id, nvramtdb_last_error());
+        rc = set_error(-rc, "TPM %s: %s", device_id, nvramtdb_last_error());
+    } else {
+        rc = open_claimed(db, device_id, out);
     }
-    return open_claimed(db, device_id, out);
+    finish_crypto_warmup(warm);
+    return rc;
 }
 
 int nvtpm_close(nvtpm *t)
