@@ -23,7 +23,11 @@
  * no commit, until the power-on commits them in one batch; discarded by
  * close, power-off, a refused blob; a failed batch changes nothing);
  * errors when not powered; the
- * callback form; the established flag and localities; one TPM per process.
+ * callback form; the established flag and localities; one TPM per process;
+ * nvtpm_execute_unsynced() does not wait for its flush (a flush fault does
+ * not fail it), the next call waits and then the value is durable, or
+ * fails with the fault (TPM_RC_FAILURE, the blob named, the TPM powered
+ * off) and the image is healthy.
  */
 #include "config.h"
 
@@ -595,6 +599,102 @@ static void test_storage_fault_sweep_stock(void)
     storage_fault_sweep(NVRAMTDB_OPEN_STOCK_COMMIT, "stock tdb commits");
 }
 
+/* nvtpm_execute_unsynced(): NV_Write's state is queued, not waited for.
+ * A flush fault armed before it proves it: the call still succeeds (it
+ * did not wait for the failing flush), and the failure surfaces at the
+ * next call (@explicit_sync: nvtpm_sync(); else the next command, which
+ * answers TPM_RC_FAILURE), with a message and a log line naming the blob,
+ * and the TPM powered off.  Without a fault, the next call waits and the
+ * value is durable.  Either way the image is healthy, holding the old
+ * value or the new one. */
+static void unsynced_run(bool fail, bool explicit_sync)
+{
+    nvt_backend *inner = nvt_mem_backend_new(NULL, 0);
+    nvt_backend *fault = nvt_fault_backend_new(nvt_be_borrow(inner));
+    nvramtdb *db = NULL;
+    nvtpm *t = NULL;
+    rsp r = { 0 };
+    uint8_t old_value[32], new_value[32], *resp = NULL;
+    size_t resp_len = 0;
+    tpm2_cmdbuf c;
+
+    TU_OK(nvt_open_backend(fault, 0, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    tu_fill(old_value, sizeof old_value, 21);
+    tu_fill(new_value, sizeof new_value, 22);
+    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof old_value);
+    nv_write(t, &r, NV_INDEX_BASE, old_value, sizeof old_value);
+
+    if (fail)
+        nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, 1, EIO);
+    g_free(take_warnings());
+    tpm2_cmd_nv_write(&c, NV_INDEX_BASE, NV_INDEX_BASE, new_value, sizeof new_value, 0);
+    TU_OK(nvtpm_execute_unsynced(t, c.b, c.n, &resp, &resp_len));
+    g_assert_cmpuint(resp_len, ==, 10 + 4 + 5);  /* header, parameterSize, session area */
+    g_assert_cmphex(tpm2_get32(resp + 6), ==, RC_SUCCESS);
+    free(resp);
+
+    int rc;
+    if (explicit_sync) {
+        rc = nvtpm_sync(t);
+    } else {
+        cmd_get_random(&c, 8);
+        rc = nvtpm_execute(t, c.b, c.n, &resp, &resp_len);
+        g_assert_cmpuint(resp_len, >=, 10);
+        g_assert_cmphex(tpm2_get32(resp + 6), ==, fail ? RC_FAILURE : RC_SUCCESS);
+        free(resp);
+    }
+    char *logged = take_warnings();
+    if (fail) {
+        g_assert_true(nvt_fault_fired(fault));
+        TU_ASSERT_ERROR(rc, -EIO, "tpm0/permall", "input/output error", "powered off");
+        g_assert_nonnull(strstr(logged, "tpm0/permall"));
+        g_assert_false(nvtpm_is_powered(t));
+        cmd_get_random(&c, 8);
+        TU_ASSERT_ERROR(nvtpm_execute(t, c.b, c.n, &resp, &resp_len), -ENODEV,
+                        "not powered");
+        free(resp);
+    } else {
+        TU_OK(rc);
+        g_assert_cmpstr(logged, ==, "");
+        nv_assert(t, &r, NV_INDEX_BASE, new_value, sizeof new_value);
+        TU_OK(nvtpm_sync(t));   /* nothing left to wait for */
+    }
+    g_free(logged);
+    TU_OK(nvtpm_close(t));
+
+    TU_OK(nvt_open_backend(nvt_be_borrow(inner), 0, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    tu_assert_healthy(nvtpm_image(t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, &r);
+    tpm2_cmd_nv_read(&c, NV_INDEX_BASE, NV_INDEX_BASE, sizeof old_value, 0);
+    XFER_OK(t, &c, &r);
+    g_assert_cmpuint(tpm2_get16(r.buf + 14), ==, sizeof old_value);
+    bool kept = memcmp(r.buf + 16, new_value, sizeof new_value) == 0;
+    if (!fail)
+        g_assert_true(kept);
+    else if (!kept)
+        g_assert_cmpmem(r.buf + 16, sizeof old_value, old_value, sizeof old_value);
+    TU_OK(nvtpm_close(t));
+    nvt_be_close(inner);
+    free(r.buf);
+}
+
+static void test_unsynced_durable_at_next_call(void)
+{
+    unsynced_run(false, false);
+    unsynced_run(false, true);
+}
+
+static void test_unsynced_failure_powers_off(void)
+{
+    unsynced_run(true, false);
+    unsynced_run(true, true);
+}
+
 /* Define @size-byte indices (and fill each) until the TPM reports
  * TPM_RC_NV_SPACE; every state store must succeed. */
 static void fill_nv(uint16_t size, bool write)
@@ -1112,6 +1212,8 @@ int main(int argc, char **argv)
     g_test_add_func("/tpm/storage-fault-at-flush", test_storage_fault_at_flush);
     g_test_add_func("/tpm/storage-fault-sweep", test_storage_fault_sweep);
     g_test_add_func("/tpm/storage-fault-sweep-stock", test_storage_fault_sweep_stock);
+    g_test_add_func("/tpm/unsynced-durable-at-next-call", test_unsynced_durable_at_next_call);
+    g_test_add_func("/tpm/unsynced-failure-powers-off", test_unsynced_failure_powers_off);
     g_test_add_func("/tpm/nv-full-fits", test_nv_full_fits);
     g_test_add_func("/tpm/nv-full-small-indices-fits", test_nv_full_small_indices_fits);
     g_test_add_func("/tpm/volatile-state-fits", test_volatile_state_fits);

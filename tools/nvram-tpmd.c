@@ -1576,7 +1576,9 @@ static int startup_clear(tpmd *d, bool state)
     uint8_t cmd[] = { 0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0, state ? 1 : 0 };
     uint8_t *resp = NULL;
     size_t len = 0;
-    int r = nvtpm_execute(d->tpm, cmd, sizeof(cmd), &resp, &len);
+    /* Unsynced: its state's flush overlaps with opening the sockets and
+     * accepting the first client, whose first command waits for it. */
+    int r = nvtpm_execute_unsynced(d->tpm, cmd, sizeof(cmd), &resp, &len);
     uint32_t rc = r == 0 && len >= TPM2_HDR_SIZE ? load_be32(resp + 6) : TPM2_RC_FAILURE;
 
     free(resp);

@@ -158,6 +158,7 @@ typedef enum job_op {
     OP_BUFFER_SIZE,
     OP_DISCARD,
     OP_RUN,
+    OP_SYNC,
     OP_QUIT,
 } job_op;
 
@@ -169,6 +170,7 @@ typedef struct job {
     unsigned type;          /* state blob type */
     uint8_t locality;       /* locality of the command / of the reset */
     uint32_t wanted;        /* buffer size */
+    bool unsynced;          /* nvtpm_execute_unsynced() */
     nvtpm_response_fn *cb;  /* async execute */
     void *opaque;
     int (*fn)(void *);      /* OP_RUN */
@@ -202,6 +204,13 @@ struct nvtpm {
     uint32_t cur_locality;  /* what tpm_io_getlocality reports */
     int cb_rc;              /* first callback failure of the current call */
     char cb_msg[NVTPM_MSG_MAX];
+    bool defer_writes;      /* in nvtpm_execute_unsynced(): queue, do not wait */
+    bool unsynced;          /* writes queued and not yet waited for */
+
+    /* The first failure among the unsynced writes, recorded by their
+     * completion callback on the library's writer thread; under lock. */
+    int deferred_rc;
+    char deferred_msg[NVTPM_MSG_MAX];
 
     /* State blobs accepted by nvtpm_set_state_blob() and not yet
      * committed (see "Staged state blobs" below).  libtpms holds the same
@@ -304,6 +313,72 @@ static TPM_RESULT cb_loaddata(unsigned char **data, uint32_t *length, uint32_t t
     return TPM_SUCCESS;
 }
 
+/* ---- unsynced writes ------------------------------------------------------ *
+ *
+ * nvtpm_execute_unsynced() runs a command whose response nobody outside
+ * sees (a daemon's own TPM2_Startup): its writes are queued without
+ * waiting, so that the flush overlaps with what the caller does next
+ * (opening its sockets, accepting the first client).  Every later job
+ * that reaches the TPM first waits for them (sync_writes()): no response
+ * leaves the device before the state it was computed from is durable.  If
+ * they failed, the TPM's state is ahead of the image's: the device is
+ * powered off, so that it never answers from that state, and the job fails
+ * with the writes' error. */
+
+static void do_power_off(nvtpm *t);
+
+/* Completion of an unsynced write (library writer thread); @opaque is the
+ * blob's name, which lives as long as the device. */
+static void unsynced_done(void *opaque, int errcode, bool is_write, uint8_t *data, size_t len)
+{
+    nvtpm *t = instance;
+
+    (void)is_write;
+    (void)len;
+    free(data);
+    if (errcode >= 0 || !t)
+        return;
+    g_mutex_lock(&t->lock);
+    if (t->deferred_rc == 0) {
+        t->deferred_rc = errcode;
+        g_snprintf(t->deferred_msg, sizeof t->deferred_msg, "storing %s failed: %s: %s",
+                   (const char *)opaque, g_strerror(-errcode), nvramtdb_last_error());
+    }
+    g_mutex_unlock(&t->lock);
+}
+
+static int queue_unsynced(nvtpm *t, int rc)
+{
+    if (rc == 0)
+        t->unsynced = true;
+    return rc;
+}
+
+/* Wait for the unsynced writes, if any (device thread). */
+static int sync_writes(nvtpm *t)
+{
+    if (!t->unsynced)
+        return 0;
+    t->unsynced = false;
+    int rc = nvramtdb_flush(t->db);  /* their callbacks have run when it returns */
+    char lib_msg[NVTPM_MSG_MAX], msg[NVTPM_MSG_MAX];
+    g_strlcpy(lib_msg, nvramtdb_last_error(), sizeof lib_msg);
+    g_mutex_lock(&t->lock);
+    int deferred = t->deferred_rc;
+    g_strlcpy(msg, t->deferred_msg, sizeof msg);
+    t->deferred_rc = 0;
+    g_mutex_unlock(&t->lock);
+    if (deferred == 0 && rc == 0)
+        return 0;
+    if (deferred == 0) {
+        deferred = rc;
+        g_snprintf(msg, sizeof msg, "waiting for its state to be stored failed: %s", lib_msg);
+    }
+    do_power_off(t);
+    g_warning("TPM %s: %s; the TPM is powered off", t->device_id, msg);
+    return set_error(-deferred, "TPM %s: %s; the TPM is powered off", t->device_id, msg);
+}
+
 static TPM_RESULT cb_storedata(const unsigned char *data, uint32_t length, uint32_t tpm_number,
                                const char *name)
 {
@@ -316,8 +391,13 @@ static TPM_RESULT cb_storedata(const unsigned char *data, uint32_t length, uint3
         cb_fail(t, -EINVAL, "libtpms stored unknown state '%s' (%u bytes)", name, length);
         return TPM_FAIL;
     }
-    /* Durable before we return, so before the response is released. */
-    int rc = nvramtdb_write(t->db, blob, data, length, NVTPM_WRITE_FLAGS, NULL, NULL);
+    /* Durable before we return, so before the response is released; or,
+     * unsynced, before the next call reaches the TPM (sync_writes()). */
+    int rc = t->defer_writes
+                 ? queue_unsynced(t, nvramtdb_write(t->db, blob, data, length,
+                                                          NVRAMTDB_ASYNC, unsynced_done,
+                                                          (void *)blob))
+                 : nvramtdb_write(t->db, blob, data, length, NVTPM_WRITE_FLAGS, NULL, NULL);
     if (rc < 0) {
         cb_fail(t, rc, "storing %s (%u bytes) failed: %s: %s", blob, length, g_strerror(-rc),
                 nvramtdb_last_error());
@@ -335,7 +415,10 @@ static TPM_RESULT cb_deletename(uint32_t tpm_number, const char *name, TPM_BOOL 
     const char *blob = blob_of(t, name);
     if (!blob)
         return must_exist ? TPM_FAIL : TPM_SUCCESS;
-    int rc = nvramtdb_delete(t->db, blob, NVTPM_WRITE_FLAGS, NULL, NULL);
+    int rc = t->defer_writes
+                 ? queue_unsynced(t, nvramtdb_delete(t->db, blob, NVRAMTDB_ASYNC,
+                                                           unsynced_done, (void *)blob))
+                 : nvramtdb_delete(t->db, blob, NVTPM_WRITE_FLAGS, NULL, NULL);
     if (rc == -ENOENT)
         return must_exist ? TPM_FAIL : TPM_SUCCESS;
     if (rc < 0) {
@@ -491,7 +574,9 @@ static int do_execute(nvtpm *t, job *j)
     uint32_t resp_len = 0, resp_bufsize = 0;
     t->cur_locality = j->locality;
     cb_reset(t);
+    t->defer_writes = j->unsynced;
     TPM_RESULT res = TPMLIB_Process(&resp, &resp_len, &resp_bufsize, cmd, (uint32_t)j->in_len);
+    t->defer_writes = false;
     if (t->cb_rc) {
         /* libtpms is in failure mode now.  Whatever it answered, the
          * command's effect may not be durable: answer TPM_RC_FAILURE. */
@@ -826,9 +911,19 @@ static int do_set_state(nvtpm *t, job *j)
 
 static void run_job(nvtpm *t, job *j)
 {
-    int rc = 0;
+    int rc = 0, sync_rc = 0;
 
     clear_error();
+    /* OP_RUN's function reaches the TPM through jobs of its own. */
+    if (j->op != OP_RUN && j->op != OP_INIT) {
+        sync_rc = sync_writes(t);
+        if (sync_rc < 0 && j->op != OP_POWER_OFF && j->op != OP_QUIT) {
+            if (j->op == OP_EXECUTE)
+                j->out = failure_response(&j->out_len);
+            rc = sync_rc;
+            goto out;
+        }
+    }
     switch (j->op) {
     case OP_INIT:
         rc = do_init(t);
@@ -870,7 +965,12 @@ static void run_job(nvtpm *t, job *j)
     case OP_RUN:
         rc = j->fn(j->opaque);
         break;
+    case OP_SYNC:
+        break;                  /* sync_writes() above */
     }
+    if (rc == 0 && sync_rc < 0)
+        rc = sync_rc;           /* powered off all the same; the message stands */
+out:
     j->rc = rc;
     j->msg = rc < 0 ? g_strdup(nvtpm_last_error()) : NULL;
 }
@@ -1190,7 +1290,8 @@ static int check_command(nvtpm *t, const uint8_t *cmd, size_t len)
     return 0;
 }
 
-int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size_t *resp_len)
+static int execute(nvtpm *t, const uint8_t *cmd, size_t len, bool unsynced, uint8_t **resp,
+                   size_t *resp_len)
 {
     if (resp)
         *resp = NULL;
@@ -1206,11 +1307,31 @@ int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size
         .in = cmd,
         .in_len = len,
         .locality = (uint8_t)g_atomic_int_get(&t->locality),
+        .unsynced = unsynced,
     };
     rc = run_sync(t, &j);
     *resp = j.out;
     *resp_len = j.out_len;
     return rc;
+}
+
+int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size_t *resp_len)
+{
+    return execute(t, cmd, len, false, resp, resp_len);
+}
+
+int nvtpm_execute_unsynced(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp,
+                           size_t *resp_len)
+{
+    return execute(t, cmd, len, true, resp, resp_len);
+}
+
+int nvtpm_sync(nvtpm *t)
+{
+    if (!t)
+        return set_error(EINVAL, "nvtpm_sync: NULL device");
+    job j = { .op = OP_SYNC };
+    return run_sync(t, &j);
 }
 
 int nvtpm_execute_async(nvtpm *t, const uint8_t *cmd, size_t len, nvtpm_response_fn *cb,

@@ -115,6 +115,24 @@ bool nvtpm_is_powered(nvtpm *t);
  */
 int nvtpm_execute(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp, size_t *resp_len);
 
+/**
+ * nvtpm_execute() for a command whose response stays with the caller (a
+ * daemon's own TPM2_Startup): the state it changed is queued for the
+ * image but not waited for, so that the flush overlaps with what the
+ * caller does next.  Every later call that reaches the TPM (nvtpm_sync()
+ * included) first waits for those writes; if they failed, that call fails
+ * with their error (and, from nvtpm_execute(), a TPM_RC_FAILURE response),
+ * and the TPM is powered off: it never answers from a state the image
+ * does not hold.  Errors: those of nvtpm_execute() for the command itself.
+ */
+int nvtpm_execute_unsynced(nvtpm *t, const uint8_t *cmd, size_t len, uint8_t **resp,
+                           size_t *resp_len);
+
+/** Wait until every state change made so far is durable (see
+ *  nvtpm_execute_unsynced(); other calls wait before returning).  Errors:
+ *  the unsynced writes' failure, the device then being powered off. */
+int nvtpm_sync(nvtpm *t);
+
 /** Completion of nvtpm_execute_async: @errcode and @resp as
  *  nvtpm_execute() returns them; @resp is owned by the callback (free()).
  *  nvtpm_last_error() in the callback gives the message. */
