@@ -1872,24 +1872,10 @@ int main(int argc, char **argv)
     if (opt_daemon && daemonize(&ready_fd) < 0)
         return RC_FAIL;
 
-    r = open_tpm(open_flags, &d.tpm);
-    if (r < 0) {
-        fatal("cannot open image %s: %s%s", opt_image, lib_msg(r),
-              r == -EBUSY ? " (is another nvram-tpmd serving it?)" : "");
-        return RC_FAIL;
-    }
-    if (ts.mode_set && chmod(opt_image, ts.mode) < 0) {
-        fatal("--tpmstate: cannot set mode %04o on %s: %s", ts.mode, opt_image,
-              g_strerror(errno));
-        rc = RC_FAIL;
-    }
-    if (rc == RC_OK && !flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
-        fatal("cannot power the TPM on: %s", nvtpm_last_error());
-        rc = RC_FAIL;
-    }
-    if (rc == RC_OK && (flag_startup_clear || flag_startup_state) &&
-        startup_clear(&d, flag_startup_state) < 0)
-        rc = RC_FAIL;
+    /* Listen before the TPM is up, as swtpm does: a client that connects
+     * early waits in the backlog instead of polling for the port, and its
+     * first command is read as soon as the TPM can answer.  Readiness (the
+     * pid file, --daemon's parent exiting) still comes after. */
     for (guint i = 0; rc == RC_OK && i < d.endpoints->len; i++) {
         endpoint *e = g_ptr_array_index(d.endpoints, i);
 
@@ -1912,6 +1898,26 @@ int main(int argc, char **argv)
             rc = RC_FAIL;
         }
     }
+    if (rc == RC_OK) {
+        r = open_tpm(open_flags, &d.tpm);
+        if (r < 0) {
+            fatal("cannot open image %s: %s%s", opt_image, lib_msg(r),
+                  r == -EBUSY ? " (is another nvram-tpmd serving it?)" : "");
+            rc = RC_FAIL;
+        }
+    }
+    if (rc == RC_OK && ts.mode_set && chmod(opt_image, ts.mode) < 0) {
+        fatal("--tpmstate: cannot set mode %04o on %s: %s", ts.mode, opt_image,
+              g_strerror(errno));
+        rc = RC_FAIL;
+    }
+    if (rc == RC_OK && !flag_need_init && power_on(&d, "start") != TPM_SUCCESS) {
+        fatal("cannot power the TPM on: %s", nvtpm_last_error());
+        rc = RC_FAIL;
+    }
+    if (rc == RC_OK && (flag_startup_clear || flag_startup_state) &&
+        startup_clear(&d, flag_startup_state) < 0)
+        rc = RC_FAIL;
     if (rc == RC_OK && write_pid_file() < 0)
         rc = RC_FAIL;
     if (rc == RC_OK) {
@@ -1939,13 +1945,13 @@ int main(int argc, char **argv)
     /* Stop listening, drop the clients, drain the image. */
     g_ptr_array_set_size(d.endpoints, 0);
     g_ptr_array_set_size(d.conns, 0);
-    r = nvtpm_close(d.tpm);
+    r = d.tpm ? nvtpm_close(d.tpm) : 0;
     if (r < 0) {
         logm(L_ERR, "closing image %s: %s", opt_image, lib_msg(r));
         if (ready_fd >= 0)
             fatal("closing image %s: %s", opt_image, lib_msg(r));
         rc = RC_FAIL;
-    } else {
+    } else if (d.tpm) {
         logm(L_INFO, "image %s closed; %" PRIu64 " TPM commands served%s", opt_image,
              d.commands, d.failures ? ", some failed (see above)" : "");
     }
