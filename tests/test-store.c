@@ -135,6 +135,41 @@ static void test_clean_open_flushes_nothing(void)
     g_free(killed);
 }
 
+/* Replaying a run of 60 commits of one blob (no checkpoint between them:
+ * what a kill -9 leaves) writes each changed page once, not once per
+ * commit, and the blob reads as after the last commit. */
+static void test_replay_writes_each_page_once(void)
+{
+    static const tu_blob blobs[] = { { "dev/a", 1024 } };
+    const unsigned commits = 60;
+    int rc;
+    nvt_backend *mem = nvt_mem_backend_new(NULL, 0);
+    nvramtdb *db = tu_start(nvt_be_borrow(mem), 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    char value[32];
+    for (unsigned i = 0; i < commits; i++) {
+        g_snprintf(value, sizeof value, "value %u", i);
+        TU_OK(nvramtdb_write(db, "dev/a", value, strlen(value), 0, NULL, NULL));
+    }
+    size_t len;
+    uint8_t *killed = tu_mem_copy(mem, &len);
+    TU_OK(nvramtdb_close(db));
+    nvt_be_close(mem);
+
+    nvt_backend *fb = nvt_fault_backend_new(nvt_mem_backend_new(killed, len));
+    db = tu_start(nvt_be_borrow(fb), 0, blobs, 1, &rc);
+    g_assert_nonnull(db);
+    uint64_t ops = nvt_fault_op_count(fb);  /* pwrites and flushes of the start */
+    g_test_message("start replaying %u commits: %" G_GUINT64_FORMAT " writes and flushes",
+                   commits, ops);
+    g_assert_cmpuint(ops, >=, 3);           /* replayed: pages, flush, retire */
+    g_assert_cmpuint(ops, <, commits / 4);
+    tu_assert_blob(db, "dev/a", value, strlen(value));
+    TU_OK(nvramtdb_close(db));
+    nvt_be_close(fb);
+    g_free(killed);
+}
+
 /* Each of a commit's flushes fails once in turn (four in stock mode, one
  * with the journal), then each of its writes: the write fails, the blob
  * holds the old or the new value, and the next write works. */
@@ -284,6 +319,7 @@ int main(int argc, char **argv)
     g_test_add_func("/store/journal-commit-one-flush", test_journal_commit_costs_one_flush);
     g_test_add_func("/store/stock-commit-four-flushes", test_stock_commit_costs_four_flushes);
     g_test_add_func("/store/clean-open-flushes-nothing", test_clean_open_flushes_nothing);
+    g_test_add_func("/store/replay-writes-each-page-once", test_replay_writes_each_page_once);
     g_test_add_func("/store/failed-commit-recovers/journal", test_failed_commit_recovers_journal);
     g_test_add_func("/store/failed-commit-recovers/stock", test_failed_commit_recovers_stock);
     g_test_add_func("/store/reservation-outside-small-journal",
