@@ -63,16 +63,23 @@ export XDG_CONFIG_HOME
 start_swtpm() {
     uri=$1
     shift
-    next_port
-    swtpm socket --tpm2 --tpmstate "$uri" --server "type=tcp,port=$port" \
-        --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
-        "$@" >"$tmp/swtpm.log" 2>&1 &
-    swtpm_pid=$!
-    if ! wait_for "$swtpm_pid" swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g; then
-        show "$tmp/swtpm.log"
-        return 1
-    fi
-    set_tcti "$port"
+    for _ in 1 2 3 4 5 6 7 8; do
+        next_port
+        swtpm socket --tpm2 --tpmstate "$uri" --server "type=tcp,port=$port" \
+            --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
+            "$@" >"$tmp/swtpm.log" 2>&1 &
+        swtpm_pid=$!
+        if wait_for "$swtpm_pid" swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g; then
+            set_tcti "$port"
+            return 0
+        fi
+        kill -9 "$swtpm_pid" 2>/dev/null
+        wait "$swtpm_pid" 2>/dev/null
+        swtpm_pid=
+        port_taken "$tmp/swtpm.log" || break
+    done
+    show "$tmp/swtpm.log"
+    return 1
 }
 
 stop_swtpm() {
@@ -86,19 +93,25 @@ stop_swtpm() {
 # start_tpmd IMAGE: nvram-tpmd on IMAGE, with $tpmd_key_args (the image key).
 tpmd_key_args=
 start_tpmd() {
-    next_port
-    rm -f "$tmp/tpmd.pid"
-    # shellcheck disable=SC2086
-    "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
-        --log "file=$tmp/tpmd.log,level=2" $tpmd_key_args 2>"$tmp/tpmd.err" &
-    tpmd_pid=$!
-    if ! wait_for "$tpmd_pid" test -s "$tmp/tpmd.pid"; then
-        show "$tmp/tpmd.err"
-        return 1
-    fi
-    set_tcti "$port"
-    tpm2_startup -c >/dev/null 2>&1
-    return 0
+    for _ in 1 2 3 4 5 6 7 8; do
+        next_port
+        rm -f "$tmp/tpmd.pid"
+        # shellcheck disable=SC2086
+        "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
+            --log "file=$tmp/tpmd.log,level=2" $tpmd_key_args 2>"$tmp/tpmd.err" &
+        tpmd_pid=$!
+        if wait_for "$tpmd_pid" test -s "$tmp/tpmd.pid"; then
+            set_tcti "$port"
+            tpm2_startup -c >/dev/null 2>&1
+            return 0
+        fi
+        kill -9 "$tpmd_pid" 2>/dev/null
+        wait "$tpmd_pid" 2>/dev/null
+        tpmd_pid=
+        port_taken "$tmp/tpmd.err" || break
+    done
+    show "$tmp/tpmd.err"
+    return 1
 }
 
 stop_tpmd() {

@@ -69,6 +69,14 @@ next_port() {
     done
 }
 
+# port_taken FILE: whether a daemon's output FILE says its port was in
+# use.  next_port checks that a pair is free, but another test of a
+# parallel "make check" may bind it before our daemon does; the caller
+# then starts the daemon again on the next pair.
+port_taken() {
+    grep -qiE 'cannot listen|address already in use' "$1" 2>/dev/null
+}
+
 # wait_for PID CMD...: run CMD (output discarded) every 50 ms until it
 # succeeds, the sign that the daemon PID serves; 1 if PID exits first or
 # CMD still fails after 10 s.
