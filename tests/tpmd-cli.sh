@@ -158,8 +158,7 @@ td socket --print-states --tpmstate backend-uri=dir://"$dir" --tpm2
 json_check "print-states, no image yet: no states" "d == {'type': 'swtpm', 'states': []}"
 
 ctrl=$tmp/ctrl.sock
-for _ in 1 2 3 4 5 6 7 8; do
-    next_port
+start_cli() {
     $run "$tpmd" socket --tpm2 --tpmstate dir="$dir",mode=0640 \
         --server type=tcp,port="$port" \
         --ctrl type=unixio,path="$ctrl",mode=0600,uid="$(id -u)",gid="$(id -g)" \
@@ -167,13 +166,8 @@ for _ in 1 2 3 4 5 6 7 8; do
         --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
     tpmd_pid=$!
     set_tcti "$port"
-    served=false
-    wait_for "$tpmd_pid" tpm2_getrandom 8 && served=true && break
-    kill -9 "$tpmd_pid" 2>/dev/null
-    wait "$tpmd_pid" 2>/dev/null
-    port_taken "$tmp/tpmd.err" || break
-done
-if $served; then
+}
+if serve_on_free_port "$tmp/tpmd.err" start_cli tpm2_getrandom 8; then
     ok "swtpm's command line serves (TPM2_Startup(CLEAR) done by --flags)"
 else
     not_ok "swtpm's command line serves"
@@ -225,12 +219,6 @@ if command -v swtpm_ioctl >/dev/null 2>&1; then
 fi
 
 # ---- 5. backend-uri=file://, --terminate ----
-next_port
-$run "$tpmd" socket --tpm2 --tpmstate backend-uri=file://"$tmp/linear.img" \
-    --server type=tcp,port="$port" --ctrl type=tcp,port=$((port + 1)) --terminate \
-    --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
-tpmd_pid=$!
-set_tcti "$port"
 # one data connection: TPM2_GetRandom(8), then close
 getrandom_once() {
     python3 - "$1" <<'PY'
@@ -242,7 +230,15 @@ assert len(r) == 20 and r[6:10] == b"\0\0\0\0", r.hex()
 s.close()
 PY
 }
-if wait_for "$tpmd_pid" test -e "$tmp/linear.img" && wait_for "$tpmd_pid" getrandom_once "$port"; then
+getrandom_on_port() { getrandom_once "$port"; }
+start_terminate() {
+    $run "$tpmd" socket --tpm2 --tpmstate backend-uri=file://"$tmp/linear.img" \
+        --server type=tcp,port="$port" --ctrl type=tcp,port=$((port + 1)) --terminate \
+        --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
+    tpmd_pid=$!
+    set_tcti "$port"
+}
+if serve_on_free_port "$tmp/tpmd.err" start_terminate getrandom_on_port; then
     ok "backend-uri=file://PATH serves"
 else
     not_ok "backend-uri=file://PATH serves"
@@ -312,11 +308,13 @@ fi
 
 # ---- 6b. swtpm's short options: -p/--port N (a data channel only, closed
 # after each response) and -f/--fd N (a connected data socket) ----
-next_port
-$run "$tpmd" socket --tpm2 --tpmstate dir="$tmp/fd" -p "$port" \
-    --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
-tpmd_pid=$!
-if wait_for "$tpmd_pid" getrandom_once "$port" && python3 - "$port" >"$tmp/py.out" 2>&1 <<'PY'
+start_dash_p() {
+    $run "$tpmd" socket --tpm2 --tpmstate dir="$tmp/fd" -p "$port" \
+        --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
+    tpmd_pid=$!
+}
+if serve_on_free_port "$tmp/tpmd.err" start_dash_p getrandom_on_port &&
+    python3 - "$port" >"$tmp/py.out" 2>&1 <<'PY'
 import socket, sys
 port = int(sys.argv[1])
 s = socket.create_connection(("127.0.0.1", port))
@@ -432,13 +430,15 @@ else
         show "$tmp/setup4.log"
     fi
 
-    next_port
-    $run "$tpmd" socket --tpm2 --tpmstate dir="$mdir" --server type=tcp,port="$port" \
-        --ctrl type=tcp,port=$((port + 1)) --flags not-need-init,startup-clear \
-        2>"$tmp/tpmd.err" &
-    tpmd_pid=$!
-    set_tcti "$port"
-    wait_for "$tpmd_pid" tpm2_getrandom 4 || { not_ok "nvram-tpmd on the manufactured state"; show "$tmp/tpmd.err"; }
+    start_manufactured() {
+        $run "$tpmd" socket --tpm2 --tpmstate dir="$mdir" --server type=tcp,port="$port" \
+            --ctrl type=tcp,port=$((port + 1)) --flags not-need-init,startup-clear \
+            2>"$tmp/tpmd.err" &
+        tpmd_pid=$!
+        set_tcti "$port"
+    }
+    serve_on_free_port "$tmp/tpmd.err" start_manufactured tpm2_getrandom 4 ||
+        { not_ok "nvram-tpmd on the manufactured state"; show "$tmp/tpmd.err"; }
     if tpm2_nvread 0x01c00002 -C o -o "$tmp/ekcert.der" >/dev/null 2>"$tmp/err" &&
         python3 - "$tmp/ekcert.der" <<'PY'
 import sys

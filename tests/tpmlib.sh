@@ -77,6 +77,27 @@ port_taken() {
     grep -qiE 'cannot listen|address already in use' "$1" 2>/dev/null
 }
 
+# serve_on_free_port ERRFILE START READY...: next_port, then START (a
+# function that starts a daemon on $port in the background and sets
+# tpmd_pid), then wait_for READY...; when the daemon died because another
+# test took its port meanwhile (port_taken ERRFILE), again on the next
+# pair.  READY reads $port when it runs (a function, not "$port" as an
+# argument).  0 once READY succeeds; 1 otherwise, the daemon killed.
+serve_on_free_port() {
+    spf_err=$1
+    spf_start=$2
+    shift 2
+    for _ in 1 2 3 4 5 6 7 8; do
+        next_port
+        "$spf_start"
+        wait_for "$tpmd_pid" "$@" && return 0
+        kill -9 "$tpmd_pid" 2>/dev/null
+        wait "$tpmd_pid" 2>/dev/null
+        port_taken "$spf_err" || return 1
+    done
+    return 1
+}
+
 # wait_for PID CMD...: run CMD (output discarded) every 50 ms until it
 # succeeds, the sign that the daemon PID serves; 1 if PID exits first or
 # CMD still fails after 10 s.
