@@ -669,28 +669,21 @@ static int replay_check(void *opaque, uint64_t page, uint32_t offset G_GNUC_UNUS
 
 typedef struct replay_merge {
     nvt_image *img;
-    GHashTable *pages;    /* page number (guint64 *) -> NVT_PAGE_SIZE bytes */
+    GHashTable *pages;    /* page_table(): page -> its copy, changes applied */
 } replay_merge;
-
-static int cmp_page(const void *a, const void *b)
-{
-    guint64 x = **(guint64 *const *)a, y = **(guint64 *const *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Write the merged pages in page order and drop them. */
 static int replay_write_merged(replay_merge *m)
 {
-    guint n = 0;
-    gpointer *keys = g_hash_table_get_keys_as_array(m->pages, &n);
+    uint64_t *pages;
+    const uint8_t **data;
+    uint32_t n = sorted_pages(m->pages, &pages, &data);
     int r = 0;
-    qsort(keys, n, sizeof *keys, cmp_page);
-    for (guint i = 0; r == 0 && i < n; i++) {
-        guint64 page = *(guint64 *)keys[i];
-        r = nvt_be_pwrite(m->img->be, g_hash_table_lookup(m->pages, keys[i]), NVT_PAGE_SIZE,
-                          m->img->sb.tdb_offset + page * NVT_PAGE_SIZE);
-    }
-    g_free(keys);
+    for (uint32_t i = 0; r == 0 && i < n; i++)
+        r = nvt_be_pwrite(m->img->be, data[i], NVT_PAGE_SIZE,
+                          m->img->sb.tdb_offset + pages[i] * NVT_PAGE_SIZE);
+    g_free(pages);
+    g_free(data);
     g_hash_table_remove_all(m->pages);
     return r;
 }
@@ -699,8 +692,7 @@ static int replay_page(void *opaque, uint64_t page, uint32_t offset, const uint8
                        uint32_t length)
 {
     replay_merge *m = opaque;
-    guint64 key = page;
-    uint8_t *copy = g_hash_table_lookup(m->pages, &key);
+    uint8_t *copy = g_hash_table_lookup(m->pages, &page);
     if (!copy) {
         int r = 0;
         if (g_hash_table_size(m->pages) >= REPLAY_MAX_PAGES)
@@ -713,7 +705,7 @@ static int replay_page(void *opaque, uint64_t page, uint32_t offset, const uint8
             g_free(copy);
             return r;
         }
-        g_hash_table_insert(m->pages, g_memdup2(&key, sizeof key), copy);
+        g_hash_table_insert(m->pages, g_memdup2(&page, sizeof page), copy);
     }
     memcpy(copy + offset, data, length);
     return 0;
@@ -723,7 +715,7 @@ static int replay_run(nvt_journal *j, nvt_image *img)
 {
     replay_merge m = {
         .img = img,
-        .pages = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free),
+        .pages = page_table(),
     };
     int r = nvt_journal_replay(j, replay_page, &m);
     if (r == 0)
