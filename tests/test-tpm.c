@@ -469,6 +469,46 @@ static void test_volatile_state_single_use(fixture *f, gconstpointer data)
     g_assert_cmphex(xfer(f->t, &c, &f->r), ==, RC_SUCCESS);
 }
 
+/* A TPM on @fault (open with @open_flags, powered on, started) whose
+ * index NV_INDEX_BASE holds @old_value (@len bytes). */
+static nvtpm *tpm_with_old_value(nvt_backend *fault, unsigned open_flags, rsp *r,
+                                 const uint8_t *old_value, uint16_t len)
+{
+    nvramtdb *db = NULL;
+    nvtpm *t = NULL;
+    TU_OK(nvt_open_backend(fault, open_flags, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, r);
+    nv_define(t, r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, len);
+    nv_write(t, r, NV_INDEX_BASE, old_value, len);
+    return t;
+}
+
+/* Reopen the bytes @inner holds (@open_flags): a healthy image whose index
+ * holds @new_value (returns true) or else @old_value, never a mix. */
+static bool reopened_holds_new_value(nvt_backend *inner, unsigned open_flags, rsp *r,
+                                     const uint8_t *old_value, const uint8_t *new_value,
+                                     uint16_t len)
+{
+    nvramtdb *db = NULL;
+    nvtpm *t = NULL;
+    tpm2_cmdbuf c;
+    TU_OK(nvt_open_backend(nvt_be_borrow(inner), open_flags, &db));
+    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
+    tu_assert_healthy(nvtpm_image(t));
+    TU_OK(nvtpm_power_on(t));
+    startup(t, r);
+    tpm2_cmd_nv_read(&c, NV_INDEX_BASE, NV_INDEX_BASE, len, 0);
+    XFER_OK(t, &c, r);
+    g_assert_cmpuint(tpm2_get16(r->buf + 14), ==, len);
+    bool kept = memcmp(r->buf + 16, new_value, len) == 0;
+    if (!kept)
+        g_assert_cmpmem(r->buf + 16, len, old_value, len);
+    TU_OK(nvtpm_close(t));
+    return kept;
+}
+
 /* A storage failure while an NV-changing command stores the state: an
  * EIO injected once at the @n-th pwrite or flush (@on) from the start of
  * NV_Write's commit.  Returns false once the command completes before
@@ -479,20 +519,13 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
 {
     nvt_backend *inner = nvt_mem_backend_new(NULL, 0);
     nvt_backend *fault = nvt_fault_backend_new(nvt_be_borrow(inner));
-    nvramtdb *db = NULL;
-    nvtpm *t = NULL;
     rsp r = { 0 };
     uint8_t old_value[32], new_value[32];
     tpm2_cmdbuf c;
 
-    TU_OK(nvt_open_backend(fault, open_flags, &db));
-    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
-    TU_OK(nvtpm_power_on(t));
-    startup(t, &r);
     tu_fill(old_value, sizeof old_value, 11);
     tu_fill(new_value, sizeof new_value, 12);
-    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof old_value);
-    nv_write(t, &r, NV_INDEX_BASE, old_value, sizeof old_value);
+    nvtpm *t = tpm_with_old_value(fault, open_flags, &r, old_value, sizeof old_value);
 
     nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, on, n, EIO);
     tpm2_cmd_nv_write(&c, NV_INDEX_BASE, NV_INDEX_BASE, new_value, sizeof new_value, 0);
@@ -533,18 +566,8 @@ static bool storage_fault_run(unsigned open_flags, nvt_fault_ops on, uint64_t n,
     /* The bytes left behind: a healthy image holding the old value or,
      * if the fault hit the end of the commit (nvramtdb_write()'s
      * contract), the new one — never a mix. */
-    TU_OK(nvt_open_backend(nvt_be_borrow(inner), open_flags, &db));
-    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
-    tu_assert_healthy(nvtpm_image(t));
-    TU_OK(nvtpm_power_on(t));
-    startup(t, &r);
-    tpm2_cmd_nv_read(&c, NV_INDEX_BASE, NV_INDEX_BASE, sizeof old_value, 0);
-    XFER_OK(t, &c, &r);
-    g_assert_cmpuint(tpm2_get16(r.buf + 14), ==, sizeof old_value);
-    *new_value_kept = memcmp(r.buf + 16, new_value, sizeof new_value) == 0;
-    if (!*new_value_kept)
-        g_assert_cmpmem(r.buf + 16, sizeof old_value, old_value, sizeof old_value);
-    TU_OK(nvtpm_close(t));
+    *new_value_kept = reopened_holds_new_value(inner, open_flags, &r, old_value, new_value,
+                                               sizeof old_value);
     nvt_be_close(inner);
     free(r.buf);
     return true;
@@ -611,21 +634,14 @@ static void unsynced_run(bool fail, bool explicit_sync)
 {
     nvt_backend *inner = nvt_mem_backend_new(NULL, 0);
     nvt_backend *fault = nvt_fault_backend_new(nvt_be_borrow(inner));
-    nvramtdb *db = NULL;
-    nvtpm *t = NULL;
     rsp r = { 0 };
     uint8_t old_value[32], new_value[32], *resp = NULL;
     size_t resp_len = 0;
     tpm2_cmdbuf c;
 
-    TU_OK(nvt_open_backend(fault, 0, &db));
-    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
-    TU_OK(nvtpm_power_on(t));
-    startup(t, &r);
     tu_fill(old_value, sizeof old_value, 21);
     tu_fill(new_value, sizeof new_value, 22);
-    nv_define(t, &r, NV_INDEX_BASE, NV_AUTHWRITE | NV_AUTHREAD, sizeof old_value);
-    nv_write(t, &r, NV_INDEX_BASE, old_value, sizeof old_value);
+    nvtpm *t = tpm_with_old_value(fault, 0, &r, old_value, sizeof old_value);
 
     if (fail)
         nvt_fault_arm(fault, NVT_FAULT_TRANSIENT, NVT_FAULT_ON_FLUSH, 1, EIO);
@@ -665,20 +681,9 @@ static void unsynced_run(bool fail, bool explicit_sync)
     g_free(logged);
     TU_OK(nvtpm_close(t));
 
-    TU_OK(nvt_open_backend(nvt_be_borrow(inner), 0, &db));
-    TU_OK(nvtpm_open_handle(db, "tpm0", &t));
-    tu_assert_healthy(nvtpm_image(t));
-    TU_OK(nvtpm_power_on(t));
-    startup(t, &r);
-    tpm2_cmd_nv_read(&c, NV_INDEX_BASE, NV_INDEX_BASE, sizeof old_value, 0);
-    XFER_OK(t, &c, &r);
-    g_assert_cmpuint(tpm2_get16(r.buf + 14), ==, sizeof old_value);
-    bool kept = memcmp(r.buf + 16, new_value, sizeof new_value) == 0;
+    bool kept = reopened_holds_new_value(inner, 0, &r, old_value, new_value, sizeof old_value);
     if (!fail)
         g_assert_true(kept);
-    else if (!kept)
-        g_assert_cmpmem(r.buf + 16, sizeof old_value, old_value, sizeof old_value);
-    TU_OK(nvtpm_close(t));
     nvt_be_close(inner);
     free(r.buf);
 }
