@@ -59,25 +59,22 @@ check() {   # check DESCRIPTION CMD...
 XDG_CONFIG_HOME=$tmp
 export XDG_CONFIG_HOME
 
+# swtpm_on_port DIR-OR-URI [ARGS...]: swtpm on $port and $port+1.
+swtpm_on_port() {
+    swtpm_uri=$1
+    shift
+    swtpm socket --tpm2 --tpmstate "$swtpm_uri" --server "type=tcp,port=$port" \
+        --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
+        "$@" >"$tmp/swtpm.log" 2>&1 &
+    swtpm_pid=$!
+}
+swtpm_ctrl_answers() { swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g; }
 # start_swtpm DIR-OR-URI [ARGS...]: swtpm on a TCP pair, TPM started.
 start_swtpm() {
-    uri=$1
-    shift
-    for _ in 1 2 3 4 5 6 7 8; do
-        next_port
-        swtpm socket --tpm2 --tpmstate "$uri" --server "type=tcp,port=$port" \
-            --ctrl "type=tcp,port=$((port + 1))" --flags not-need-init,startup-clear \
-            "$@" >"$tmp/swtpm.log" 2>&1 &
-        swtpm_pid=$!
-        if wait_for "$swtpm_pid" swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g; then
-            set_tcti "$port"
-            return 0
-        fi
-        kill -9 "$swtpm_pid" 2>/dev/null
-        wait "$swtpm_pid" 2>/dev/null
-        swtpm_pid=
-        port_taken "$tmp/swtpm.log" || break
-    done
+    if serve_on_free_port "$tmp/swtpm.log" swtpm_pid swtpm_ctrl_answers swtpm_on_port "$@"; then
+        set_tcti "$port"
+        return 0
+    fi
     show "$tmp/swtpm.log"
     return 1
 }
@@ -89,27 +86,24 @@ stop_swtpm() {
     swtpm_pid=
 }
 
-# start_tpmd IMAGE: nvram-tpmd on the image, TPM2_Startup done.
-# start_tpmd IMAGE: nvram-tpmd on IMAGE, with $tpmd_key_args (the image key).
+# tpmd_on_port IMAGE: nvram-tpmd on IMAGE and $port, with $tpmd_key_args
+# (the image key).
 tpmd_key_args=
+tpmd_on_port() {
+    rm -f "$tmp/tpmd.pid"
+    # shellcheck disable=SC2086
+    "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
+        --log "file=$tmp/tpmd.log,level=2" $tpmd_key_args 2>"$tmp/tpmd.err" &
+    tpmd_pid=$!
+}
+tpmd_pid_written() { test -s "$tmp/tpmd.pid"; }
+# start_tpmd IMAGE: nvram-tpmd on IMAGE, TPM2_Startup done.
 start_tpmd() {
-    for _ in 1 2 3 4 5 6 7 8; do
-        next_port
-        rm -f "$tmp/tpmd.pid"
-        # shellcheck disable=SC2086
-        "$tpmd" --image "$1" --tcp-port "$port" --pid-file "$tmp/tpmd.pid" \
-            --log "file=$tmp/tpmd.log,level=2" $tpmd_key_args 2>"$tmp/tpmd.err" &
-        tpmd_pid=$!
-        if wait_for "$tpmd_pid" test -s "$tmp/tpmd.pid"; then
-            set_tcti "$port"
-            tpm2_startup -c >/dev/null 2>&1
-            return 0
-        fi
-        kill -9 "$tpmd_pid" 2>/dev/null
-        wait "$tpmd_pid" 2>/dev/null
-        tpmd_pid=
-        port_taken "$tmp/tpmd.err" || break
-    done
+    if serve_on_free_port "$tmp/tpmd.err" tpmd_pid tpmd_pid_written tpmd_on_port "$1"; then
+        set_tcti "$port"
+        tpm2_startup -c >/dev/null 2>&1
+        return 0
+    fi
     show "$tmp/tpmd.err"
     return 1
 }

@@ -167,7 +167,7 @@ start_cli() {
     tpmd_pid=$!
     set_tcti "$port"
 }
-if serve_on_free_port "$tmp/tpmd.err" start_cli tpm2_getrandom 8; then
+if serve_on_free_port "$tmp/tpmd.err" tpmd_pid "tpm2_getrandom 8" start_cli; then
     ok "swtpm's command line serves (TPM2_Startup(CLEAR) done by --flags)"
 else
     not_ok "swtpm's command line serves"
@@ -238,7 +238,7 @@ start_terminate() {
     tpmd_pid=$!
     set_tcti "$port"
 }
-if serve_on_free_port "$tmp/tpmd.err" start_terminate getrandom_on_port; then
+if serve_on_free_port "$tmp/tpmd.err" tpmd_pid getrandom_on_port start_terminate; then
     ok "backend-uri=file://PATH serves"
 else
     not_ok "backend-uri=file://PATH serves"
@@ -313,7 +313,7 @@ start_dash_p() {
         --flags not-need-init,startup-clear 2>"$tmp/tpmd.err" &
     tpmd_pid=$!
 }
-if serve_on_free_port "$tmp/tpmd.err" start_dash_p getrandom_on_port &&
+if serve_on_free_port "$tmp/tpmd.err" tpmd_pid getrandom_on_port start_dash_p &&
     python3 - "$port" >"$tmp/py.out" 2>&1 <<'PY'
 import socket, sys
 port = int(sys.argv[1])
@@ -437,7 +437,7 @@ else
         tpmd_pid=$!
         set_tcti "$port"
     }
-    serve_on_free_port "$tmp/tpmd.err" start_manufactured tpm2_getrandom 4 ||
+    serve_on_free_port "$tmp/tpmd.err" tpmd_pid "tpm2_getrandom 4" start_manufactured ||
         { not_ok "nvram-tpmd on the manufactured state"; show "$tmp/tpmd.err"; }
     if tpm2_nvread 0x01c00002 -C o -o "$tmp/ekcert.der" >/dev/null 2>"$tmp/err" &&
         python3 - "$tmp/ekcert.der" <<'PY'

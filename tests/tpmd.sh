@@ -65,27 +65,21 @@ tool_run() {
 
 # ---- starting and stopping the daemon ---------------------------------------
 
+tpmd_on_port() {
+    rm -f "$tmp/pid"
+    "$tpmd" --image "$img" --tcp-port "$port" --pid-file "$tmp/pid" \
+        --log "file=$tmp/tpmd.log,level=2" "$@" 2>"$tmp/tpmd.err" &
+    tpmd_pid=$!
+}
+tpmd_pid_written() { test -s "$tmp/pid"; }
 # start_tpmd [ARGS...]: start the daemon on $img in the background with
 # data on $port and control on $port+1; waits until it serves (its pid
 # file appears).  Sets tpmd_pid and TPM2TOOLS_TCTI.
 start_tpmd() {
-    tries=0
-    while [ "$tries" -lt 8 ]; do
-        tries=$((tries + 1))
-        next_port
-        rm -f "$tmp/pid"
-        "$tpmd" --image "$img" --tcp-port "$port" --pid-file "$tmp/pid" \
-            --log "file=$tmp/tpmd.log,level=2" "$@" 2>"$tmp/tpmd.err" &
-        tpmd_pid=$!
-        if wait_for "$tpmd_pid" test -s "$tmp/pid"; then
-            set_tcti "$port"
-            return 0
-        fi
-        kill -9 "$tpmd_pid" 2>/dev/null
-        wait "$tpmd_pid" 2>/dev/null
-        tpmd_pid=
-        grep -q 'cannot listen' "$tmp/tpmd.err" || break
-    done
+    if serve_on_free_port "$tmp/tpmd.err" tpmd_pid tpmd_pid_written tpmd_on_port "$@"; then
+        set_tcti "$port"
+        return 0
+    fi
     show "$tmp/tpmd.err"
     return 1
 }

@@ -77,22 +77,28 @@ port_taken() {
     grep -qiE 'cannot listen|address already in use' "$1" 2>/dev/null
 }
 
-# serve_on_free_port ERRFILE START READY...: next_port, then START (a
-# function that starts a daemon on $port in the background and sets
-# tpmd_pid), then wait_for READY...; when the daemon died because another
-# test took its port meanwhile (port_taken ERRFILE), again on the next
-# pair.  READY reads $port when it runs (a function, not "$port" as an
-# argument).  0 once READY succeeds; 1 otherwise, the daemon killed.
+# serve_on_free_port ERRFILE PIDVAR READY START [ARGS...]: next_port,
+# then START ARGS... (a function that starts a daemon on $port in the
+# background and sets the variable named PIDVAR), then wait_for READY (a
+# command line of words; a function when it needs $port or a quoted path);
+# when the daemon died because another test took its port meanwhile
+# (port_taken ERRFILE), again on the next pair.  0 once READY succeeds; 1
+# otherwise, the daemon killed and PIDVAR emptied.
 serve_on_free_port() {
     spf_err=$1
-    spf_start=$2
-    shift 2
+    spf_pidvar=$2
+    spf_ready=$3
+    spf_start=$4
+    shift 4
     for _ in 1 2 3 4 5 6 7 8; do
         next_port
-        "$spf_start"
-        wait_for "$tpmd_pid" "$@" && return 0
-        kill -9 "$tpmd_pid" 2>/dev/null
-        wait "$tpmd_pid" 2>/dev/null
+        "$spf_start" "$@"
+        eval "spf_pid=\$$spf_pidvar"
+        # shellcheck disable=SC2086 # READY is split into its words
+        wait_for "$spf_pid" $spf_ready && return 0
+        kill -9 "$spf_pid" 2>/dev/null
+        wait "$spf_pid" 2>/dev/null
+        eval "$spf_pidvar="
         port_taken "$spf_err" || return 1
     done
     return 1
